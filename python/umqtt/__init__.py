@@ -1,0 +1,254 @@
+"""umqtt: the QuecPython / MicroPython ``umqtt`` MQTT client API for CPython, on a Rust core.
+
+``from umqtt import MQTTClient`` is the QuecPython dialect (the device's ``umqtt.py``).
+Every socket, timer and packet lives in the native core (``umqtt._native``, rumqttc on tokio);
+this module only chooses return values, exceptions and callback policy, as the device does.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from typing import Any, Callable, Optional, Union
+
+from . import _native
+from ._native import MQTTConnectError, MQTTConnectionLost, MQTTException, MQTTTimeout
+
+__all__ = [
+    "MQTTClient",
+    "MQTTConnectError",
+    "MQTTConnectionLost",
+    "MQTTException",
+    "MQTTTimeout",
+]
+__version__: str = _native.__version__
+
+log = logging.getLogger("umqtt")
+
+Text = Union[str, bytes]
+Payload = Union[str, bytes, bytearray, memoryview]
+MessageCallback = Callable[[bytes, bytes], Any]
+ErrorCallback = Callable[[str], Any]
+
+_KEEPALIVE_TOO_SHORT = "inport parameter error : keepalive >= 5S"  # the device's text, verbatim
+_NOTICE_POLL_SECONDS = 0.5
+
+
+def _require_callable(f: object, what: str) -> None:
+    if not callable(f):
+        raise TypeError(f"{what} must be callable, not {type(f).__name__}")
+
+
+def _check_version(version: object) -> None:
+    if version == 3:
+        raise ValueError("version=3 (MQTT 3.1) is not supported: use version=4 (MQTT 3.1.1)")
+    if version != 4:
+        raise ValueError(f"version must be 4 (MQTT 3.1.1), not {version!r}")
+
+
+class MQTTClient:
+    """An MQTT 3.1.1 client with the QuecPython ``umqtt.MQTTClient`` API.
+
+    Differences from the device are deliberate and documented in the README: server
+    certificates are verified, QoS 2 works, ``publish``/``subscribe`` return True/False.
+    """
+
+    CONNECTEXCE = -1
+    CONNECTSUCCESS = 0
+    ARECONNECT = 1
+    SEVCLOSE = 2
+    DELAY = 2
+    DEBUG = False
+
+    def __init__(
+        self,
+        client_id: Text,
+        server: Text,
+        port: Union[int, str] = 0,
+        user: Optional[Text] = None,
+        password: Optional[Text] = None,
+        keepalive: int = 60,
+        ssl: bool = False,
+        ssl_params: Optional[dict[str, Any]] = {},  # noqa: B006 - the device's signature
+        reconn: bool = True,
+        version: int = 4,
+        pingmaxnum: int = 0,
+        manage: bool = False,
+        ipvtype: int = 0,
+        *,
+        connect_timeout: float = 20.0,
+        ack_timeout: float = 10.0,
+        max_packet_size: int = 16 * 1024 * 1024,
+        reconnect_delay: float = 1.0,
+        reconnect_max_delay: float = 30.0,
+    ) -> None:
+        if isinstance(keepalive, int) and 0 < keepalive < 5:
+            raise ValueError(_KEEPALIVE_TOO_SHORT)
+        _check_version(version)
+        self._core = _native.Client(
+            client_id,
+            server,
+            port,
+            user=user,
+            password=password,
+            keepalive=keepalive,
+            tls=bool(ssl),
+            reconnect=bool(reconn),
+            connect_timeout=connect_timeout,
+            ack_timeout=ack_timeout,
+            max_packet_size=max_packet_size,
+            reconnect_delay=reconnect_delay,
+            reconnect_max_delay=reconnect_max_delay,
+        )
+        self.client_id = client_id
+        self.server = server
+        self.port = self._core.port
+        self.keepalive = keepalive
+        self.ssl = ssl
+        self.ssl_params = ssl_params
+        self.reconn = reconn
+        self.version = version
+        self.pingmaxnum = pingmaxnum
+        self.manage = manage
+        self.ipvtype = ipvtype
+        self.cb: Optional[MessageCallback] = None
+        self.error_callback: Optional[ErrorCallback] = None
+        self._deliver: MessageCallback = _drop_without_callback
+        self._notifier: Optional[threading.Thread] = None
+        self._ended_by_user = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<umqtt.MQTTClient client_id={self._core.client_id!r} "
+            f"server='{self._core.server}:{self.port}' state={self._core.state!r}>"
+        )
+
+    def set_callback(self, f: MessageCallback) -> None:
+        """``f(topic: bytes, msg: bytes)`` runs on the thread that calls wait_msg()/check_msg()."""
+        _require_callable(f, "callback")
+        self.cb = f
+        self._deliver = _logging_exceptions(f)
+
+    def error_register_cb(self, f: ErrorCallback) -> None:
+        """``f(text)`` gets "reconnect_start", "reconnect_success" or, with reconn=False, the error."""
+        _require_callable(f, "error callback")
+        self.error_callback = f
+        if self._notifier is None:
+            self._notifier = threading.Thread(
+                target=_relay_notices, args=(weakref.ref(self),), name="umqtt-notices", daemon=True
+            )
+            self._notifier.start()
+
+    def set_last_will(self, topic: Text, msg: Payload, retain: bool = False, qos: int = 0) -> None:
+        self._core.set_will(topic, msg, bool(retain), qos)
+
+    def connect(self, clean_session: bool = True) -> int:
+        """Connects; returns the session-present flag. Raises MQTTConnectError (a ValueError)."""
+        self._ended_by_user = False
+        return int(self._core.connect(bool(clean_session)))
+
+    def publish(self, topic: Text, msg: Payload, retain: bool = False, qos: int = 0) -> bool:
+        """True once QoS 0 is queued, QoS 1 PUBACKed or QoS 2 PUBCOMPed; False on a link failure."""
+        try:
+            self._core.publish(topic, msg, qos, bool(retain))
+        except (MQTTConnectionLost, MQTTTimeout) as e:
+            log.warning("publish to %r failed: %s", topic, e)
+            return False
+        return True
+
+    def subscribe(self, topic: Text, qos: int = 0) -> bool:
+        """True when the broker grants the subscription; False on refusal or timeout (logged)."""
+        if self.cb is None:
+            raise AssertionError("Subscribe callback is not set")
+        try:
+            code = self._core.subscribe(topic, qos)
+        except (MQTTConnectionLost, MQTTTimeout) as e:
+            log.warning("subscribe to %r failed: %s", topic, e)
+            return False
+        if code == 0x80:
+            log.warning("the broker refused the subscription to %r (SUBACK 0x80)", topic)
+            return False
+        return True
+
+    def unsubscribe(self, topic: Text) -> bool:
+        """True on UNSUBACK; the topic is not re-subscribed after a reconnect either way."""
+        try:
+            self._core.unsubscribe(topic)
+        except (MQTTConnectionLost, MQTTTimeout) as e:
+            log.warning("unsubscribe from %r failed: %s", topic, e)
+            return False
+        return True
+
+    def check_msg(self) -> None:
+        """Delivers every message that has arrived to the callback; never blocks."""
+        self._deliver_messages(timeout=0.0)
+
+    def wait_msg(self) -> None:
+        """Blocks until at least one message was delivered (with reconn=True, across reconnects)."""
+        self._deliver_messages(timeout=None)
+
+    def _deliver_messages(self, timeout: Optional[float]) -> None:
+        try:
+            self._core.deliver(self._deliver, timeout)
+        except MQTTConnectionLost:
+            if self._ended_by_user:
+                return  # the device returns None after disconnect()
+            raise
+
+    def ping(self) -> None:
+        """The core sends PINGREQ every keepalive in the background; this checks the link."""
+        if self._core.mqttsta() in (self.CONNECTEXCE, self.SEVCLOSE):
+            raise MQTTConnectionLost(f"not connected (state: {self._core.state})")
+
+    def get_mqttsta(self) -> int:
+        """0 connected, 1 connecting, 2 closed by the server, -1 error or disconnected."""
+        return self._core.mqttsta()
+
+    def disconnect(self) -> None:
+        """Sends what was queued, then DISCONNECT (no will). Never raises."""
+        self._ended_by_user = True
+        try:
+            self._core.disconnect()
+        except Exception as e:
+            log.warning("disconnect failed: %s", e)
+
+    def close(self) -> None:
+        """Drops the connection without DISCONNECT: the broker publishes the will."""
+        self._ended_by_user = True
+        self._core.close()
+
+
+def _logging_exceptions(callback: MessageCallback) -> MessageCallback:
+    """The device logs a callback's exception and goes on; so do we."""
+
+    def deliver(topic: bytes, msg: bytes) -> None:
+        try:
+            callback(topic, msg)
+        except Exception:
+            log.exception("the message callback raised on topic %r; the client goes on", topic)
+
+    return deliver
+
+
+def _drop_without_callback(topic: bytes, msg: bytes) -> None:
+    log.warning("message on %r dropped: no callback set (call set_callback())", topic)
+
+
+def _relay_notices(client_ref: weakref.ReferenceType[MQTTClient]) -> None:
+    """Runs the error callback on its own daemon thread, as the device's ping thread does."""
+    while True:
+        client = client_ref()
+        if client is None:
+            return
+        core = client._core
+        del client
+        text = core.next_notice(_NOTICE_POLL_SECONDS)
+        client = client_ref()
+        if text is None or client is None or client.error_callback is None:
+            continue
+        try:
+            client.error_callback(text)
+        except Exception:
+            log.exception("the error callback raised")
+        del client

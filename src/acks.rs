@@ -1,0 +1,214 @@
+//! Matching rumqttc's events to the callers waiting for them.
+//!
+//! rumqttc's `publish`/`subscribe` return no packet id: the id is chosen inside the event loop and
+//! only shows up as `Outgoing::Publish(pkid)` (or `AwaitAck(pkid)` on an id collision). Requests
+//! leave the request channel in order, so the callers that sent requests wait in per-kind FIFOs
+//! (the `Outbox`, filled under the same lock as the channel send) and are bound to a packet id
+//! when the driver sees a *fresh* outgoing event: one produced by a request taken from the channel,
+//! not a replay from `pending`, not a collision release, not a stale buffered event.
+
+use std::collections::{HashMap, VecDeque};
+
+use tokio::sync::oneshot;
+
+use crate::errors::DriverError;
+
+/// What a completed request reports back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ack {
+    /// PUBACK (QoS 1) or PUBCOMP (QoS 2) arrived.
+    Published,
+    /// SUBACK arrived with this return code (0, 1, 2 granted; 0x80 refused).
+    Subscribed(u8),
+    /// UNSUBACK arrived.
+    Unsubscribed,
+}
+
+pub type Reply = oneshot::Sender<Result<Ack, DriverError>>;
+pub type ReplyReceiver = oneshot::Receiver<Result<Ack, DriverError>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Publish,
+    Subscribe,
+    Unsubscribe,
+}
+
+/// Requests handed to rumqttc whose packet id is not known yet, and whether new requests may be
+/// handed over at all (only while a connection is up, so nothing waits in rumqttc's queue across
+/// an outage, where it would be dropped silently).
+#[derive(Default)]
+pub struct Outbox {
+    pub open: bool,
+    publishes: VecDeque<Reply>,
+    subscribes: VecDeque<Reply>,
+    unsubscribes: VecDeque<Reply>,
+}
+
+impl Outbox {
+    pub fn push(&mut self, kind: Kind, reply: Reply) {
+        self.queue(kind).push_back(reply);
+    }
+
+    /// Forgets the newest request of `kind`: its send to rumqttc failed.
+    pub fn pop_newest(&mut self, kind: Kind) {
+        self.queue(kind).pop_back();
+    }
+
+    fn queue(&mut self, kind: Kind) -> &mut VecDeque<Reply> {
+        match kind {
+            Kind::Publish => &mut self.publishes,
+            Kind::Subscribe => &mut self.subscribes,
+            Kind::Unsubscribe => &mut self.unsubscribes,
+        }
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = Reply> + '_ {
+        self.publishes
+            .drain(..)
+            .chain(self.subscribes.drain(..))
+            .chain(self.unsubscribes.drain(..))
+    }
+}
+
+/// Requests with a known packet id, waiting for their acknowledgement. Owned by the driver.
+#[derive(Default)]
+pub struct AckTable {
+    bound: HashMap<(Kind, u16), Reply>,
+    /// Publishes whose packet id collided with an unacknowledged one; sent when that is acked.
+    parked: HashMap<u16, VecDeque<Reply>>,
+}
+
+impl AckTable {
+    /// An `Outgoing::Publish/Subscribe/Unsubscribe(pkid)` event.
+    pub fn on_outgoing(&mut self, kind: Kind, pkid: u16, fresh: bool, outbox: &mut Outbox) {
+        if kind == Kind::Publish && pkid == 0 {
+            return; // QoS 0: nothing to wait for.
+        }
+        let reply = if fresh {
+            outbox.queue(kind).pop_front()
+        } else if kind == Kind::Publish {
+            // A parked publish is released by the ack of its id; otherwise this is a replay.
+            self.parked.get_mut(&pkid).and_then(VecDeque::pop_front)
+        } else {
+            None
+        };
+        if let Some(reply) = reply {
+            if let Some(stale) = self.bound.insert((kind, pkid), reply) {
+                let _ = stale.send(Err(DriverError::ConnectionLost(
+                    "packet id reused before its acknowledgement".into(),
+                )));
+            }
+        }
+    }
+
+    /// An `Outgoing::AwaitAck(pkid)` event: a fresh publish collided with an unacknowledged id.
+    pub fn on_collision(&mut self, pkid: u16, fresh: bool, outbox: &mut Outbox) {
+        if !fresh {
+            return;
+        }
+        if let Some(reply) = outbox.publishes.pop_front() {
+            self.parked.entry(pkid).or_default().push_back(reply);
+        }
+    }
+
+    /// An acknowledgement arrived; returns false when nobody was waiting for it.
+    pub fn on_ack(&mut self, kind: Kind, pkid: u16, ack: Ack) -> bool {
+        match self.bound.remove(&(kind, pkid)) {
+            Some(reply) => {
+                let _ = reply.send(Ok(ack));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The link failed or closed: every waiter learns it now, instead of waiting for its timeout.
+    pub fn fail_all(&mut self, outbox: &mut Outbox, error: &DriverError) {
+        let parked = self.parked.drain().flat_map(|(_, replies)| replies);
+        let bound = self.bound.drain().map(|(_, reply)| reply);
+        for reply in bound.chain(parked).chain(outbox.drain()) {
+            let _ = reply.send(Err(error.clone()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiter(outbox: &mut Outbox, kind: Kind) -> ReplyReceiver {
+        let (tx, rx) = oneshot::channel();
+        outbox.push(kind, tx);
+        rx
+    }
+
+    fn outcome(rx: &mut ReplyReceiver) -> Option<Result<Ack, DriverError>> {
+        rx.try_recv().ok()
+    }
+
+    #[test]
+    fn fresh_events_bind_in_request_order() {
+        let (mut table, mut outbox) = (AckTable::default(), Outbox::default());
+        let mut first = waiter(&mut outbox, Kind::Publish);
+        let mut second = waiter(&mut outbox, Kind::Publish);
+        table.on_outgoing(Kind::Publish, 7, true, &mut outbox);
+        table.on_outgoing(Kind::Publish, 8, true, &mut outbox);
+        assert!(table.on_ack(Kind::Publish, 8, Ack::Published));
+        assert_eq!(outcome(&mut second), Some(Ok(Ack::Published)));
+        assert_eq!(outcome(&mut first), None);
+        assert!(table.on_ack(Kind::Publish, 7, Ack::Published));
+        assert_eq!(outcome(&mut first), Some(Ok(Ack::Published)));
+    }
+
+    #[test]
+    fn replays_and_qos0_do_not_consume_waiters() {
+        let (mut table, mut outbox) = (AckTable::default(), Outbox::default());
+        let mut pending = waiter(&mut outbox, Kind::Publish);
+        table.on_outgoing(Kind::Publish, 0, true, &mut outbox);
+        table.on_outgoing(Kind::Publish, 3, false, &mut outbox);
+        assert!(!table.on_ack(Kind::Publish, 3, Ack::Published));
+        table.on_outgoing(Kind::Publish, 4, true, &mut outbox);
+        assert!(table.on_ack(Kind::Publish, 4, Ack::Published));
+        assert_eq!(outcome(&mut pending), Some(Ok(Ack::Published)));
+    }
+
+    #[test]
+    fn kinds_share_packet_ids_without_confusion() {
+        let (mut table, mut outbox) = (AckTable::default(), Outbox::default());
+        let mut publish = waiter(&mut outbox, Kind::Publish);
+        let mut subscribe = waiter(&mut outbox, Kind::Subscribe);
+        table.on_outgoing(Kind::Subscribe, 1, true, &mut outbox);
+        table.on_outgoing(Kind::Publish, 1, true, &mut outbox);
+        assert!(table.on_ack(Kind::Subscribe, 1, Ack::Subscribed(0x80)));
+        assert_eq!(outcome(&mut subscribe), Some(Ok(Ack::Subscribed(0x80))));
+        assert_eq!(outcome(&mut publish), None);
+    }
+
+    #[test]
+    fn collision_parks_until_the_id_is_released() {
+        let (mut table, mut outbox) = (AckTable::default(), Outbox::default());
+        let mut old = waiter(&mut outbox, Kind::Publish);
+        table.on_outgoing(Kind::Publish, 5, true, &mut outbox);
+        let mut new = waiter(&mut outbox, Kind::Publish);
+        table.on_collision(5, true, &mut outbox);
+        assert!(table.on_ack(Kind::Publish, 5, Ack::Published));
+        assert_eq!(outcome(&mut old), Some(Ok(Ack::Published)));
+        table.on_outgoing(Kind::Publish, 5, false, &mut outbox);
+        assert!(table.on_ack(Kind::Publish, 5, Ack::Published));
+        assert_eq!(outcome(&mut new), Some(Ok(Ack::Published)));
+    }
+
+    #[test]
+    fn failure_reaches_every_waiter() {
+        let (mut table, mut outbox) = (AckTable::default(), Outbox::default());
+        let mut bound = waiter(&mut outbox, Kind::Publish);
+        table.on_outgoing(Kind::Publish, 2, true, &mut outbox);
+        let mut unbound = waiter(&mut outbox, Kind::Unsubscribe);
+        let lost = DriverError::ConnectionLost("gone".into());
+        table.fail_all(&mut outbox, &lost);
+        assert_eq!(outcome(&mut bound), Some(Err(lost.clone())));
+        assert_eq!(outcome(&mut unbound), Some(Err(lost)));
+        assert!(table.bound.is_empty() && outbox.publishes.is_empty());
+    }
+}

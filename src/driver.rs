@@ -1,0 +1,374 @@
+//! The connection driver: one tokio task per connection owns the rumqttc `EventLoop`, polls it,
+//! resolves waiters, fills the inbox, and after a failure backs off and reconnects (or stops).
+//!
+//! rumqttc pitfalls handled here (see docs/design.md):
+//! - it reconnects on the next poll with no delay, so a failure is followed by a backoff sleep;
+//! - on a failed link it moves queued requests to `pending` and drops them on a clean reconnect, so
+//!   the driver clears them itself and fails their waiters, and stops new requests during outages;
+//! - stale events survive a reconnect, so they are cleared too;
+//! - it re-subscribes nothing, so subscriptions are re-sent when the session was not resumed.
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rumqttc::{
+    ConnectionError, Event, EventLoop, Incoming, Outgoing, Publish, QoS, Request, StateError,
+    Subscribe, SubscribeFilter, SubscribeReasonCode,
+};
+use tokio::sync::{oneshot, watch};
+
+use crate::acks::{Ack, AckTable, Kind, Outbox};
+use crate::errors::{describe_connect_failure, DriverError};
+use crate::inbox::Mailbox;
+use crate::runtime::lock;
+
+/// The state of the link, as `get_mqttsta()` and waiting publishers see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    Idle,
+    Connecting,
+    Up,
+    Reconnecting,
+    ClosedByServer,
+    Failed,
+    Disconnected,
+}
+
+impl Link {
+    /// QuecPython's `get_mqttsta()` codes.
+    pub fn mqttsta(self) -> i32 {
+        match self {
+            Link::Up => 0,
+            Link::Connecting | Link::Reconnecting => 1,
+            Link::ClosedByServer => 2,
+            Link::Idle | Link::Failed | Link::Disconnected => -1,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Link::Idle => "idle",
+            Link::Connecting => "connecting",
+            Link::Up => "connected",
+            Link::Reconnecting => "reconnecting",
+            Link::ClosedByServer => "closed by the server",
+            Link::Failed => "failed",
+            Link::Disconnected => "disconnected",
+        }
+    }
+}
+
+/// Text passed to the error callback, as on the device.
+pub const RECONNECT_START: &str = "reconnect_start";
+pub const RECONNECT_SUCCESS: &str = "reconnect_success";
+
+/// State shared between a client's Python-facing object and its driver task.
+pub struct Shared {
+    pub outbox: Mutex<Outbox>,
+    pub inbox: Mailbox<Publish>,
+    pub notices: Mailbox<String>,
+    pub link: watch::Sender<Link>,
+    /// Topics to re-subscribe after a reconnect that did not resume the session.
+    pub subscriptions: Mutex<Vec<(String, QoS)>>,
+    /// Requests whose callers are still waiting; `disconnect()` lets them finish first.
+    pub in_flight: AtomicUsize,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            outbox: Mutex::default(),
+            inbox: Mailbox::default(),
+            notices: Mailbox::default(),
+            link: watch::Sender::new(Link::Idle),
+            subscriptions: Mutex::default(),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Shared {
+    pub fn remember_subscription(&self, topic: &str, qos: QoS) {
+        let mut subscriptions = lock(&self.subscriptions);
+        subscriptions.retain(|(known, _)| known != topic);
+        subscriptions.push((topic.to_owned(), qos));
+    }
+
+    pub fn forget_subscription(&self, topic: &str) {
+        lock(&self.subscriptions).retain(|(known, _)| known != topic);
+    }
+
+    /// Closes the outbox and fails what waits in it; used when the driver is stopped from outside.
+    pub fn fail_outbox(&self, error: &DriverError) {
+        let mut outbox = lock(&self.outbox);
+        outbox.open = false;
+        AckTable::default().fail_all(&mut outbox, error);
+    }
+}
+
+pub struct DriverConfig {
+    pub target: String,
+    pub reconnect: bool,
+    pub reconnect_delay: Duration,
+    pub reconnect_max_delay: Duration,
+}
+
+/// Exponential backoff with jitter, so a fleet restarted together does not reconnect in lockstep.
+struct Backoff {
+    first: Duration,
+    cap: Duration,
+    next: Duration,
+    seed: u64,
+}
+
+impl Backoff {
+    fn new(first: Duration, cap: Duration) -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
+            | 1;
+        Backoff {
+            first,
+            cap: cap.max(first),
+            next: first,
+            seed,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.next = self.first;
+    }
+
+    /// The delay to wait now: the current step ±20 %, then the step doubles up to the cap.
+    fn step(&mut self) -> Duration {
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let jitter = 0.8 + 0.4 * (self.seed % 1000) as f64 / 1000.0;
+        let delay = self.next.mul_f64(jitter);
+        self.next = (self.next * 2).min(self.cap);
+        delay
+    }
+}
+
+struct Driver {
+    eventloop: EventLoop,
+    shared: Arc<Shared>,
+    config: DriverConfig,
+    acks: AckTable,
+    /// Told the outcome of the first connection attempt; `None` afterwards.
+    first_connack: Option<oneshot::Sender<Result<bool, DriverError>>>,
+    backoff: Backoff,
+    reconnecting: bool,
+}
+
+/// Runs one connection until it is disconnected, fails for good, or the task is aborted.
+pub async fn run(
+    eventloop: EventLoop,
+    shared: Arc<Shared>,
+    config: DriverConfig,
+    first_connack: oneshot::Sender<Result<bool, DriverError>>,
+) {
+    let backoff = Backoff::new(config.reconnect_delay, config.reconnect_max_delay);
+    let mut driver = Driver {
+        eventloop,
+        shared,
+        config,
+        acks: AckTable::default(),
+        first_connack: Some(first_connack),
+        backoff,
+        reconnecting: false,
+    };
+    driver.run().await;
+}
+
+impl Driver {
+    async fn run(&mut self) {
+        loop {
+            // An outgoing event is "fresh" (produced by a request just taken from the channel) only
+            // when poll() had no buffered event to return and did not take from `pending`.
+            let buffered = !self.eventloop.state.events.is_empty();
+            let pending = self.eventloop.pending.len();
+            let polled = self.eventloop.poll().await;
+            let fresh = !buffered && self.eventloop.pending.len() == pending;
+            let carry_on = match polled {
+                Ok(Event::Incoming(packet)) => self.on_incoming(packet),
+                Ok(Event::Outgoing(outgoing)) => self.on_outgoing(outgoing, fresh),
+                Err(error) => self.on_error(error).await,
+            };
+            if !carry_on {
+                return;
+            }
+        }
+    }
+
+    fn on_incoming(&mut self, packet: Incoming) -> bool {
+        match packet {
+            Incoming::Publish(message) => self.shared.inbox.push(message),
+            Incoming::PubAck(ack) => self.ack(Kind::Publish, ack.pkid, Ack::Published),
+            Incoming::PubComp(ack) => self.ack(Kind::Publish, ack.pkid, Ack::Published),
+            Incoming::SubAck(ack) => {
+                let code = match ack.return_codes.first() {
+                    Some(SubscribeReasonCode::Success(qos)) => *qos as u8,
+                    _ => 0x80,
+                };
+                let claimed = self
+                    .acks
+                    .on_ack(Kind::Subscribe, ack.pkid, Ack::Subscribed(code));
+                if !claimed && code == 0x80 {
+                    log::warn!(target: "umqtt", "the broker refused a re-subscription after reconnecting (SUBACK 0x80)");
+                }
+            }
+            Incoming::UnsubAck(ack) => self.ack(Kind::Unsubscribe, ack.pkid, Ack::Unsubscribed),
+            Incoming::ConnAck(connack) => self.on_connected(connack.session_present),
+            _ => {}
+        }
+        true
+    }
+
+    fn ack(&mut self, kind: Kind, pkid: u16, ack: Ack) {
+        self.acks.on_ack(kind, pkid, ack);
+    }
+
+    fn on_outgoing(&mut self, outgoing: Outgoing, fresh: bool) -> bool {
+        let (kind, pkid) = match outgoing {
+            Outgoing::Publish(0) => return true, // QoS 0: the hot path takes no lock.
+            Outgoing::Publish(pkid) => (Kind::Publish, pkid),
+            Outgoing::Subscribe(pkid) => (Kind::Subscribe, pkid),
+            Outgoing::Unsubscribe(pkid) => (Kind::Unsubscribe, pkid),
+            Outgoing::AwaitAck(pkid) => {
+                self.acks
+                    .on_collision(pkid, fresh, &mut lock(&self.shared.outbox));
+                return true;
+            }
+            Outgoing::Disconnect => {
+                self.stop(Link::Disconnected, &DriverError::Closed);
+                return false;
+            }
+            _ => return true,
+        };
+        self.acks
+            .on_outgoing(kind, pkid, fresh, &mut lock(&self.shared.outbox));
+        true
+    }
+
+    fn on_connected(&mut self, session_present: bool) {
+        self.backoff.reset();
+        lock(&self.shared.outbox).open = true;
+        self.shared.inbox.set_lost(None);
+        self.shared.link.send_replace(Link::Up);
+        if let Some(first) = self.first_connack.take() {
+            let _ = first.send(Ok(session_present));
+            return;
+        }
+        if !session_present {
+            self.resubscribe();
+        }
+        if std::mem::take(&mut self.reconnecting) {
+            log::info!(target: "umqtt", "reconnected to {}", self.config.target);
+            self.shared.notices.push(RECONNECT_SUCCESS.to_owned());
+        }
+    }
+
+    /// Queues the known subscriptions ahead of any new request (rumqttc sends `pending` first).
+    fn resubscribe(&mut self) {
+        let subscriptions = lock(&self.shared.subscriptions).clone();
+        for (topic, qos) in subscriptions {
+            let filter = SubscribeFilter::new(topic, qos);
+            let request = Request::Subscribe(Subscribe::new_many([filter]));
+            self.eventloop.pending.push_back(request);
+        }
+    }
+
+    /// Returns whether to keep running (and reconnect).
+    async fn on_error(&mut self, error: ConnectionError) -> bool {
+        let reason = error.to_string();
+        self.forget_queued(&DriverError::ConnectionLost(format!(
+            "connection to {} lost: {reason}",
+            self.config.target
+        )));
+        if let Some(first) = self.first_connack.take() {
+            let failure = describe_connect_failure(&error, &self.config.target);
+            self.shared.link.send_replace(Link::Failed);
+            let _ = first.send(Err(failure));
+            return false;
+        }
+        if !self.config.reconnect {
+            let link = if closed_by_peer(&error) {
+                Link::ClosedByServer
+            } else {
+                Link::Failed
+            };
+            log::warn!(target: "umqtt", "connection to {} lost: {reason}", self.config.target);
+            self.shared.link.send_replace(link);
+            self.shared.notices.push(reason.clone());
+            self.shared.inbox.set_lost(Some(format!(
+                "connection to {} lost: {reason}",
+                self.config.target
+            )));
+            return false;
+        }
+        if !std::mem::replace(&mut self.reconnecting, true) {
+            log::warn!(target: "umqtt", "connection to {} lost: {reason}; reconnecting", self.config.target);
+            self.shared.link.send_replace(Link::Reconnecting);
+            self.shared.notices.push(RECONNECT_START.to_owned());
+        } else {
+            log::info!(target: "umqtt", "reconnecting to {} failed: {reason}", self.config.target);
+        }
+        tokio::time::sleep(self.backoff.step()).await;
+        true
+    }
+
+    /// After a failure nothing queued may be sent behind its caller's back: rumqttc would replay
+    /// it on a resumed session or drop it silently on a clean one. Fail every waiter instead.
+    fn forget_queued(&mut self, error: &DriverError) {
+        let mut outbox = lock(&self.shared.outbox);
+        outbox.open = false;
+        self.eventloop.clean();
+        self.eventloop.pending.clear();
+        self.eventloop.state.events.clear();
+        self.acks.fail_all(&mut outbox, error);
+    }
+
+    fn stop(&mut self, link: Link, error: &DriverError) {
+        self.forget_queued(error);
+        self.shared.link.send_replace(link);
+    }
+}
+
+fn closed_by_peer(error: &ConnectionError) -> bool {
+    use std::io::ErrorKind;
+    match error {
+        ConnectionError::MqttState(StateError::ConnectionAborted) => true,
+        ConnectionError::MqttState(StateError::Io(io)) | ConnectionError::Io(io) => matches!(
+            io.kind(),
+            ErrorKind::ConnectionReset | ErrorKind::UnexpectedEof | ErrorKind::BrokenPipe
+        ),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_jitter() {
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(4));
+        let steps: Vec<f64> = (0..5).map(|_| backoff.step().as_secs_f64()).collect();
+        for (step, base) in steps.iter().zip([1.0, 2.0, 4.0, 4.0, 4.0]) {
+            assert!(*step >= base * 0.8 && *step <= base * 1.2, "{steps:?}");
+        }
+        backoff.reset();
+        assert!(backoff.step() <= Duration::from_millis(1200));
+    }
+
+    #[test]
+    fn mqttsta_codes_follow_the_device() {
+        assert_eq!(Link::Up.mqttsta(), 0);
+        assert_eq!(Link::Reconnecting.mqttsta(), 1);
+        assert_eq!(Link::ClosedByServer.mqttsta(), 2);
+        assert_eq!(Link::Idle.mqttsta(), -1);
+    }
+}

@@ -1,0 +1,102 @@
+//! A queue the driver fills and Python threads drain: arrived messages (taken by the thread that
+//! calls `wait_msg()`/`check_msg()`) and link notices (taken by the error-callback thread).
+//! A waiting thread takes everything that is there in one wake-up.
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex};
+
+use crate::runtime::{lock, Deadline};
+use pyo3::prelude::*;
+
+/// What a wait on the inbox ended with.
+pub enum Taken<T> {
+    Items(Vec<T>),
+    /// The link is gone for good and nothing is left to deliver.
+    Lost(String),
+    TimedOut,
+}
+
+struct State<T> {
+    messages: VecDeque<T>,
+    lost: Option<String>,
+}
+
+pub struct Mailbox<T> {
+    state: Mutex<State<T>>,
+    arrived: Condvar,
+}
+
+impl<T> Default for Mailbox<T> {
+    fn default() -> Self {
+        Mailbox {
+            state: Mutex::new(State {
+                messages: VecDeque::new(),
+                lost: None,
+            }),
+            arrived: Condvar::new(),
+        }
+    }
+}
+
+impl<T: Send> Mailbox<T> {
+    pub fn push(&self, message: T) {
+        let mut state = lock(&self.state);
+        state.messages.push_back(message);
+        // Waiters only sleep on an empty inbox, so one wake-up per batch is enough.
+        if state.messages.len() == 1 {
+            self.arrived.notify_all();
+        }
+    }
+
+    /// Marks the link as gone for good (`Some`) or back (`None`); wakes every waiter.
+    pub fn set_lost(&self, reason: Option<String>) {
+        lock(&self.state).lost = reason;
+        self.arrived.notify_all();
+    }
+
+    /// Returns messages a callback did not get to (it raised) to the front, in order.
+    pub fn put_back(&self, rest: Vec<T>) {
+        let mut state = lock(&self.state);
+        for message in rest.into_iter().rev() {
+            state.messages.push_front(message);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.state).messages.len()
+    }
+
+    /// Takes up to `max` messages, waiting (GIL released, signals checked) until there is one,
+    /// the link is lost for good, or the deadline passes.
+    pub fn take(&self, py: Python<'_>, deadline: Deadline, max: usize) -> PyResult<Taken<T>> {
+        loop {
+            let slice = crate::runtime::signal_slice(&deadline);
+            let taken = py.detach(|| {
+                let mut state = lock(&self.state);
+                if state.messages.is_empty() && state.lost.is_none() && !slice.is_zero() {
+                    state = self
+                        .arrived
+                        .wait_timeout(state, slice)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0;
+                }
+                Self::take_now(&mut state, max)
+            });
+            if let Some(taken) = taken {
+                return Ok(taken);
+            }
+            py.check_signals()?;
+            if deadline.expired() {
+                return Ok(Taken::TimedOut);
+            }
+        }
+    }
+
+    fn take_now(state: &mut State<T>, max: usize) -> Option<Taken<T>> {
+        if !state.messages.is_empty() {
+            let count = max.min(state.messages.len());
+            return Some(Taken::Items(state.messages.drain(..count).collect()));
+        }
+        state.lost.clone().map(Taken::Lost)
+    }
+}

@@ -1,0 +1,27 @@
+//! The native core of `umqtt`: an MQTT client on rumqttc and tokio, exposed to Python as
+//! `umqtt._native`. The Python package on top of it implements the QuecPython and MicroPython
+//! dialects as thin policy layers; this crate owns every socket, timer and packet.
+
+mod acks;
+mod client;
+mod driver;
+mod errors;
+mod inbox;
+mod options;
+mod runtime;
+
+use pyo3::prelude::*;
+
+#[pymodule(gil_used = true)]
+fn _native(py: Python<'_>, module: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Rust-side logs (ours under "umqtt", rumqttc's under "rumqttc") go to Python's logging.
+    // Err means a logger was already installed (the module was loaded twice); keep that one.
+    let _ = pyo3_log::try_init();
+    // One crypto provider for the whole process; Err means one is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    errors::register(py, module)?;
+    module.add_class::<client::Client>()?;
+    module.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    module.add("MQTT_MAX_PACKET_SIZE", options::MQTT_MAX_REMAINING + 5)?;
+    Ok(())
+}

@@ -1,0 +1,290 @@
+//! Converting and validating Python arguments before anything reaches rumqttc, whose asserts panic.
+//! Wrong types raise `TypeError`, wrong values `ValueError`, each naming the argument.
+
+use std::time::Duration;
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyInt, PyString};
+use rumqttc::{LastWill, MqttOptions, NetworkOptions, QoS};
+
+/// The largest remaining length an MQTT packet can declare (four length bytes).
+pub const MQTT_MAX_REMAINING: usize = 268_435_455;
+/// Smallest packet limit accepted: a CONNECT with a long client id must still fit.
+const MIN_PACKET_SIZE: usize = 1024;
+/// MQTT strings carry a two-byte length.
+const MAX_STRING: usize = 65_535;
+
+fn type_name(value: &Bound<'_, PyAny>) -> String {
+    value
+        .get_type()
+        .name()
+        .map_or_else(|_| "?".to_string(), |n| n.to_string())
+}
+
+/// `str` or `bytes` holding UTF-8 text (client ids, hosts, user names, topics).
+pub fn text(value: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
+    if let Ok(s) = value.cast::<PyString>() {
+        return Ok(s.to_cow()?.into_owned());
+    }
+    if let Ok(b) = value.cast::<PyBytes>() {
+        return String::from_utf8(b.as_bytes().to_vec())
+            .map_err(|_| PyValueError::new_err(format!("{what} must be valid UTF-8")));
+    }
+    Err(PyTypeError::new_err(format!(
+        "{what} must be str or bytes, not {}",
+        type_name(value)
+    )))
+}
+
+/// Like [`text`], with `None` meaning "not given".
+pub fn optional_text(value: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<String>> {
+    match value {
+        Some(v) if !v.is_none() => text(v, what).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// A message body: `bytes`, `bytearray`, `memoryview` (or any buffer `bytes()` accepts) or `str`.
+pub fn payload(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if let Ok(b) = value.cast::<PyBytes>() {
+        return Ok(b.as_bytes().to_vec());
+    }
+    if let Ok(s) = value.cast::<PyString>() {
+        return Ok(s.to_cow()?.as_bytes().to_vec());
+    }
+    if let Ok(b) = value.cast::<PyByteArray>() {
+        return Ok(b.to_vec());
+    }
+    if value.is_instance_of::<PyInt>() || value.is_none() {
+        return Err(payload_type_error(value));
+    }
+    let converted = value
+        .py()
+        .get_type::<PyBytes>()
+        .call1((value,))
+        .map_err(|_| payload_type_error(value))?;
+    Ok(converted.cast::<PyBytes>()?.as_bytes().to_vec())
+}
+
+fn payload_type_error(value: &Bound<'_, PyAny>) -> PyErr {
+    PyTypeError::new_err(format!(
+        "msg must be bytes, bytearray, memoryview or str, not {}",
+        type_name(value)
+    ))
+}
+
+fn integer(value: &Bound<'_, PyAny>, what: &str) -> PyResult<i64> {
+    if !value.is_instance_of::<PyInt>() {
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be an int, not {}",
+            type_name(value)
+        )));
+    }
+    value
+        .extract::<i64>()
+        .map_err(|_| PyValueError::new_err(format!("{what} is out of range")))
+}
+
+pub fn qos(value: &Bound<'_, PyAny>) -> PyResult<QoS> {
+    match integer(value, "qos")? {
+        0 => Ok(QoS::AtMostOnce),
+        1 => Ok(QoS::AtLeastOnce),
+        2 => Ok(QoS::ExactlyOnce),
+        other => Err(PyValueError::new_err(format!(
+            "qos must be 0, 1 or 2, not {other}"
+        ))),
+    }
+}
+
+/// A port as an int or a decimal string (`'18830'`, as device scripts pass it); 0 picks the default.
+pub fn port(value: &Bound<'_, PyAny>, tls: bool) -> PyResult<u16> {
+    let number = if let Ok(s) = value.cast::<PyString>() {
+        let s = s.to_cow()?;
+        let s = s.trim();
+        s.parse::<i64>().map_err(|_| {
+            PyValueError::new_err(format!("port must be a decimal number, not {s:?}"))
+        })?
+    } else {
+        integer(value, "port")?
+    };
+    match number {
+        0 if tls => Ok(8883),
+        0 => Ok(1883),
+        1..=65_535 => Ok(number as u16),
+        _ => Err(PyValueError::new_err(format!(
+            "port must be between 1 and 65535 (or 0 for the default), not {number}"
+        ))),
+    }
+}
+
+pub fn keepalive(value: &Bound<'_, PyAny>) -> PyResult<u16> {
+    let seconds = integer(value, "keepalive")?;
+    u16::try_from(seconds).map_err(|_| {
+        PyValueError::new_err(format!(
+            "keepalive must be between 0 and 65535 seconds, not {seconds}"
+        ))
+    })
+}
+
+pub fn seconds(value: f64, what: &str) -> PyResult<Duration> {
+    if value.is_finite() && value > 0.0 && value < 1e9 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(PyValueError::new_err(format!(
+            "{what} must be a positive number of seconds, not {value}"
+        )))
+    }
+}
+
+fn check_string_length(value: &str, what: &str) -> PyResult<()> {
+    if value.len() > MAX_STRING {
+        return Err(PyValueError::new_err(format!(
+            "{what} is {} bytes long; MQTT allows at most {MAX_STRING}",
+            value.len()
+        )));
+    }
+    if value.contains('\0') {
+        return Err(PyValueError::new_err(format!(
+            "{what} must not contain NUL characters"
+        )));
+    }
+    Ok(())
+}
+
+/// A topic to publish to: not empty, no wildcards.
+pub fn topic_name(value: &Bound<'_, PyAny>) -> PyResult<String> {
+    let topic = text(value, "topic")?;
+    if topic.is_empty() {
+        return Err(PyValueError::new_err("topic must not be empty"));
+    }
+    if topic.contains(['+', '#']) {
+        return Err(PyValueError::new_err(format!(
+            "cannot publish to {topic:?}: wildcards + and # are only allowed in subscriptions"
+        )));
+    }
+    check_string_length(&topic, "topic")?;
+    Ok(topic)
+}
+
+/// A topic filter to subscribe to: wildcards allowed where MQTT allows them.
+pub fn topic_filter(value: &Bound<'_, PyAny>) -> PyResult<String> {
+    let filter = text(value, "topic")?;
+    check_string_length(&filter, "topic")?;
+    if !rumqttc::valid_filter(&filter) {
+        return Err(PyValueError::new_err(format!(
+            "invalid topic filter {filter:?}: it must not be empty, # may only stand alone as the \
+             last level and + only as a whole level"
+        )));
+    }
+    Ok(filter)
+}
+
+/// Whether a PUBLISH of this size fits the packet limit; mirrors rumqttc's own size formula.
+pub fn publish_size(topic: &str, payload: usize, qos: QoS) -> usize {
+    let id = if qos == QoS::AtMostOnce { 0 } else { 2 };
+    let remaining = 2 + topic.len() + id + payload;
+    let length_bytes = match remaining {
+        0..=127 => 1,
+        128..=16_383 => 2,
+        16_384..=2_097_151 => 3,
+        _ => 4,
+    };
+    1 + length_bytes + remaining
+}
+
+pub fn check_fits(topic: &str, payload: usize, qos: QoS, limit: usize) -> PyResult<()> {
+    let size = publish_size(topic, payload, qos);
+    if size > limit || size - 5 > MQTT_MAX_REMAINING {
+        return Err(PyValueError::new_err(format!(
+            "message of {payload} bytes is too large: the packet would be {size} bytes and \
+             max_packet_size is {limit} (raise it in the constructor, up to 256 MiB)"
+        )));
+    }
+    Ok(())
+}
+
+/// Everything a connection needs, validated once in the constructor.
+#[derive(Clone)]
+pub struct ClientOptions {
+    pub client_id: String,
+    pub host: String,
+    pub port: u16,
+    pub credentials: Option<(String, String)>,
+    pub keepalive: u16,
+    pub reconnect: bool,
+    pub reconnect_delay: Duration,
+    pub reconnect_max_delay: Duration,
+    pub connect_timeout: Duration,
+    pub ack_timeout: Duration,
+    pub max_packet_size: usize,
+}
+
+impl ClientOptions {
+    pub fn target(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    pub fn check_packet_size(size: usize) -> PyResult<usize> {
+        if (MIN_PACKET_SIZE..=MQTT_MAX_REMAINING + 5).contains(&size) {
+            Ok(size)
+        } else {
+            Err(PyValueError::new_err(format!(
+                "max_packet_size must be between {MIN_PACKET_SIZE} and {} bytes, not {size}",
+                MQTT_MAX_REMAINING + 5
+            )))
+        }
+    }
+
+    pub fn mqtt_options(&self, clean_session: bool, will: Option<LastWill>) -> MqttOptions {
+        let mut options = MqttOptions::new(self.client_id.clone(), self.host.clone(), self.port);
+        // rumqttc asserts these invariants; the constructor and connect() checked them.
+        options
+            .set_keep_alive(Duration::from_secs(u64::from(self.keepalive)))
+            .set_clean_session(clean_session || self.client_id.is_empty())
+            .set_max_packet_size(self.max_packet_size, self.max_packet_size)
+            .set_inflight(100);
+        if let Some((user, password)) = &self.credentials {
+            options.set_credentials(user.clone(), password.clone());
+        }
+        if let Some(will) = will {
+            options.set_last_will(will);
+        }
+        options
+    }
+
+    pub fn network_options(&self) -> NetworkOptions {
+        let mut network = NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        // rumqttc counts whole seconds; round up so a short timeout is never zero.
+        network.set_connection_timeout(self.connect_timeout.as_secs_f64().ceil().max(1.0) as u64);
+        network
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_size_matches_rumqttc() {
+        for (topic, len, qos) in [
+            ("a", 0, QoS::AtMostOnce),
+            ("a/b", 200, QoS::AtLeastOnce),
+            ("t", 20_000, QoS::ExactlyOnce),
+            ("t", 3_000_000, QoS::AtLeastOnce),
+        ] {
+            let mut publish = rumqttc::Publish::new(topic, qos, vec![0u8; len]);
+            publish.pkid = 1;
+            assert_eq!(
+                publish_size(topic, len, qos),
+                publish.size(),
+                "{topic} {len}"
+            );
+        }
+    }
+}
