@@ -303,8 +303,9 @@ impl Client {
     }
 
     /// Calls `callback(topic, payload)` for up to `max` arrived messages, waiting up to `timeout`
-    /// seconds (None: for ever) for the first. Returns how many were delivered. An exception from
-    /// the callback propagates; undelivered messages stay queued.
+    /// seconds (None: for ever) for the first. Returns the PUBLISH fixed-header byte of the last
+    /// message delivered (what MicroPython's `wait_msg()` returns), or None if none arrived.
+    /// An exception from the callback propagates; undelivered messages stay queued.
     #[pyo3(signature = (callback, timeout=None, max=usize::MAX))]
     fn deliver(
         &self,
@@ -312,7 +313,7 @@ impl Client {
         callback: &Bound<'_, PyAny>,
         timeout: Option<f64>,
         max: usize,
-    ) -> PyResult<usize> {
+    ) -> PyResult<Option<u8>> {
         let deadline = match timeout {
             Some(seconds) if seconds <= 0.0 => Deadline::after(Some(0.0)),
             Some(seconds) => {
@@ -323,20 +324,20 @@ impl Client {
         let messages = match self.shared.inbox.take(py, deadline, max.max(1))? {
             Taken::Items(messages) => messages,
             Taken::Lost(reason) => return Err(errors::connection_lost(py, reason)),
-            Taken::TimedOut => return Ok(0),
+            Taken::TimedOut => return Ok(None),
         };
-        let total = messages.len();
+        let mut last_header = None;
         let mut messages = messages.into_iter();
-        for (delivered, message) in messages.by_ref().enumerate() {
+        while let Some(message) = messages.next() {
             let topic = PyBytes::new(py, message.topic.as_bytes());
             let payload = PyBytes::new(py, &message.payload);
             if let Err(error) = callback.call1((topic, payload)) {
                 self.shared.inbox.put_back(messages.collect());
-                log::debug!(target: "umqtt", "callback raised after {delivered} of {total} messages");
                 return Err(error);
             }
+            last_header = Some(publish_header(&message));
         }
-        Ok(total)
+        Ok(last_header)
     }
 
     /// The next notice for the error callback ("reconnect_start", "reconnect_success" or an error
@@ -577,4 +578,9 @@ impl Drop for Client {
             session.task.abort();
         }
     }
+}
+
+/// The first byte of a PUBLISH packet: type, DUP, QoS and RETAIN.
+fn publish_header(message: &rumqttc::Publish) -> u8 {
+    0x30 | (u8::from(message.dup) << 3) | ((message.qos as u8) << 1) | u8::from(message.retain)
 }

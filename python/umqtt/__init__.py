@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Union
 
 from . import _native
 from ._native import MQTTConnectError, MQTTConnectionLost, MQTTException, MQTTTimeout
@@ -25,6 +25,8 @@ __all__ = [
 __version__: str = _native.__version__
 
 log = logging.getLogger("umqtt")
+# A library never decides where logs go: the application configures logging (or sees nothing).
+log.addHandler(logging.NullHandler())
 
 Text = Union[str, bytes]
 Payload = Union[str, bytes, bytearray, memoryview]
@@ -65,12 +67,12 @@ class MQTTClient:
         self,
         client_id: Text,
         server: Text,
-        port: Union[int, str] = 0,
-        user: Optional[Text] = None,
-        password: Optional[Text] = None,
+        port: int | str = 0,
+        user: Text | None = None,
+        password: Text | None = None,
         keepalive: int = 60,
         ssl: bool = False,
-        ssl_params: Optional[dict[str, Any]] = {},  # noqa: B006 - the device's signature
+        ssl_params: dict[str, Any] | None = {},  # noqa: B006 - the device's signature
         reconn: bool = True,
         version: int = 4,
         pingmaxnum: int = 0,
@@ -112,10 +114,10 @@ class MQTTClient:
         self.pingmaxnum = pingmaxnum
         self.manage = manage
         self.ipvtype = ipvtype
-        self.cb: Optional[MessageCallback] = None
-        self.error_callback: Optional[ErrorCallback] = None
+        self.cb: MessageCallback | None = None
+        self.error_callback: ErrorCallback | None = None
         self._deliver: MessageCallback = _drop_without_callback
-        self._notifier: Optional[threading.Thread] = None
+        self._notifier: threading.Thread | None = None
         self._ended_by_user = False
 
     def __repr__(self) -> str:
@@ -131,7 +133,7 @@ class MQTTClient:
         self._deliver = _logging_exceptions(f)
 
     def error_register_cb(self, f: ErrorCallback) -> None:
-        """``f(text)`` gets "reconnect_start", "reconnect_success" or, with reconn=False, the error."""
+        """``f(text)``: "reconnect_start", "reconnect_success", or the error when reconn=False."""
         _require_callable(f, "error callback")
         self.error_callback = f
         if self._notifier is None:
@@ -188,7 +190,7 @@ class MQTTClient:
         """Blocks until at least one message was delivered (with reconn=True, across reconnects)."""
         self._deliver_messages(timeout=None)
 
-    def _deliver_messages(self, timeout: Optional[float]) -> None:
+    def _deliver_messages(self, timeout: float | None) -> None:
         try:
             self._core.deliver(self._deliver, timeout)
         except MQTTConnectionLost:

@@ -1,6 +1,6 @@
 """The native core of umqtt (Rust: rumqttc on tokio). Private: use the dialects instead."""
 
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable
 
 __version__: str
 MQTT_MAX_PACKET_SIZE: int
@@ -11,31 +11,31 @@ class MQTTException(Exception):
 class MQTTConnectError(MQTTException, ValueError):
     """connect() failed: DNS, TCP, TLS, timeout or a CONNACK refusal (then `rc` is its code)."""
 
-    rc: Optional[int]
+    rc: int | None
 
 class MQTTConnectionLost(MQTTException, ConnectionError):
     """The connection to the broker is gone."""
 
-    rc: Optional[int]
+    rc: int | None
 
 class MQTTTimeout(MQTTException, TimeoutError):
     """The broker did not acknowledge in time."""
 
-    rc: Optional[int]
+    rc: int | None
 
-_Text = Union[str, bytes]
-_Payload = Union[str, bytes, bytearray, memoryview]
+_Text = str | bytes
+_Payload = str | bytes | bytearray | memoryview
 
 class Client:
     def __init__(
         self,
         client_id: _Text,
         server: _Text,
-        port: Union[int, str],
+        port: int | str,
         *,
-        user: Optional[_Text] = None,
-        password: Optional[_Text] = None,
-        keepalive: Optional[int] = None,
+        user: _Text | None = None,
+        password: _Text | None = None,
+        keepalive: int | None = None,
         tls: bool = False,
         reconnect: bool = True,
         connect_timeout: float = 20.0,
@@ -46,31 +46,31 @@ class Client:
     ) -> None: ...
     def set_will(
         self,
-        topic: Optional[_Text],
-        msg: Optional[_Payload] = None,
+        topic: _Text | None,
+        msg: _Payload | None = None,
         retain: bool = False,
-        qos: Optional[int] = None,
+        qos: int | None = None,
     ) -> None: ...
-    def connect(self, clean_session: bool = True, timeout: Optional[float] = None) -> bool: ...
+    def connect(self, clean_session: bool = True, timeout: float | None = None) -> bool: ...
     def publish(
         self,
         topic: _Text,
         msg: _Payload,
-        qos: Optional[int] = None,
+        qos: int | None = None,
         retain: bool = False,
-        timeout: Optional[float] = None,
+        timeout: float | None = None,
     ) -> None: ...
     def subscribe(
-        self, topic: _Text, qos: Optional[int] = None, timeout: Optional[float] = None
+        self, topic: _Text, qos: int | None = None, timeout: float | None = None
     ) -> int: ...
-    def unsubscribe(self, topic: _Text, timeout: Optional[float] = None) -> None: ...
+    def unsubscribe(self, topic: _Text, timeout: float | None = None) -> None: ...
     def deliver(
         self,
         callback: Callable[[bytes, bytes], Any],
-        timeout: Optional[float] = None,
+        timeout: float | None = None,
         max: int = ...,
-    ) -> int: ...
-    def next_notice(self, timeout: float = 0.0) -> Optional[str]: ...
+    ) -> int | None: ...
+    def next_notice(self, timeout: float = 0.0) -> str | None: ...
     def pending_messages(self) -> int: ...
     def mqttsta(self) -> int: ...
     @property

@@ -1,0 +1,113 @@
+"""MicroPython's ``umqtt.simple`` (micropython-lib 1.8) on the umqtt core.
+
+Raises where MicroPython raises: ``MQTTException(rc)`` for a CONNACK refusal, ``OSError`` for
+network failures (``MQTTConnectionLost`` and ``MQTTTimeout`` are ``OSError`` subclasses), and the
+callback's own exceptions. No automatic reconnect; keepalive pings, when ``keepalive`` is set, are
+sent by the core (MicroPython leaves that to the application).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from . import Payload, Text, _native
+from ._native import MQTTConnectError, MQTTConnectionLost, MQTTException
+
+__all__ = ["MQTTClient", "MQTTException"]
+
+
+def _no_callback(topic: bytes, msg: bytes) -> None:
+    raise MQTTException("a message arrived but no callback is set: call set_callback() first")
+
+
+class MQTTClient:
+    """``MQTTClient(client_id, server, port=0, user=None, password=None, keepalive=0, ssl=None,
+    ssl_params={})``; keyword-only options as for ``umqtt.MQTTClient`` (connect_timeout,
+    ack_timeout, max_packet_size)."""
+
+    def __init__(
+        self,
+        client_id: Text,
+        server: Text,
+        port: int | str = 0,
+        user: Text | None = None,
+        password: Text | None = None,
+        keepalive: int = 0,
+        ssl: Any = None,
+        ssl_params: dict[str, Any] | None = {},  # noqa: B006 - MicroPython's signature
+        **options: Any,
+    ) -> None:
+        self._core = _native.Client(
+            client_id,
+            server,
+            port,
+            user=user,
+            password=password,
+            keepalive=keepalive,
+            tls=bool(ssl),
+            reconnect=False,
+            **options,
+        )
+        self.client_id = client_id
+        self.server = server
+        self.port = self._core.port
+        self.user = user
+        self.pswd = password
+        self.keepalive = keepalive
+        self.ssl = ssl
+        self.ssl_params = ssl_params
+        self.cb: Callable[[bytes, bytes], Any] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__module__}.MQTTClient client_id={self._core.client_id!r} "
+            f"server='{self._core.server}:{self.port}' state={self._core.state!r}>"
+        )
+
+    def set_callback(self, f: Callable[[bytes, bytes], Any]) -> None:
+        if not callable(f):
+            raise TypeError(f"callback must be callable, not {type(f).__name__}")
+        self.cb = f
+
+    def set_last_will(self, topic: Text, msg: Payload, retain: bool = False, qos: int = 0) -> None:
+        self._core.set_will(topic, msg, bool(retain), qos)
+
+    def connect(self, clean_session: bool = True, timeout: float | None = None) -> int:
+        """Returns the session-present flag. Refusal: MQTTException(rc); network: OSError."""
+        try:
+            return int(self._core.connect(bool(clean_session), timeout))
+        except MQTTConnectError as e:
+            if e.rc is not None:
+                raise MQTTException(e.rc) from e
+            raise MQTTConnectionLost(str(e)) from e
+
+    def disconnect(self) -> None:
+        self._core.disconnect()
+
+    def ping(self) -> None:
+        """Keepalive pings are automatic; this raises OSError if the link is gone."""
+        if self._core.mqttsta() != 0:
+            raise MQTTConnectionLost(f"not connected (state: {self._core.state})")
+
+    def publish(self, topic: Text, msg: Payload, retain: bool = False, qos: int = 0) -> None:
+        """Returns once QoS 0 is queued, QoS 1 PUBACKed or QoS 2 PUBCOMPed; raises otherwise."""
+        self._core.publish(topic, msg, qos, bool(retain))
+
+    def subscribe(self, topic: Text, qos: int = 0) -> None:
+        """Waits for SUBACK; a refusal raises MQTTException(0x80)."""
+        if self.cb is None:
+            raise AssertionError("Subscribe callback is not set")
+        if self._core.subscribe(topic, qos) == 0x80:
+            raise MQTTException(0x80)
+
+    def unsubscribe(self, topic: Text) -> None:
+        self._core.unsubscribe(topic)
+
+    def wait_msg(self) -> int | None:
+        """Delivers one message to the callback and returns its PUBLISH header byte.
+        Raises OSError when the connection is lost; the callback's exceptions propagate."""
+        return self._core.deliver(self.cb or _no_callback, None, 1)
+
+    def check_msg(self) -> int | None:
+        """Like wait_msg(), but returns None at once when no message is waiting."""
+        return self._core.deliver(self.cb or _no_callback, 0.0, 1)
