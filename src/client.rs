@@ -62,7 +62,7 @@ impl Drop for InFlight<'_> {
 impl Client {
     #[new]
     #[pyo3(signature = (
-        client_id, server, port, *, user=None, password=None, keepalive=None, tls=false,
+        client_id, server, port, *, user=None, password=None, keepalive=None, ssl=None, ssl_params=None,
         reconnect=true, connect_timeout=20.0, ack_timeout=10.0, max_packet_size=16 * 1024 * 1024,
         reconnect_delay=1.0, reconnect_max_delay=30.0,
     ))]
@@ -74,7 +74,8 @@ impl Client {
         user: Option<&Bound<'_, PyAny>>,
         password: Option<&Bound<'_, PyAny>>,
         keepalive: Option<&Bound<'_, PyAny>>,
-        tls: bool,
+        ssl: Option<&Bound<'_, PyAny>>,
+        ssl_params: Option<&Bound<'_, PyAny>>,
         reconnect: bool,
         connect_timeout: f64,
         ack_timeout: f64,
@@ -82,11 +83,7 @@ impl Client {
         reconnect_delay: f64,
         reconnect_max_delay: f64,
     ) -> PyResult<Self> {
-        if tls {
-            return Err(PyValueError::new_err(
-                "TLS (ssl=True) is not available in umqtt 0.1 yet; connect without ssl",
-            ));
-        }
+        let tls = crate::tls::from_python(ssl, ssl_params)?;
         let client_id = options::text(client_id, "client_id")?;
         if client_id.len() > 65_535 {
             return Err(PyValueError::new_err(
@@ -108,7 +105,7 @@ impl Client {
             _ => 0,
         };
         let options = ClientOptions {
-            port: options::port(port, tls)?,
+            port: options::port(port, tls.is_some())?,
             client_id,
             host: host.trim().to_owned(),
             credentials,
@@ -119,6 +116,7 @@ impl Client {
             connect_timeout: options::seconds(connect_timeout, "connect_timeout")?,
             ack_timeout: options::seconds(ack_timeout, "ack_timeout")?,
             max_packet_size: ClientOptions::check_packet_size(max_packet_size)?,
+            tls,
         };
         let shared = Shared::default();
         shared.inbox.set_lost(Some(NOT_CONNECTED.into()));

@@ -127,6 +127,10 @@ pub fn connack_code(code: ConnectReturnCode) -> (u8, &'static str) {
 
 /// Turns a failed first connection attempt into a message that says what failed and how to check it.
 pub fn describe_connect_failure(error: &ConnectionError, target: &str) -> DriverError {
+    if let Some(tls) = crate::tls::find_rustls_error(error) {
+        let message = crate::tls::describe(tls, target);
+        return DriverError::Connect { message, rc: None };
+    }
     let (message, rc) = match error {
         ConnectionError::ConnectionRefused(code) => {
             let (rc, name) = connack_code(*code);

@@ -9,6 +9,7 @@ mod errors;
 mod inbox;
 mod options;
 mod runtime;
+mod tls;
 
 use pyo3::prelude::*;
 

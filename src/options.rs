@@ -1,12 +1,14 @@
 //! Converting and validating Python arguments before anything reaches rumqttc, whose asserts panic.
 //! Wrong types raise `TypeError`, wrong values `ValueError`, each naming the argument.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyInt, PyString};
-use rumqttc::{LastWill, MqttOptions, NetworkOptions, QoS};
+use rumqttc::{LastWill, MqttOptions, NetworkOptions, QoS, TlsConfiguration, Transport};
+use rustls::ClientConfig;
 
 /// The largest remaining length an MQTT packet can declare (four length bytes).
 pub const MQTT_MAX_REMAINING: usize = 268_435_455;
@@ -218,6 +220,7 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     pub ack_timeout: Duration,
     pub max_packet_size: usize,
+    pub tls: Option<Arc<ClientConfig>>,
 }
 
 impl ClientOptions {
@@ -253,6 +256,11 @@ impl ClientOptions {
         }
         if let Some(will) = will {
             options.set_last_will(will);
+        }
+        if let Some(tls) = &self.tls {
+            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                tls.clone(),
+            )));
         }
         options
     }

@@ -44,7 +44,8 @@ class MQTTClient:
             user=user,
             password=password,
             keepalive=keepalive,
-            tls=bool(ssl),
+            ssl=ssl,
+            ssl_params=ssl_params,
             reconnect=False,
             **options,
         )
