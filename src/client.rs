@@ -63,7 +63,7 @@ impl Client {
     #[new]
     #[pyo3(signature = (
         client_id, server, port, *, user=None, password=None, keepalive=None, ssl=None, ssl_params=None,
-        reconnect=true, connect_timeout=20.0, ack_timeout=10.0, max_packet_size=16 * 1024 * 1024,
+        reconnect=true, ping_grace=0, connect_timeout=20.0, ack_timeout=10.0, max_packet_size=16 * 1024 * 1024,
         reconnect_delay=1.0, reconnect_max_delay=30.0,
     ))]
     #[allow(clippy::too_many_arguments)]
@@ -77,6 +77,7 @@ impl Client {
         ssl: Option<&Bound<'_, PyAny>>,
         ssl_params: Option<&Bound<'_, PyAny>>,
         reconnect: bool,
+        ping_grace: u32,
         connect_timeout: f64,
         ack_timeout: f64,
         max_packet_size: usize,
@@ -111,6 +112,7 @@ impl Client {
             credentials,
             keepalive,
             reconnect,
+            ping_grace,
             reconnect_delay: options::seconds(reconnect_delay, "reconnect_delay")?,
             reconnect_max_delay: options::seconds(reconnect_max_delay, "reconnect_max_delay")?,
             connect_timeout: options::seconds(connect_timeout, "connect_timeout")?,
@@ -178,6 +180,7 @@ impl Client {
         let config = DriverConfig {
             target: self.options.target(),
             reconnect: self.options.reconnect,
+            ping_grace: self.options.ping_grace,
             reconnect_delay: self.options.reconnect_delay,
             reconnect_max_delay: self.options.reconnect_max_delay,
         };

@@ -110,6 +110,8 @@ impl Shared {
 pub struct DriverConfig {
     pub target: String,
     pub reconnect: bool,
+    /// Extra unanswered PINGREQs tolerated before the link counts as dead (`pingmaxnum`).
+    pub ping_grace: u32,
     pub reconnect_delay: Duration,
     pub reconnect_max_delay: Duration,
 }
@@ -161,6 +163,7 @@ struct Driver {
     first_connack: Option<oneshot::Sender<Result<bool, DriverError>>>,
     backoff: Backoff,
     reconnecting: bool,
+    unanswered_pings: u32,
 }
 
 /// Runs one connection until it is disconnected, fails for good, or the task is aborted.
@@ -179,6 +182,7 @@ pub async fn run(
         first_connack: Some(first_connack),
         backoff,
         reconnecting: false,
+        unanswered_pings: 0,
     };
     driver.run().await;
 }
@@ -222,6 +226,7 @@ impl Driver {
             }
             Incoming::UnsubAck(ack) => self.ack(Kind::Unsubscribe, ack.pkid, Ack::Unsubscribed),
             Incoming::ConnAck(connack) => self.on_connected(connack.session_present),
+            Incoming::PingResp => self.unanswered_pings = 0,
             _ => {}
         }
         true
@@ -246,6 +251,10 @@ impl Driver {
                 self.stop(Link::Disconnected, &DriverError::Closed);
                 return false;
             }
+            Outgoing::PingReq => {
+                self.on_ping_sent();
+                return true;
+            }
             _ => return true,
         };
         self.acks
@@ -253,8 +262,18 @@ impl Driver {
         true
     }
 
+    /// rumqttc fails the link when a ping is due while the previous one is unanswered; clearing
+    /// its flag for the first `ping_grace` unanswered pings makes it send another one instead.
+    fn on_ping_sent(&mut self) {
+        self.unanswered_pings += 1;
+        if self.unanswered_pings <= self.config.ping_grace {
+            self.eventloop.state.await_pingresp = false;
+        }
+    }
+
     fn on_connected(&mut self, session_present: bool) {
         self.backoff.reset();
+        self.unanswered_pings = 0;
         lock(&self.shared.outbox).open = true;
         self.shared.inbox.set_lost(None);
         self.shared.link.send_replace(Link::Up);

@@ -215,6 +215,7 @@ pub struct ClientOptions {
     pub credentials: Option<(String, String)>,
     pub keepalive: u16,
     pub reconnect: bool,
+    pub ping_grace: u32,
     pub reconnect_delay: Duration,
     pub reconnect_max_delay: Duration,
     pub connect_timeout: Duration,

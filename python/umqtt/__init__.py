@@ -98,6 +98,7 @@ class MQTTClient:
             ssl=ssl,
             ssl_params=ssl_params,
             reconnect=bool(reconn),
+            ping_grace=pingmaxnum,
             connect_timeout=connect_timeout,
             ack_timeout=ack_timeout,
             max_packet_size=max_packet_size,

@@ -39,6 +39,7 @@ class Client:
         ssl: Any = None,
         ssl_params: dict[str, Any] | None = None,
         reconnect: bool = True,
+        ping_grace: int = 0,
         connect_timeout: float = 20.0,
         ack_timeout: float = 10.0,
         max_packet_size: int = 16777216,
