@@ -1,0 +1,304 @@
+"""Fixtures: private mosquitto brokers, a paho-mqtt peer, umqtt clients and message recorders."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import paho.mqtt.client as paho
+import pytest
+from broker import (
+    ALICE,
+    BOB,
+    FORBIDDEN,
+    Bounded,
+    Mosquitto,
+    as_bytes,
+    unique_id,
+    wait_until,
+)
+
+# --------------------------------------------------------------------------- brokers
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    """An anonymous broker shared by the whole session (persistence off)."""
+    b = Mosquitto(tmp_path_factory.mktemp("broker"))
+    try:
+        yield b
+    finally:
+        b.kill()
+
+
+@pytest.fixture(scope="session")
+def auth_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    """Password-only broker (ALICE, BOB); dynsec refuses SUBSCRIBE to forbidden/# (SUBACK 0x80)."""
+    b = Mosquitto(
+        tmp_path_factory.mktemp("auth-broker"),
+        users=dict([ALICE, BOB]),
+        acl="user alice\ntopic readwrite #\n",
+        deny_subscribe=[FORBIDDEN],
+    )
+    try:
+        yield b
+    finally:
+        b.kill()
+
+
+@pytest.fixture
+def fresh_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A broker of this test's own, free to be killed, paused and restarted."""
+    b = Mosquitto(tmp_path)
+    try:
+        yield b
+    finally:
+        b.kill()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """On failure, attach the tail of every broker log the test used."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for name, value in getattr(item, "funcargs", {}).items():
+            if isinstance(value, Mosquitto):
+                tail = "\n".join(value.log_text().splitlines()[-60:])
+                report.sections.append((f"mosquitto log ({name}, last 60 lines)", tail))
+
+
+# --------------------------------------------------------------------------- names
+
+
+@pytest.fixture
+def topic(request: pytest.FixtureRequest) -> str:
+    """A topic nobody else uses: umqtt-test/<test name>/<random>."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:60]
+    return f"umqtt-test/{name}/{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def client_id() -> str:
+    return unique_id()
+
+
+# --------------------------------------------------------------------------- paho peer
+
+
+@dataclass(frozen=True)
+class Received:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+class Peer:
+    """An independent MQTT 3.1.1 client (paho-mqtt) to watch and drive the broker."""
+
+    def __init__(
+        self, broker: Mosquitto, username: str | None = None, password: str | None = None
+    ) -> None:
+        self.messages: list[Received] = []
+        self._subacks: dict[int, list[int]] = {}
+        self._connected = threading.Event()
+        self.client = paho.Client(
+            paho.CallbackAPIVersion.VERSION2,
+            client_id=unique_id("peer"),
+            protocol=paho.MQTTv311,
+        )
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        self.client.on_connect = lambda c, u, flags, rc, props: self._connected.set()
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self.client.connect(broker.host, broker.port, keepalive=60)
+        self.client.loop_start()
+        if not self._connected.wait(5):
+            self.close()
+            raise RuntimeError(f"peer could not connect to {broker}")
+
+    def _on_message(self, client: Any, userdata: Any, msg: paho.MQTTMessage) -> None:
+        self.messages.append(Received(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain)))
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, codes: Any, props: Any) -> None:
+        self._subacks[mid] = [int(getattr(c, "value", c)) for c in codes]
+
+    def subscribe(self, topic: str, qos: int = 2, timeout: float = 5.0) -> int:
+        """Subscribe and wait for the SUBACK; return the granted code."""
+        _, mid = self.client.subscribe(topic, qos)
+        assert wait_until(lambda: mid in self._subacks, timeout), f"no SUBACK for {topic}"
+        return self._subacks[mid][0]
+
+    def publish(
+        self, topic: str, payload: str | bytes = b"", qos: int = 1, retain: bool = False
+    ) -> None:
+        """Publish and wait until the broker has it (PUBACK/PUBCOMP, or written for QoS 0)."""
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        info.wait_for_publish(5)
+        assert info.is_published(), f"peer could not publish to {topic}"
+
+    def received(self, topic: str | None = None) -> list[Received]:
+        return [m for m in list(self.messages) if topic is None or m.topic == topic]
+
+    def wait_for(self, topic: str, count: int = 1, timeout: float = 5.0) -> list[Received]:
+        """Wait until `count` messages arrived on `topic`; return all that did (maybe fewer)."""
+        wait_until(lambda: len(self.received(topic)) >= count, timeout)
+        return self.received(topic)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def make_peer() -> Iterator[Callable[..., Peer]]:
+    """Factory for paho peers: make_peer(broker, username=None, password=None)."""
+    peers: list[Peer] = []
+
+    def make(broker: Mosquitto, **kw: Any) -> Peer:
+        p = Peer(broker, **kw)
+        peers.append(p)
+        return p
+
+    yield make
+    for p in peers:
+        p.close()
+
+
+@pytest.fixture
+def peer(broker: Mosquitto, make_peer: Callable[..., Peer]) -> Peer:
+    """A paho peer connected to the shared anonymous broker."""
+    return make_peer(broker)
+
+
+# --------------------------------------------------------------------------- umqtt side
+
+
+@dataclass(frozen=True)
+class Delivery:
+    topic: Any
+    msg: Any
+    thread: int
+
+
+class Inbox:
+    """Records what a umqtt client's set_callback() callback receives."""
+
+    def __init__(self) -> None:
+        self.items: list[Delivery] = []
+
+    def callback(self, topic: Any, msg: Any) -> None:
+        self.items.append(Delivery(topic, msg, threading.get_ident()))
+
+    def payloads(self, topic: str | bytes | None = None) -> list[Any]:
+        want = None if topic is None else as_bytes(topic)
+        return [d.msg for d in list(self.items) if want is None or d.topic == want]
+
+    def pump(
+        self,
+        client: Any,
+        count: int = 1,
+        topic: str | bytes | None = None,
+        timeout: float = 5.0,
+    ) -> list[Any]:
+        """Call client.check_msg() until `count` payloads (on `topic`) arrived or `timeout`."""
+
+        def arrived() -> bool:
+            client.check_msg()
+            return len(self.payloads(topic)) >= count
+
+        wait_until(arrived, timeout)
+        return self.payloads(topic)
+
+
+class ErrorLog:
+    """Records what a umqtt client's error_register_cb() callback receives."""
+
+    def __init__(self) -> None:
+        self.texts: list[Any] = []
+
+    def callback(self, text: Any) -> None:
+        self.texts.append(text)
+
+    def wait_for(self, text: str, timeout: float = 10.0) -> bool:
+        return wait_until(lambda: text in self.texts, timeout)
+
+
+class UmqttLog:
+    """What umqtt logged (logger "umqtt" and its children), captured through caplog."""
+
+    def __init__(self, caplog: pytest.LogCaptureFixture) -> None:
+        self.caplog = caplog
+
+    def records(self, level: int = logging.DEBUG) -> list[logging.LogRecord]:
+        return [
+            r
+            for r in self.caplog.records
+            if (r.name == "umqtt" or r.name.startswith("umqtt.")) and r.levelno >= level
+        ]
+
+    def text(self) -> str:
+        return "\n".join(self.caplog.handler.format(r) for r in self.records())
+
+    def clear(self) -> None:
+        self.caplog.clear()
+
+
+@pytest.fixture
+def umqtt_log(caplog: pytest.LogCaptureFixture) -> UmqttLog:
+    """Captures everything umqtt logs, down to DEBUG."""
+    caplog.set_level(logging.DEBUG, logger="umqtt")
+    return UmqttLog(caplog)
+
+
+@pytest.fixture
+def inbox() -> Inbox:
+    return Inbox()
+
+
+@pytest.fixture
+def errors() -> ErrorLog:
+    return ErrorLog()
+
+
+@pytest.fixture
+def make_client(broker: Mosquitto) -> Iterator[Callable[..., Any]]:
+    """Factory for umqtt.MQTTClient; every client it made is disconnected at teardown.
+
+    make_client(**kw): client_id, server and port default to a fresh id and `on` (default: the
+    shared broker). make_client(*args, **kw) with positional args or server= passes them verbatim.
+    """
+    import umqtt
+
+    clients: list[Any] = []
+
+    def make(*args: Any, on: Mosquitto | None = None, **kw: Any) -> Any:
+        if not args and "server" not in kw:
+            target = on or broker
+            kw = {"client_id": unique_id(), "server": target.host, "port": target.port, **kw}
+        c = umqtt.MQTTClient(*args, **kw)
+        clients.append(c)
+        return c
+
+    yield make
+    # Teardown only (disconnect() itself is tested elsewhere): in parallel, bounded, quiet.
+    closers = [Bounded(c.disconnect, "teardown-disconnect") for c in clients]
+    for closer in closers:
+        closer.thread.join(10)
+
+
+@pytest.fixture
+def client(make_client: Callable[..., Any], inbox: Inbox, client_id: str) -> Any:
+    """A umqtt client (id `client_id`) connected to the shared broker, recording into `inbox`."""
+    c = make_client(client_id=client_id)
+    c.set_callback(inbox.callback)
+    assert c.connect() == 0
+    return c
