@@ -1,6 +1,9 @@
 //! `umqtt._native.Client`: the one core object every dialect wraps. It validates arguments, hands
-//! requests to the driver, and blocks (GIL released, Ctrl-C honoured) until they are acknowledged.
+//! requests to the driver and waits for their acknowledgements. Each operation is one async
+//! function on [`Core`]; blocking methods run it on the calling thread (GIL released, Ctrl-C
+//! honoured), `*_async` methods hand the same future to asyncio.
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,7 +11,7 @@ use std::time::Duration;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use rumqttc::{AsyncClient, ClientError, LastWill, QoS};
+use rumqttc::{AsyncClient, ClientError, LastWill, Publish, QoS};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -21,11 +24,10 @@ use crate::runtime::{self, block_on, lock, Deadline};
 
 /// How many requests may wait in rumqttc's channel before senders back off.
 const REQUEST_CHANNEL_CAPACITY: usize = 256;
-/// How long `disconnect()`/`close()` wait for the driver to finish writing before abandoning it.
+/// How long `disconnect()` waits for the driver to write DISCONNECT before abandoning it.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// How long a sender waits before retrying when rumqttc's channel is full.
 const FULL_CHANNEL_PAUSE: Duration = Duration::from_millis(1);
-
 const NOT_CONNECTED: &str = "not connected: call connect() first";
 
 /// One connection: the request handle and the driver task that serves it.
@@ -34,28 +36,348 @@ struct Session {
     task: JoinHandle<()>,
 }
 
-#[pyclass(frozen, module = "umqtt._native")]
-pub struct Client {
+/// Everything a client is, shareable with the futures that act for it.
+struct Core {
     options: ClientOptions,
     will: Mutex<Option<LastWill>>,
     shared: Arc<Shared>,
     session: Mutex<Option<Session>>,
 }
 
-/// Decrements the in-flight count when a waiting caller is done, however it ends.
-struct InFlight<'a>(&'a Shared);
+#[pyclass(frozen, module = "umqtt._native")]
+pub struct Client {
+    core: Arc<Core>,
+}
 
-impl<'a> InFlight<'a> {
-    fn start(shared: &'a Shared) -> Self {
-        shared.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight(shared)
+/// A received message, as the asyncio client yields it.
+#[pyclass(frozen, module = "umqtt._native", name = "Message")]
+pub struct Message {
+    publish: Publish,
+}
+
+#[pymethods]
+impl Message {
+    #[getter]
+    fn topic(&self) -> &str {
+        &self.publish.topic
+    }
+
+    #[getter]
+    fn payload<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.publish.payload)
+    }
+
+    #[getter]
+    fn qos(&self) -> u8 {
+        self.publish.qos as u8
+    }
+
+    #[getter]
+    fn retain(&self) -> bool {
+        self.publish.retain
+    }
+
+    #[getter]
+    fn dup(&self) -> bool {
+        self.publish.dup
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<umqtt.Message topic={:?} payload=<{} bytes> qos={} retain={}>",
+            self.publish.topic,
+            self.publish.payload.len(),
+            self.publish.qos as u8,
+            self.publish.retain
+        )
     }
 }
 
-impl Drop for InFlight<'_> {
+/// Counts a waiting caller until it is done, however it ends (also when its future is dropped).
+struct InFlight(Arc<Shared>);
+
+impl InFlight {
+    fn start(shared: &Arc<Shared>) -> Self {
+        shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(shared.clone())
+    }
+}
+
+impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// Abandons a connection attempt whose caller went away (Ctrl-C, asyncio cancellation).
+struct AbandonUnlessConnected<'a>(Option<&'a Core>);
+
+impl Drop for AbandonUnlessConnected<'_> {
+    fn drop(&mut self) {
+        if let Some(core) = self.0 {
+            core.abandon_session();
+        }
+    }
+}
+
+/// A request ready to hand to rumqttc (validated, so sending can only fail on a full channel).
+enum Request {
+    Publish {
+        topic: String,
+        payload: Vec<u8>,
+        qos: QoS,
+        retain: bool,
+    },
+    Subscribe(String, QoS),
+    Unsubscribe(String),
+}
+
+impl Request {
+    /// The kind of acknowledgement awaited, if any (QoS 0 publishes await none).
+    fn kind(&self) -> Option<Kind> {
+        match self {
+            Request::Publish { qos, .. } if *qos == QoS::AtMostOnce => None,
+            Request::Publish { .. } => Some(Kind::Publish),
+            Request::Subscribe(..) => Some(Kind::Subscribe),
+            Request::Unsubscribe(_) => Some(Kind::Unsubscribe),
+        }
+    }
+
+    fn ack_name(&self) -> &'static str {
+        match self {
+            Request::Publish {
+                qos: QoS::ExactlyOnce,
+                ..
+            } => "PUBCOMP",
+            Request::Publish { .. } => "PUBACK",
+            Request::Subscribe(..) => "SUBACK",
+            Request::Unsubscribe(_) => "UNSUBACK",
+        }
+    }
+
+    fn send(&self, requests: &AsyncClient) -> Result<(), ClientError> {
+        match self {
+            Request::Publish {
+                topic,
+                payload,
+                qos,
+                retain,
+            } => requests.try_publish(topic.as_str(), *qos, *retain, payload.clone()),
+            Request::Subscribe(filter, qos) => requests.try_subscribe(filter.as_str(), *qos),
+            Request::Unsubscribe(filter) => requests.try_unsubscribe(filter.as_str()),
+        }
+    }
+}
+
+impl Core {
+    fn link(&self) -> Link {
+        *self.shared.link.borrow()
+    }
+
+    fn requests(&self) -> Result<AsyncClient, DriverError> {
+        lock(&self.session)
+            .as_ref()
+            .map(|session| session.requests.clone())
+            .ok_or_else(|| DriverError::ConnectionLost(NOT_CONNECTED.into()))
+    }
+
+    fn lost(&self) -> DriverError {
+        DriverError::ConnectionLost(format!(
+            "not connected to {} (state: {})",
+            self.options.target(),
+            self.link().name()
+        ))
+    }
+
+    /// Starts a driver for a new connection; its first CONNACK (or failure) arrives on the receiver.
+    fn start_session(&self, clean_session: bool, connect_timeout: Duration) -> ConnackReceiver {
+        let will = lock(&self.will).clone();
+        let (requests, mut eventloop) = AsyncClient::new(
+            self.options.mqtt_options(clean_session, will),
+            REQUEST_CHANNEL_CAPACITY,
+        );
+        let mut network = self.options.network_options();
+        network.set_connection_timeout(connect_timeout.as_secs_f64().ceil().max(1.0) as u64);
+        eventloop.set_network_options(network);
+        let config = DriverConfig {
+            target: self.options.target(),
+            reconnect: self.options.reconnect,
+            ping_grace: self.options.ping_grace,
+            reconnect_delay: self.options.reconnect_delay,
+            reconnect_max_delay: self.options.reconnect_max_delay,
+        };
+        let (connack_tx, connack_rx) = oneshot::channel();
+        self.shared.link.send_replace(Link::Connecting);
+        let task = tokio::spawn(driver::run(
+            eventloop,
+            self.shared.clone(),
+            config,
+            connack_tx,
+        ));
+        *lock(&self.session) = Some(Session { requests, task });
+        connack_rx
+    }
+
+    async fn connect(&self, clean_session: bool, timeout: Duration) -> Result<bool, DriverError> {
+        self.end_session(false).await;
+        let connack = self.start_session(clean_session, timeout);
+        let mut abandon = AbandonUnlessConnected(Some(self));
+        // rumqttc bounds the attempt by whole seconds; allow for that rounding.
+        let outcome = tokio::time::timeout(timeout + Duration::from_secs(1), connack).await;
+        let target = self.options.target();
+        let result = match outcome {
+            Ok(Ok(Ok(session_present))) => {
+                abandon.0 = None;
+                return Ok(session_present);
+            }
+            Ok(Ok(Err(failure))) => Err(failure),
+            Ok(Err(_)) => Err(DriverError::Connect {
+                message: format!("the connection to {target} ended during connect"),
+                rc: None,
+            }),
+            Err(_) => Err(DriverError::Connect {
+                message: format!(
+                    "timed out after {:.1} s connecting to {target}: check the address, port and network",
+                    timeout.as_secs_f64()
+                ),
+                rc: None,
+            }),
+        };
+        drop(abandon);
+        self.shared.link.send_replace(Link::Failed);
+        result
+    }
+
+    /// Hands a request to rumqttc once the link is up and returns the acknowledgement's receiver,
+    /// registering the waiter in the same critical section as the send so both stay in order.
+    async fn submit(&self, request: &Request) -> Result<Option<ReplyReceiver>, DriverError> {
+        let requests = self.requests()?;
+        let kind = request.kind();
+        loop {
+            self.wait_for_link().await?;
+            {
+                let mut outbox = lock(&self.shared.outbox);
+                if outbox.open {
+                    let receiver = kind.map(|kind| {
+                        let (reply, receiver) = oneshot::channel();
+                        outbox.push(kind, reply);
+                        receiver
+                    });
+                    if request.send(&requests).is_ok() {
+                        return Ok(receiver);
+                    }
+                    // Full, or closed because the driver ended: then the link state says so.
+                    if let Some(kind) = kind {
+                        outbox.pop_newest(kind);
+                    }
+                }
+            }
+            tokio::time::sleep(FULL_CHANNEL_PAUSE).await;
+        }
+    }
+
+    async fn wait_for_link(&self) -> Result<(), DriverError> {
+        let mut link = self.shared.link.subscribe();
+        let settled = link
+            .wait_for(|state| !matches!(state, Link::Connecting | Link::Reconnecting))
+            .await
+            .map(|state| *state);
+        match settled {
+            Ok(Link::Up) => Ok(()),
+            _ => Err(self.lost()),
+        }
+    }
+
+    /// Sends a request and waits for the acknowledgement its kind needs.
+    async fn request(&self, request: Request) -> Result<Option<Ack>, DriverError> {
+        let Some(receiver) = self.submit(&request).await? else {
+            return Ok(None);
+        };
+        let _in_flight = InFlight::start(&self.shared);
+        match receiver.await {
+            Ok(Ok(ack)) => Ok(Some(ack)),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(DriverError::Closed),
+        }
+    }
+
+    async fn subscribe(&self, filter: String, qos: QoS) -> Result<u8, DriverError> {
+        let ack = self
+            .request(Request::Subscribe(filter.clone(), qos))
+            .await?;
+        let code = match ack {
+            Some(Ack::Subscribed(code)) => code,
+            _ => 0x80,
+        };
+        if code != 0x80 {
+            self.shared.remember_subscription(&filter, qos);
+        }
+        Ok(code)
+    }
+
+    async fn unsubscribe(&self, filter: String) -> Result<(), DriverError> {
+        self.shared.forget_subscription(&filter);
+        self.request(Request::Unsubscribe(filter)).await.map(drop)
+    }
+
+    async fn next_message(&self) -> Result<Publish, DriverError> {
+        match self.shared.inbox.take_async(1).await {
+            Taken::Items(mut messages) => messages.pop().ok_or(DriverError::Closed),
+            Taken::Lost(reason) => Err(DriverError::ConnectionLost(reason)),
+            Taken::TimedOut => Err(DriverError::Closed),
+        }
+    }
+
+    /// Ends the current session. `graceful`: let waiting requests finish, then send DISCONNECT
+    /// after everything already queued.
+    async fn end_session(&self, graceful: bool) {
+        let Some(mut session) = lock(&self.session).take() else {
+            return;
+        };
+        if graceful && self.link() == Link::Up {
+            let drained = async {
+                while self.shared.in_flight.load(Ordering::Acquire) > 0 {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            };
+            let _ = tokio::time::timeout(self.options.ack_timeout, drained).await;
+            lock(&self.shared.outbox).open = false;
+            if session.requests.try_disconnect().is_ok() {
+                let _ = tokio::time::timeout(SHUTDOWN_GRACE, &mut session.task).await;
+            }
+        }
+        self.finish(session);
+    }
+
+    fn abandon_session(&self) {
+        if let Some(session) = lock(&self.session).take() {
+            self.finish(session);
+        }
+    }
+
+    fn finish(&self, session: Session) {
+        session.task.abort();
+        self.shared.fail_outbox(&DriverError::Closed);
+        self.shared.inbox.set_lost(Some(NOT_CONNECTED.into()));
+        if self.link() != Link::Failed {
+            self.shared.link.send_replace(Link::Disconnected);
+        }
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        if let Some(session) = lock(&self.session).take() {
+            session.task.abort();
+        }
+    }
+}
+
+type ConnackReceiver = oneshot::Receiver<Result<bool, DriverError>>;
+
+/// Why an operation's deadline passed, in words.
+fn timeout_message(what: &str, target: &str) -> String {
+    format!("no {what} from {target} before the timeout")
 }
 
 #[pymethods]
@@ -63,8 +385,8 @@ impl Client {
     #[new]
     #[pyo3(signature = (
         client_id, server, port, *, user=None, password=None, keepalive=None, ssl=None, ssl_params=None,
-        reconnect=true, ping_grace=0, connect_timeout=20.0, ack_timeout=10.0, max_packet_size=16 * 1024 * 1024,
-        reconnect_delay=1.0, reconnect_max_delay=30.0,
+        reconnect=true, ping_grace=0, connect_timeout=20.0, ack_timeout=10.0,
+        max_packet_size=16 * 1024 * 1024, reconnect_delay=1.0, reconnect_max_delay=30.0,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -123,10 +445,12 @@ impl Client {
         let shared = Shared::default();
         shared.inbox.set_lost(Some(NOT_CONNECTED.into()));
         Ok(Client {
-            options,
-            will: Mutex::new(None),
-            shared: Arc::new(shared),
-            session: Mutex::new(None),
+            core: Arc::new(Core {
+                options,
+                will: Mutex::new(None),
+                shared: Arc::new(shared),
+                session: Mutex::new(None),
+            }),
         })
     }
 
@@ -147,80 +471,28 @@ impl Client {
                     .map(options::qos)
                     .transpose()?
                     .unwrap_or(QoS::AtMostOnce);
-                options::check_fits(&topic, payload.len(), qos, self.options.max_packet_size)?;
+                options::check_fits(
+                    &topic,
+                    payload.len(),
+                    qos,
+                    self.core.options.max_packet_size,
+                )?;
                 Some(LastWill::new(topic, payload, qos, retain))
             }
             _ => None,
         };
-        *lock(&self.will) = will;
+        *lock(&self.core.will) = will;
         Ok(())
     }
 
     /// Connects and returns the session-present flag. Raises `MQTTConnectError` on failure.
     #[pyo3(signature = (clean_session=true, timeout=None))]
     fn connect(&self, py: Python<'_>, clean_session: bool, timeout: Option<f64>) -> PyResult<bool> {
-        if !clean_session && self.options.client_id.is_empty() {
-            return Err(PyValueError::new_err(
-                "a persistent session (clean_session=False) needs a non-empty client_id",
-            ));
-        }
-        let connect_timeout = match timeout {
-            Some(seconds) => options::seconds(seconds, "timeout")?,
-            None => self.options.connect_timeout,
-        };
-        self.shutdown(py, false)?;
-        let will = lock(&self.will).clone();
-        let (requests, mut eventloop) = AsyncClient::new(
-            self.options.mqtt_options(clean_session, will),
-            REQUEST_CHANNEL_CAPACITY,
-        );
-        let mut network = self.options.network_options();
-        network.set_connection_timeout(connect_timeout.as_secs_f64().ceil().max(1.0) as u64);
-        eventloop.set_network_options(network);
-        let config = DriverConfig {
-            target: self.options.target(),
-            reconnect: self.options.reconnect,
-            ping_grace: self.options.ping_grace,
-            reconnect_delay: self.options.reconnect_delay,
-            reconnect_max_delay: self.options.reconnect_max_delay,
-        };
-        let (connack_tx, connack_rx) = oneshot::channel();
-        self.shared.link.send_replace(Link::Connecting);
-        let task = runtime::runtime()?.spawn(driver::run(
-            eventloop,
-            self.shared.clone(),
-            config,
-            connack_tx,
-        ));
-        *lock(&self.session) = Some(Session { requests, task });
-        // rumqttc bounds the attempt by whole seconds; allow for that rounding.
-        let deadline = Deadline::after(Some(connect_timeout.as_secs_f64() + 1.0));
-        let outcome = block_on(py, deadline, connack_rx);
-        match outcome {
-            Ok(Some(Ok(Ok(session_present)))) => Ok(session_present),
-            Ok(Some(Ok(Err(failure)))) => {
-                self.abandon_session();
-                Err(failure.into_pyerr(py))
-            }
-            Ok(other) => {
-                self.abandon_session();
-                self.shared.link.send_replace(Link::Failed);
-                let message = match other {
-                    None => format!(
-                        "timed out after {:.1} s connecting to {}: check the address, port and network",
-                        connect_timeout.as_secs_f64(),
-                        self.options.target()
-                    ),
-                    _ => format!("the connection to {} ended during connect", self.options.target()),
-                };
-                Err(errors::connect_error(py, message, None))
-            }
-            Err(interrupted) => {
-                self.abandon_session();
-                self.shared.link.send_replace(Link::Failed);
-                Err(interrupted)
-            }
-        }
+        let timeout = self.connect_timeout(clean_session, timeout)?;
+        let core = self.core.clone();
+        self.wait(py, None, "CONNACK", async move {
+            core.connect(clean_session, timeout).await
+        })
     }
 
     /// Publishes and, for QoS 1 and 2, waits for PUBACK/PUBCOMP. QoS 0 returns once queued.
@@ -234,22 +506,11 @@ impl Client {
         retain: bool,
         timeout: Option<f64>,
     ) -> PyResult<()> {
-        let topic = options::topic_name(topic)?;
-        let qos = qos
-            .map(options::qos)
-            .transpose()?
-            .unwrap_or(QoS::AtMostOnce);
-        let payload = options::payload(msg)?;
-        options::check_fits(&topic, payload.len(), qos, self.options.max_packet_size)?;
-        let deadline = self.deadline(timeout)?;
-        let kind = (qos != QoS::AtMostOnce).then_some(Kind::Publish);
-        let reply = self.submit(py, deadline, kind, |requests| {
-            requests.try_publish(topic.as_str(), qos, retain, payload.clone())
-        })?;
-        match reply {
-            Some((receiver, _guard)) => self.await_ack(py, deadline, receiver, "PUBACK").map(drop),
-            None => Ok(()),
-        }
+        let request = self.publish_request(topic, msg, qos, retain)?;
+        let (core, what) = (self.core.clone(), request.ack_name());
+        self.wait(py, Some(self.ack_timeout(timeout)?), what, async move {
+            core.request(request).await.map(drop)
+        })
     }
 
     /// Subscribes and returns the SUBACK code: the granted QoS (0, 1, 2) or 0x80 for a refusal.
@@ -261,26 +522,12 @@ impl Client {
         qos: Option<&Bound<'_, PyAny>>,
         timeout: Option<f64>,
     ) -> PyResult<u8> {
-        let filter = options::topic_filter(topic)?;
-        let qos = qos
-            .map(options::qos)
-            .transpose()?
-            .unwrap_or(QoS::AtMostOnce);
-        let deadline = self.deadline(timeout)?;
-        let sent = self.submit(py, deadline, Some(Kind::Subscribe), |requests| {
-            requests.try_subscribe(filter.as_str(), qos)
-        })?;
-        let Some((receiver, _guard)) = sent else {
-            return Ok(0x80);
-        };
-        let code = match self.await_ack(py, deadline, receiver, "SUBACK")? {
-            Ack::Subscribed(code) => code,
-            _ => 0x80,
-        };
-        if code != 0x80 {
-            self.shared.remember_subscription(&filter, qos);
-        }
-        Ok(code)
+        self.require_session()?;
+        let (filter, qos) = subscription(topic, qos)?;
+        let core = self.core.clone();
+        self.wait(py, Some(self.ack_timeout(timeout)?), "SUBACK", async move {
+            core.subscribe(filter, qos).await
+        })
     }
 
     /// Unsubscribes and waits for UNSUBACK; the topic is no longer re-subscribed on reconnect.
@@ -291,16 +538,15 @@ impl Client {
         topic: &Bound<'_, PyAny>,
         timeout: Option<f64>,
     ) -> PyResult<()> {
+        self.require_session()?;
         let filter = options::topic_filter(topic)?;
-        let deadline = self.deadline(timeout)?;
-        self.shared.forget_subscription(&filter);
-        let sent = self.submit(py, deadline, Some(Kind::Unsubscribe), |requests| {
-            requests.try_unsubscribe(filter.as_str())
-        })?;
-        if let Some((receiver, _guard)) = sent {
-            self.await_ack(py, deadline, receiver, "UNSUBACK")?;
-        }
-        Ok(())
+        let core = self.core.clone();
+        self.wait(
+            py,
+            Some(self.ack_timeout(timeout)?),
+            "UNSUBACK",
+            async move { core.unsubscribe(filter).await },
+        )
     }
 
     /// Calls `callback(topic, payload)` for up to `max` arrived messages, waiting up to `timeout`
@@ -322,7 +568,7 @@ impl Client {
             }
             None => Deadline::never(),
         };
-        let messages = match self.shared.inbox.take(py, deadline, max.max(1))? {
+        let messages = match self.core.shared.inbox.take(py, deadline, max.max(1))? {
             Taken::Items(messages) => messages,
             Taken::Lost(reason) => return Err(errors::connection_lost(py, reason)),
             Taken::TimedOut => return Ok(None),
@@ -333,7 +579,7 @@ impl Client {
             let topic = PyBytes::new(py, message.topic.as_bytes());
             let payload = PyBytes::new(py, &message.payload);
             if let Err(error) = callback.call1((topic, payload)) {
-                self.shared.inbox.put_back(messages.collect());
+                self.core.shared.inbox.put_back(messages.collect());
                 return Err(error);
             }
             last_header = Some(publish_header(&message));
@@ -346,242 +592,276 @@ impl Client {
     #[pyo3(signature = (timeout=0.0))]
     fn next_notice(&self, py: Python<'_>, timeout: f64) -> PyResult<Option<String>> {
         let deadline = Deadline::after(Some(timeout.max(0.0)));
-        Ok(match self.shared.notices.take(py, deadline, 1)? {
+        Ok(match self.core.shared.notices.take(py, deadline, 1)? {
             Taken::Items(mut notices) => notices.pop(),
             Taken::Lost(_) | Taken::TimedOut => None,
         })
     }
 
+    /// Lets requests in flight finish, sends DISCONNECT after everything queued, closes the socket.
+    fn disconnect(&self, py: Python<'_>) -> PyResult<()> {
+        let core = self.core.clone();
+        self.wait(py, None, "DISCONNECT", async move {
+            core.end_session(true).await;
+            Ok(())
+        })
+    }
+
+    /// Drops the connection without DISCONNECT, so the broker publishes the will.
+    fn close(&self) {
+        self.core.abandon_session();
+    }
+
+    // ---- asyncio: the same operations as awaitables (call them from a running event loop) ----
+
+    #[pyo3(signature = (clean_session=true, timeout=None))]
+    fn connect_async<'py>(
+        &self,
+        py: Python<'py>,
+        clean_session: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let timeout = self.connect_timeout(clean_session, timeout)?;
+        let core = self.core.clone();
+        self.awaitable(py, None, "CONNACK", async move {
+            core.connect(clean_session, timeout).await
+        })
+    }
+
+    #[pyo3(signature = (topic, msg, qos=None, retain=false, timeout=None))]
+    fn publish_async<'py>(
+        &self,
+        py: Python<'py>,
+        topic: &Bound<'py, PyAny>,
+        msg: &Bound<'py, PyAny>,
+        qos: Option<&Bound<'py, PyAny>>,
+        retain: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let request = self.publish_request(topic, msg, qos, retain)?;
+        let (core, what) = (self.core.clone(), request.ack_name());
+        self.awaitable(py, Some(self.ack_timeout(timeout)?), what, async move {
+            core.request(request).await.map(drop)
+        })
+    }
+
+    #[pyo3(signature = (topic, qos=None, timeout=None))]
+    fn subscribe_async<'py>(
+        &self,
+        py: Python<'py>,
+        topic: &Bound<'py, PyAny>,
+        qos: Option<&Bound<'py, PyAny>>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.require_session()?;
+        let (filter, qos) = subscription(topic, qos)?;
+        let core = self.core.clone();
+        self.awaitable(py, Some(self.ack_timeout(timeout)?), "SUBACK", async move {
+            core.subscribe(filter, qos).await
+        })
+    }
+
+    #[pyo3(signature = (topic, timeout=None))]
+    fn unsubscribe_async<'py>(
+        &self,
+        py: Python<'py>,
+        topic: &Bound<'py, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.require_session()?;
+        let filter = options::topic_filter(topic)?;
+        let core = self.core.clone();
+        self.awaitable(
+            py,
+            Some(self.ack_timeout(timeout)?),
+            "UNSUBACK",
+            async move { core.unsubscribe(filter).await },
+        )
+    }
+
+    /// The next received message; raises `MQTTConnectionLost` once the link is gone for good.
+    fn next_message_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let core = self.core.clone();
+        self.awaitable(py, None, "message", async move {
+            core.next_message().await.map(|publish| Message { publish })
+        })
+    }
+
+    fn disconnect_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let core = self.core.clone();
+        self.awaitable(py, None, "DISCONNECT", async move {
+            core.end_session(true).await;
+            Ok(())
+        })
+    }
+
+    // ---- state ----
+
     /// Number of arrived messages not yet delivered.
     fn pending_messages(&self) -> usize {
-        self.shared.inbox.len()
+        self.core.shared.inbox.len()
     }
 
     /// QuecPython's connection state: 0 connected, 1 connecting, 2 closed by server, -1 otherwise.
     fn mqttsta(&self) -> i32 {
-        self.link().mqttsta()
+        self.core.link().mqttsta()
     }
 
     #[getter]
     fn state(&self) -> &'static str {
-        self.link().name()
+        self.core.link().name()
     }
 
     #[getter]
     fn client_id(&self) -> &str {
-        &self.options.client_id
+        &self.core.options.client_id
     }
 
     #[getter]
     fn server(&self) -> &str {
-        &self.options.host
+        &self.core.options.host
     }
 
     #[getter]
     fn port(&self) -> u16 {
-        self.options.port
+        self.core.options.port
     }
 
     #[getter]
     fn keepalive(&self) -> u16 {
-        self.options.keepalive
-    }
-
-    #[getter]
-    fn ever_connected(&self) -> bool {
-        lock(&self.session).is_some() || self.link() != Link::Idle
-    }
-
-    /// Lets requests in flight finish, sends DISCONNECT after everything queued, closes the socket.
-    fn disconnect(&self, py: Python<'_>) -> PyResult<()> {
-        self.shutdown(py, true)
-    }
-
-    /// Drops the connection without DISCONNECT, so the broker publishes the will.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.shutdown(py, false)
+        self.core.options.keepalive
     }
 
     fn __repr__(&self) -> String {
         format!(
             "<umqtt._native.Client client_id={:?} server={:?} state={:?}>",
-            self.options.client_id,
-            self.options.target(),
-            self.link().name()
+            self.core.options.client_id,
+            self.core.options.target(),
+            self.core.link().name()
         )
     }
 }
 
 impl Client {
-    fn link(&self) -> Link {
-        *self.shared.link.borrow()
-    }
-
-    fn deadline(&self, timeout: Option<f64>) -> PyResult<Deadline> {
-        let seconds = match timeout {
-            Some(seconds) => options::seconds(seconds, "timeout")?,
-            None => self.options.ack_timeout,
-        };
-        Ok(Deadline::after(Some(seconds.as_secs_f64())))
-    }
-
-    fn requests(&self) -> PyResult<AsyncClient> {
-        match lock(&self.session).as_ref() {
-            Some(session) => Ok(session.requests.clone()),
-            None => Err(MQTTException::new_err(NOT_CONNECTED)),
+    /// Using a client before connect() (or after disconnect()) is a programming error, not a
+    /// network failure: it raises the plain MQTTException in every dialect.
+    fn require_session(&self) -> PyResult<()> {
+        if lock(&self.core.session).is_some() {
+            Ok(())
+        } else {
+            Err(MQTTException::new_err(NOT_CONNECTED))
         }
     }
 
-    /// Hands a request to rumqttc once the link is up, registering its waiter in the same
-    /// critical section so waiters and requests stay in the same order. `kind` is None when no
-    /// acknowledgement is awaited (QoS 0).
-    fn submit<F>(
+    fn ack_timeout(&self, timeout: Option<f64>) -> PyResult<Duration> {
+        match timeout {
+            Some(seconds) => options::seconds(seconds, "timeout"),
+            None => Ok(self.core.options.ack_timeout),
+        }
+    }
+
+    fn connect_timeout(&self, clean_session: bool, timeout: Option<f64>) -> PyResult<Duration> {
+        if !clean_session && self.core.options.client_id.is_empty() {
+            return Err(PyValueError::new_err(
+                "a persistent session (clean_session=False) needs a non-empty client_id",
+            ));
+        }
+        match timeout {
+            Some(seconds) => options::seconds(seconds, "timeout"),
+            None => Ok(self.core.options.connect_timeout),
+        }
+    }
+
+    fn publish_request(
+        &self,
+        topic: &Bound<'_, PyAny>,
+        msg: &Bound<'_, PyAny>,
+        qos: Option<&Bound<'_, PyAny>>,
+        retain: bool,
+    ) -> PyResult<Request> {
+        self.require_session()?;
+        let topic = options::topic_name(topic)?;
+        let qos = qos
+            .map(options::qos)
+            .transpose()?
+            .unwrap_or(QoS::AtMostOnce);
+        let payload = options::payload(msg)?;
+        options::check_fits(
+            &topic,
+            payload.len(),
+            qos,
+            self.core.options.max_packet_size,
+        )?;
+        Ok(Request::Publish {
+            topic,
+            payload,
+            qos,
+            retain,
+        })
+    }
+
+    /// Runs an operation on the calling thread, GIL released, until it ends or `timeout` passes.
+    fn wait<T, F>(
         &self,
         py: Python<'_>,
-        deadline: Deadline,
-        kind: Option<Kind>,
-        mut send: F,
-    ) -> PyResult<Option<(ReplyReceiver, InFlight<'_>)>>
-    where
-        F: FnMut(&AsyncClient) -> Result<(), ClientError>,
-    {
-        let requests = self.requests()?;
-        loop {
-            self.wait_for_link(py, deadline)?;
-            let mut outbox = lock(&self.shared.outbox);
-            if !outbox.open {
-                drop(outbox);
-                continue;
-            }
-            let receiver = kind.map(|kind| {
-                let (reply, receiver) = oneshot::channel();
-                outbox.push(kind, reply);
-                receiver
-            });
-            match send(&requests) {
-                Ok(()) => {
-                    return Ok(receiver.map(|r| (r, InFlight::start(&self.shared))));
-                }
-                Err(ClientError::TryRequest(_)) | Err(ClientError::Request(_)) => {
-                    if let Some(kind) = kind {
-                        outbox.pop_newest(kind);
-                    }
-                    drop(outbox);
-                    // Full, or closed because the driver ended: then the link state says so and
-                    // wait_for_link() raises on the next round.
-                    if deadline.expired() {
-                        return Err(errors::timeout(
-                            py,
-                            "the request queue stayed full until the timeout".into(),
-                        ));
-                    }
-                    runtime::sleep(py, FULL_CHANNEL_PAUSE)?;
-                }
-            }
-        }
-    }
-
-    /// Waits until the link is up; raises if it is gone for good or the deadline passes.
-    fn wait_for_link(&self, py: Python<'_>, deadline: Deadline) -> PyResult<()> {
-        let mut link = self.shared.link.subscribe();
-        let up = block_on(py, deadline, async move {
-            link.wait_for(|state| !matches!(state, Link::Connecting | Link::Reconnecting))
-                .await
-                .map(|state| *state)
-        })?;
-        match up {
-            Some(Ok(Link::Up)) => Ok(()),
-            Some(_) => Err(self.lost(py)),
-            None => Err(errors::timeout(
-                py,
-                format!(
-                    "not connected to {} before the timeout",
-                    self.options.target()
-                ),
-            )),
-        }
-    }
-
-    fn lost(&self, py: Python<'_>) -> PyErr {
-        errors::connection_lost(
-            py,
-            format!(
-                "not connected to {} (state: {})",
-                self.options.target(),
-                self.link().name()
-            ),
-        )
-    }
-
-    fn await_ack(
-        &self,
-        py: Python<'_>,
-        deadline: Deadline,
-        receiver: ReplyReceiver,
+        timeout: Option<Duration>,
         what: &str,
-    ) -> PyResult<Ack> {
-        match block_on(py, deadline, receiver)? {
-            Some(Ok(Ok(ack))) => Ok(ack),
-            Some(Ok(Err(error))) => Err(error.into_pyerr(py)),
-            Some(Err(_)) => Err(DriverError::Closed.into_pyerr(py)),
-            None => Err(errors::timeout(
-                py,
-                format!(
-                    "no {what} from {} before the timeout",
-                    self.options.target()
-                ),
-            )),
+        operation: F,
+    ) -> PyResult<T>
+    where
+        F: Future<Output = Result<T, DriverError>> + Send,
+        T: Send,
+    {
+        let deadline = Deadline::after(timeout.map(|t| t.as_secs_f64()));
+        match block_on(py, deadline, operation)? {
+            Some(result) => result.map_err(|error| error.into_pyerr(py)),
+            None => Err(
+                DriverError::Timeout(timeout_message(what, &self.core.options.target()))
+                    .into_pyerr(py),
+            ),
         }
     }
 
-    /// Ends the current session. `graceful`: let waiting requests finish and send DISCONNECT.
-    fn shutdown(&self, py: Python<'_>, graceful: bool) -> PyResult<()> {
-        let Some(session) = lock(&self.session).take() else {
-            return Ok(());
-        };
-        if graceful && self.link() == Link::Up {
-            let grace = Deadline::after(Some(self.options.ack_timeout.as_secs_f64()));
-            while self.shared.in_flight.load(Ordering::Acquire) > 0 && !grace.expired() {
-                runtime::sleep(py, Duration::from_millis(2))?;
-            }
-            lock(&self.shared.outbox).open = false;
-            if session.requests.try_disconnect().is_ok() {
-                let task = &session.task;
-                let finished = Deadline::after(Some(SHUTDOWN_GRACE.as_secs_f64()));
-                while !task.is_finished() && !finished.expired() {
-                    runtime::sleep(py, Duration::from_millis(2))?;
-                }
-            }
-        }
-        self.finish(session);
-        Ok(())
-    }
-
-    fn abandon_session(&self) {
-        if let Some(session) = lock(&self.session).take() {
-            self.finish(session);
-        }
-    }
-
-    fn finish(&self, session: Session) {
-        session.task.abort();
-        self.shared.fail_outbox(&DriverError::Closed);
-        self.shared.inbox.set_lost(Some(NOT_CONNECTED.into()));
-        if self.link() != Link::Failed {
-            self.shared.link.send_replace(Link::Disconnected);
-        }
+    /// The same operation as an asyncio awaitable; cancelling it drops the future (cancel-safe).
+    fn awaitable<'py, T, F>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<Duration>,
+        what: &str,
+        operation: F,
+    ) -> PyResult<Bound<'py, PyAny>>
+    where
+        F: Future<Output = Result<T, DriverError>> + Send + 'static,
+        T: for<'a> IntoPyObject<'a> + Send + 'static,
+    {
+        runtime::runtime()?;
+        let expired = DriverError::Timeout(timeout_message(what, &self.core.options.target()));
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let outcome = match timeout {
+                Some(limit) => tokio::time::timeout(limit, operation)
+                    .await
+                    .unwrap_or(Err(expired)),
+                None => operation.await,
+            };
+            outcome.map_err(DriverError::into_pyerr_anywhere)
+        })
     }
 }
 
-impl Drop for Client {
-    fn drop(&mut self) {
-        if let Some(session) = lock(&self.session).take() {
-            session.task.abort();
-        }
-    }
+/// A subscription's filter and QoS, validated.
+fn subscription(
+    topic: &Bound<'_, PyAny>,
+    qos: Option<&Bound<'_, PyAny>>,
+) -> PyResult<(String, QoS)> {
+    let filter = options::topic_filter(topic)?;
+    let qos = qos
+        .map(options::qos)
+        .transpose()?
+        .unwrap_or(QoS::AtMostOnce);
+    Ok((filter, qos))
 }
 
 /// The first byte of a PUBLISH packet: type, DUP, QoS and RETAIN.
-fn publish_header(message: &rumqttc::Publish) -> u8 {
+fn publish_header(message: &Publish) -> u8 {
     0x30 | (u8::from(message.dup) << 3) | ((message.qos as u8) << 1) | u8::from(message.retain)
 }

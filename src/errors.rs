@@ -32,6 +32,8 @@ pub enum DriverError {
     ConnectionLost(String),
     /// The user closed or disconnected the client.
     Closed,
+    /// No acknowledgement (or no connection) before the deadline; says what was awaited.
+    Timeout(String),
 }
 
 impl DriverError {
@@ -40,7 +42,16 @@ impl DriverError {
             DriverError::Connect { message, rc } => connect_error(py, message, rc),
             DriverError::ConnectionLost(message) => connection_lost(py, message),
             DriverError::Closed => connection_lost(py, "the client was disconnected".into()),
+            DriverError::Timeout(message) => timeout(py, message),
         }
+    }
+
+    /// For futures that may complete while Python is finalizing: fall back to a plain
+    /// MQTTException when the interpreter can no longer be attached.
+    pub fn into_pyerr_anywhere(self) -> PyErr {
+        let fallback = format!("{self:?}");
+        Python::try_attach(|py| self.into_pyerr(py))
+            .unwrap_or_else(|| MQTTException::new_err(fallback))
     }
 }
 

@@ -5,6 +5,8 @@
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};
 
+use tokio::sync::Notify;
+
 use crate::runtime::{lock, Deadline};
 use pyo3::prelude::*;
 
@@ -23,7 +25,10 @@ struct State<T> {
 
 pub struct Mailbox<T> {
     state: Mutex<State<T>>,
+    /// Wakes blocked Python threads.
     arrived: Condvar,
+    /// Wakes asyncio waiters.
+    notify: Notify,
 }
 
 impl<T> Default for Mailbox<T> {
@@ -34,6 +39,7 @@ impl<T> Default for Mailbox<T> {
                 lost: None,
             }),
             arrived: Condvar::new(),
+            notify: Notify::new(),
         }
     }
 }
@@ -44,14 +50,19 @@ impl<T: Send> Mailbox<T> {
         state.messages.push_back(message);
         // Waiters only sleep on an empty inbox, so one wake-up per batch is enough.
         if state.messages.len() == 1 {
-            self.arrived.notify_all();
+            self.wake();
         }
+    }
+
+    fn wake(&self) {
+        self.arrived.notify_all();
+        self.notify.notify_waiters();
     }
 
     /// Marks the link as gone for good (`Some`) or back (`None`); wakes every waiter.
     pub fn set_lost(&self, reason: Option<String>) {
         lock(&self.state).lost = reason;
-        self.arrived.notify_all();
+        self.wake();
     }
 
     /// Returns messages a callback did not get to (it raised) to the front, in order.
@@ -89,6 +100,20 @@ impl<T: Send> Mailbox<T> {
             if deadline.expired() {
                 return Ok(Taken::TimedOut);
             }
+        }
+    }
+
+    /// Waits for messages without blocking a thread. Cancel-safe: nothing is taken until the
+    /// future completes.
+    pub async fn take_async(&self, max: usize) -> Taken<T> {
+        loop {
+            let notified = self.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(taken) = Self::take_now(&mut lock(&self.state), max) {
+                return taken;
+            }
+            notified.await;
         }
     }
 

@@ -22,6 +22,7 @@ fn _native(py: Python<'_>, module: &Bound<'_, PyModule>) -> PyResult<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     errors::register(py, module)?;
     module.add_class::<client::Client>()?;
+    module.add_class::<client::Message>()?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     module.add("MQTT_MAX_PACKET_SIZE", options::MQTT_MAX_REMAINING + 5)?;
     Ok(())

@@ -89,12 +89,6 @@ where
     }
 }
 
-/// Sleeps on the calling thread with the GIL released, in slices, letting signals through.
-pub fn sleep(py: Python<'_>, duration: Duration) -> PyResult<()> {
-    let deadline = Deadline(Some(Instant::now() + duration));
-    block_on(py, deadline, std::future::pending::<()>()).map(|_| ())
-}
-
 /// Locks a mutex, ignoring poisoning: every critical section here leaves the data consistent, and a
 /// panic in one caller must not turn every later call into a second panic.
 pub fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

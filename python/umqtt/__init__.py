@@ -49,12 +49,8 @@ def _check_version(version: object) -> None:
         raise ValueError(f"version must be 4 (MQTT 3.1.1), not {version!r}")
 
 
-class MQTTClient:
-    """An MQTT 3.1.1 client with the QuecPython ``umqtt.MQTTClient`` API.
-
-    Differences from the device are deliberate and documented in the README: server
-    certificates are verified, QoS 2 works, ``publish``/``subscribe`` return True/False.
-    """
+class _ClientBase:
+    """What the blocking and asyncio clients share: the QuecPython constructor and the core."""
 
     CONNECTEXCE = -1
     CONNECTSUCCESS = 0
@@ -71,7 +67,7 @@ class MQTTClient:
         user: Text | None = None,
         password: Text | None = None,
         keepalive: int = 60,
-        ssl: bool = False,
+        ssl: Any = False,
         ssl_params: dict[str, Any] | None = {},  # noqa: B006 - the device's signature
         reconn: bool = True,
         version: int = 4,
@@ -116,17 +112,44 @@ class MQTTClient:
         self.pingmaxnum = pingmaxnum
         self.manage = manage
         self.ipvtype = ipvtype
-        self.cb: MessageCallback | None = None
-        self.error_callback: ErrorCallback | None = None
-        self._deliver: MessageCallback = _drop_without_callback
-        self._notifier: threading.Thread | None = None
-        self._ended_by_user = False
 
     def __repr__(self) -> str:
         return (
-            f"<umqtt.MQTTClient client_id={self._core.client_id!r} "
+            f"<{type(self).__module__}.{type(self).__name__} client_id={self._core.client_id!r} "
             f"server='{self._core.server}:{self.port}' state={self._core.state!r}>"
         )
+
+    def set_last_will(self, topic: Text, msg: Payload, retain: bool = False, qos: int = 0) -> None:
+        """The will the broker publishes if the link dies; used by the next connect()."""
+        self._core.set_will(topic, msg, bool(retain), qos)
+
+    def get_mqttsta(self) -> int:
+        """0 connected, 1 connecting, 2 closed by the server, -1 error or disconnected."""
+        return self._core.mqttsta()
+
+    def _check_link(self) -> None:
+        """What ping() does: the core sends PINGREQ every keepalive; this checks the link."""
+        if self._core.mqttsta() in (self.CONNECTEXCE, self.SEVCLOSE):
+            raise MQTTConnectionLost(f"not connected (state: {self._core.state})")
+
+    def close(self) -> None:
+        """Drops the connection without DISCONNECT: the broker publishes the will."""
+        self._core.close()
+
+
+class MQTTClient(_ClientBase):
+    """An MQTT 3.1.1 client with the QuecPython ``umqtt.MQTTClient`` API.
+
+    Differences from the device are deliberate and documented in the README: server
+    certificates are verified, QoS 2 works, ``publish``/``subscribe`` return True/False.
+    """
+
+    # Per-client state, set on the instance when it changes (the constructor is the base's).
+    cb: MessageCallback | None = None
+    error_callback: ErrorCallback | None = None
+    _notifier: threading.Thread | None = None
+    _ended_by_user = False
+    _deliver: MessageCallback = staticmethod(lambda topic, msg: _drop_without_callback(topic))
 
     def set_callback(self, f: MessageCallback) -> None:
         """``f(topic: bytes, msg: bytes)`` runs on the thread that calls wait_msg()/check_msg()."""
@@ -143,9 +166,6 @@ class MQTTClient:
                 target=_relay_notices, args=(weakref.ref(self),), name="umqtt-notices", daemon=True
             )
             self._notifier.start()
-
-    def set_last_will(self, topic: Text, msg: Payload, retain: bool = False, qos: int = 0) -> None:
-        self._core.set_will(topic, msg, bool(retain), qos)
 
     def connect(self, clean_session: bool = True) -> int:
         """Connects; returns the session-present flag. Raises MQTTConnectError (a ValueError)."""
@@ -202,12 +222,7 @@ class MQTTClient:
 
     def ping(self) -> None:
         """The core sends PINGREQ every keepalive in the background; this checks the link."""
-        if self._core.mqttsta() in (self.CONNECTEXCE, self.SEVCLOSE):
-            raise MQTTConnectionLost(f"not connected (state: {self._core.state})")
-
-    def get_mqttsta(self) -> int:
-        """0 connected, 1 connecting, 2 closed by the server, -1 error or disconnected."""
-        return self._core.mqttsta()
+        self._check_link()
 
     def disconnect(self) -> None:
         """Sends what was queued, then DISCONNECT (no will). Never raises."""
@@ -220,7 +235,7 @@ class MQTTClient:
     def close(self) -> None:
         """Drops the connection without DISCONNECT: the broker publishes the will."""
         self._ended_by_user = True
-        self._core.close()
+        super().close()
 
 
 def _logging_exceptions(callback: MessageCallback) -> MessageCallback:
@@ -235,7 +250,7 @@ def _logging_exceptions(callback: MessageCallback) -> MessageCallback:
     return deliver
 
 
-def _drop_without_callback(topic: bytes, msg: bytes) -> None:
+def _drop_without_callback(topic: bytes) -> None:
     log.warning("message on %r dropped: no callback set (call set_callback())", topic)
 
 

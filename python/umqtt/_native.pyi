@@ -1,5 +1,6 @@
 """The native core of umqtt (Rust: rumqttc on tokio). Private: use the dialects instead."""
 
+from collections.abc import Awaitable
 from typing import Any, Callable
 
 __version__: str
@@ -25,6 +26,20 @@ class MQTTTimeout(MQTTException, TimeoutError):
 
 _Text = str | bytes
 _Payload = str | bytes | bytearray | memoryview
+
+class Message:
+    """A received message."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def payload(self) -> bytes: ...
+    @property
+    def qos(self) -> int: ...
+    @property
+    def retain(self) -> bool: ...
+    @property
+    def dup(self) -> bool: ...
 
 class Client:
     def __init__(
@@ -85,7 +100,23 @@ class Client:
     def port(self) -> int: ...
     @property
     def keepalive(self) -> int: ...
-    @property
-    def ever_connected(self) -> bool: ...
     def disconnect(self) -> None: ...
     def close(self) -> None: ...
+    # asyncio: awaitables, to be called from a running event loop
+    def connect_async(
+        self, clean_session: bool = True, timeout: float | None = None
+    ) -> Awaitable[bool]: ...
+    def publish_async(
+        self,
+        topic: _Text,
+        msg: _Payload,
+        qos: int | None = None,
+        retain: bool = False,
+        timeout: float | None = None,
+    ) -> Awaitable[None]: ...
+    def subscribe_async(
+        self, topic: _Text, qos: int | None = None, timeout: float | None = None
+    ) -> Awaitable[int]: ...
+    def unsubscribe_async(self, topic: _Text, timeout: float | None = None) -> Awaitable[None]: ...
+    def next_message_async(self) -> Awaitable[Message]: ...
+    def disconnect_async(self) -> Awaitable[None]: ...

@@ -1,0 +1,106 @@
+"""An asyncio MQTT client on the umqtt core.
+
+Same constructor (and TLS and reconnect behaviour) as ``umqtt.MQTTClient``; every network
+operation is awaitable and every failure raises. No thread per client: all clients share the
+core's tokio runtime, and awaiting a call costs the event loop nothing while it waits.
+
+    async with MQTTClient("sensor-1", "127.0.0.1", 1883) as client:
+        await client.subscribe("sensors/#", qos=1)
+        await client.publish("sensors/1", b"21.5", qos=1)
+        async for message in client.messages():
+            print(message.topic, message.payload)
+
+Cancelling a task that awaits a call is safe: the connection stays up and nothing leaks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from types import TracebackType
+
+from . import (
+    MQTTConnectError,
+    MQTTConnectionLost,
+    MQTTException,
+    MQTTTimeout,
+    Payload,
+    Text,
+    _ClientBase,
+)
+from ._native import Message
+
+__all__ = [
+    "MQTTClient",
+    "MQTTConnectError",
+    "MQTTConnectionLost",
+    "MQTTException",
+    "MQTTTimeout",
+    "Message",
+]
+
+
+class MQTTClient(_ClientBase):
+    """``MQTTClient(client_id, server, port=0, user=None, password=None, keepalive=60,
+    ssl=False, ssl_params={}, reconn=True, ...)``, as ``umqtt.MQTTClient``, with async methods."""
+
+    _ended_by_user = False
+
+    async def __aenter__(self) -> MQTTClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.disconnect()
+
+    async def connect(self, clean_session: bool = True) -> int:
+        """Connects; returns the session-present flag. Raises MQTTConnectError (a ValueError)."""
+        self._ended_by_user = False
+        return int(await self._core.connect_async(bool(clean_session)))
+
+    async def publish(self, topic: Text, msg: Payload, retain: bool = False, qos: int = 0) -> None:
+        """Returns once QoS 0 is queued, QoS 1 PUBACKed or QoS 2 PUBCOMPed.
+        Raises MQTTConnectionLost or MQTTTimeout (ack_timeout) otherwise."""
+        await self._core.publish_async(topic, msg, qos, bool(retain))
+
+    async def subscribe(self, topic: Text, qos: int = 0) -> int:
+        """Returns the QoS the broker granted; a refusal (SUBACK 0x80) raises MQTTException."""
+        code = await self._core.subscribe_async(topic, qos)
+        if code == 0x80:
+            raise MQTTException(f"the broker refused the subscription to {topic!r} (SUBACK 0x80)")
+        return code
+
+    async def unsubscribe(self, topic: Text) -> None:
+        """Waits for UNSUBACK; the topic is not re-subscribed after a reconnect either way."""
+        await self._core.unsubscribe_async(topic)
+
+    async def ping(self) -> None:
+        """The core sends PINGREQ every keepalive; this raises if the link is gone."""
+        self._check_link()
+
+    async def disconnect(self) -> None:
+        """Lets requests in flight finish, sends what was queued, then DISCONNECT (no will)."""
+        self._ended_by_user = True
+        await self._core.disconnect_async()
+
+    def close(self) -> None:
+        """Drops the connection without DISCONNECT: the broker publishes the will."""
+        self._ended_by_user = True
+        super().close()
+
+    async def messages(self) -> AsyncIterator[Message]:
+        """Received messages (``topic``, ``payload`` bytes, ``qos``, ``retain``, ``dup``), across
+        reconnects; ends after disconnect(), raises MQTTConnectionLost if the link is lost for
+        good (reconn=False)."""
+        while True:
+            try:
+                message = await self._core.next_message_async()
+            except MQTTConnectionLost:
+                if self._ended_by_user:
+                    return
+                raise
+            yield message
