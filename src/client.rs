@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::acks::{Ack, Kind, ReplyReceiver};
-use crate::driver::{self, DriverConfig, Link, Shared};
+use crate::driver::{self, DriverConfig, Link, Received, Shared};
 use crate::errors::{self, DriverError, MQTTException};
 use crate::inbox::Taken;
 use crate::options::{self, ClientOptions};
@@ -143,6 +143,14 @@ impl Request {
         }
     }
 
+    fn kind_name(&self) -> &'static str {
+        match self {
+            Request::Publish { .. } => "PUBLISH",
+            Request::Subscribe(..) => "SUBSCRIBE",
+            Request::Unsubscribe(_) => "UNSUBSCRIBE",
+        }
+    }
+
     fn ack_name(&self) -> &'static str {
         match self {
             Request::Publish {
@@ -201,6 +209,7 @@ impl Core {
         eventloop.set_network_options(network);
         let config = DriverConfig {
             target: self.options.target(),
+            client_id: self.options.client_id.clone(),
             reconnect: self.options.reconnect,
             ping_grace: self.options.ping_grace,
             reconnect_delay: self.options.reconnect_delay,
@@ -288,16 +297,57 @@ impl Core {
         }
     }
 
-    /// Sends a request and waits for the acknowledgement its kind needs.
+    /// Sends a request and waits for the acknowledgement its kind needs. With automatic
+    /// reconnect, a request whose link dropped is sent again once the link is back (until the
+    /// caller's deadline): at least once for QoS 1, subscriptions and unsubscriptions. A QoS 2
+    /// publish is not: sent again on a new session it could arrive twice, so the caller is told.
     async fn request(&self, request: Request) -> Result<Option<Ack>, DriverError> {
-        let Some(receiver) = self.submit(&request).await? else {
-            return Ok(None);
+        loop {
+            let Some(receiver) = self.submit(&request).await? else {
+                return Ok(None);
+            };
+            let _in_flight = InFlight::start(&self.shared);
+            match receiver.await {
+                Ok(Ok(ack)) => return Ok(Some(ack)),
+                Ok(Err(DriverError::ConnectionLost(reason))) if self.resends(&request) => {
+                    log::info!(target: "umqtt", "{reason}; sending the {} again after reconnecting", request.kind_name());
+                }
+                Ok(Err(error)) => return Err(error),
+                Err(_) => return Err(DriverError::Closed),
+            }
+        }
+    }
+
+    fn resends(&self, request: &Request) -> bool {
+        let exactly_once = matches!(
+            request,
+            Request::Publish {
+                qos: QoS::ExactlyOnce,
+                ..
+            }
+        );
+        self.options.reconnect && !exactly_once
+    }
+
+    /// Acknowledges a handled QoS 1/2 message (PUBACK/PUBREC), on the connection it came on only:
+    /// after a reconnect its packet id may name another message, and the broker redelivers it.
+    fn acknowledge(&self, received: &Received) {
+        if received.publish.qos == QoS::AtMostOnce
+            || received.epoch != self.shared.epoch.load(Ordering::Acquire)
+        {
+            return;
+        }
+        let Ok(requests) = self.requests() else {
+            return;
         };
-        let _in_flight = InFlight::start(&self.shared);
-        match receiver.await {
-            Ok(Ok(ack)) => Ok(Some(ack)),
-            Ok(Err(error)) => Err(error),
-            Err(_) => Err(DriverError::Closed),
+        // The channel is only full for an instant (the driver drains it continuously).
+        while let Err(ClientError::TryRequest(_)) = requests.try_ack(&received.publish) {
+            if received.epoch != self.shared.epoch.load(Ordering::Acquire)
+                || self.link() != Link::Up
+            {
+                return;
+            }
+            std::thread::sleep(FULL_CHANNEL_PAUSE);
         }
     }
 
@@ -320,9 +370,14 @@ impl Core {
         self.request(Request::Unsubscribe(filter)).await.map(drop)
     }
 
+    /// The next message, acknowledged as it is handed over (asyncio has no callback to wait for).
     async fn next_message(&self) -> Result<Publish, DriverError> {
         match self.shared.inbox.take_async(1).await {
-            Taken::Items(mut messages) => messages.pop().ok_or(DriverError::Closed),
+            Taken::Items(mut messages) => {
+                let received = messages.pop().ok_or(DriverError::Closed)?;
+                self.acknowledge(&received);
+                Ok(received.publish)
+            }
             Taken::Lost(reason) => Err(DriverError::ConnectionLost(reason)),
             Taken::TimedOut => Err(DriverError::Closed),
         }
@@ -575,14 +630,17 @@ impl Client {
         };
         let mut last_header = None;
         let mut messages = messages.into_iter();
-        while let Some(message) = messages.next() {
+        while let Some(received) = messages.next() {
+            let message = &received.publish;
             let topic = PyBytes::new(py, message.topic.as_bytes());
             let payload = PyBytes::new(py, &message.payload);
             if let Err(error) = callback.call1((topic, payload)) {
+                // Not acknowledged: with a persistent session the broker delivers it again.
                 self.core.shared.inbox.put_back(messages.collect());
                 return Err(error);
             }
-            last_header = Some(publish_header(&message));
+            self.core.acknowledge(&received);
+            last_header = Some(publish_header(message));
         }
         Ok(last_header)
     }

@@ -8,9 +8,10 @@
 //! - stale events survive a reconnect, so they are cleared too;
 //! - it re-subscribes nothing, so subscriptions are re-sent when the session was not resumed.
 
-use std::sync::atomic::AtomicUsize;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rumqttc::{
     ConnectionError, Event, EventLoop, Incoming, Outgoing, Publish, QoS, Request, StateError,
@@ -63,16 +64,32 @@ impl Link {
 pub const RECONNECT_START: &str = "reconnect_start";
 pub const RECONNECT_SUCCESS: &str = "reconnect_success";
 
+/// How long a connection must stay up before the reconnect backoff starts again from the first
+/// delay: a broker that drops every connection at once gets ever slower retries, not a flap.
+const STABLE_CONNECTION: Duration = Duration::from_secs(10);
+/// Peer closes within this window, each right after a successful connect, that suggest another
+/// client uses the same client id.
+const TAKEOVER_WINDOW: Duration = Duration::from_secs(60);
+const TAKEOVER_COUNT: usize = 3;
+
+/// A received message and the connection it came on (acknowledgements are per connection).
+pub struct Received {
+    pub publish: Publish,
+    pub epoch: u64,
+}
+
 /// State shared between a client's Python-facing object and its driver task.
 pub struct Shared {
     pub outbox: Mutex<Outbox>,
-    pub inbox: Mailbox<Publish>,
+    pub inbox: Mailbox<Received>,
     pub notices: Mailbox<String>,
     pub link: watch::Sender<Link>,
     /// Topics to re-subscribe after a reconnect that did not resume the session.
     pub subscriptions: Mutex<Vec<(String, QoS)>>,
     /// Requests whose callers are still waiting; `disconnect()` lets them finish first.
     pub in_flight: AtomicUsize,
+    /// Counts connections (CONNACKs); a message may only be acknowledged on its own connection.
+    pub epoch: AtomicU64,
 }
 
 impl Default for Shared {
@@ -84,6 +101,7 @@ impl Default for Shared {
             link: watch::Sender::new(Link::Idle),
             subscriptions: Mutex::default(),
             in_flight: AtomicUsize::new(0),
+            epoch: AtomicU64::new(0),
         }
     }
 }
@@ -109,6 +127,7 @@ impl Shared {
 
 pub struct DriverConfig {
     pub target: String,
+    pub client_id: String,
     pub reconnect: bool,
     /// Extra unanswered PINGREQs tolerated before the link counts as dead (`pingmaxnum`).
     pub ping_grace: u32,
@@ -164,6 +183,9 @@ struct Driver {
     backoff: Backoff,
     reconnecting: bool,
     unanswered_pings: u32,
+    connected_at: Option<Instant>,
+    /// When recent connections were closed by the broker soon after it accepted them.
+    peer_closes: VecDeque<Instant>,
 }
 
 /// Runs one connection until it is disconnected, fails for good, or the task is aborted.
@@ -183,6 +205,8 @@ pub async fn run(
         backoff,
         reconnecting: false,
         unanswered_pings: 0,
+        connected_at: None,
+        peer_closes: VecDeque::new(),
     };
     driver.run().await;
 }
@@ -209,7 +233,10 @@ impl Driver {
 
     fn on_incoming(&mut self, packet: Incoming) -> bool {
         match packet {
-            Incoming::Publish(message) => self.shared.inbox.push(message),
+            Incoming::Publish(publish) => {
+                let epoch = self.shared.epoch.load(Ordering::Acquire);
+                self.shared.inbox.push(Received { publish, epoch });
+            }
             Incoming::PubAck(ack) => self.ack(Kind::Publish, ack.pkid, Ack::Published),
             Incoming::PubComp(ack) => self.ack(Kind::Publish, ack.pkid, Ack::Published),
             Incoming::SubAck(ack) => {
@@ -272,7 +299,8 @@ impl Driver {
     }
 
     fn on_connected(&mut self, session_present: bool) {
-        self.backoff.reset();
+        self.shared.epoch.fetch_add(1, Ordering::AcqRel);
+        self.connected_at = Some(Instant::now());
         self.unanswered_pings = 0;
         lock(&self.shared.outbox).open = true;
         self.shared.inbox.set_lost(None);
@@ -303,6 +331,14 @@ impl Driver {
     /// Returns whether to keep running (and reconnect).
     async fn on_error(&mut self, error: ConnectionError) -> bool {
         let reason = error.to_string();
+        if let Some(since) = self.connected_at.take() {
+            if since.elapsed() >= STABLE_CONNECTION {
+                self.backoff.reset();
+            }
+            if closed_by_peer(&error) {
+                self.note_peer_close();
+            }
+        }
         self.forget_queued(&DriverError::ConnectionLost(format!(
             "connection to {} lost: {reason}",
             self.config.target
@@ -337,6 +373,32 @@ impl Driver {
         }
         tokio::time::sleep(self.backoff.step()).await;
         true
+    }
+
+    /// MQTT 3.1.1 brokers close the older connection when a client connects with the same id,
+    /// without saying why; two such clients take the session from each other for ever.
+    fn note_peer_close(&mut self) {
+        let now = Instant::now();
+        self.peer_closes.push_back(now);
+        while self
+            .peer_closes
+            .front()
+            .is_some_and(|at| now.duration_since(*at) > TAKEOVER_WINDOW)
+        {
+            self.peer_closes.pop_front();
+        }
+        if self.peer_closes.len() >= TAKEOVER_COUNT {
+            self.peer_closes.clear();
+            log::warn!(
+                target: "umqtt",
+                "{} closed the connection {TAKEOVER_COUNT} times within {} s right after accepting it: \
+                 another client is probably connecting with the same client_id {:?} (each one takes \
+                 the session over from the other); give every client its own id",
+                self.config.target,
+                TAKEOVER_WINDOW.as_secs(),
+                self.config.client_id
+            );
+        }
     }
 
     /// After a failure nothing queued may be sent behind its caller's back: rumqttc would replay

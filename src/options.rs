@@ -251,7 +251,9 @@ impl ClientOptions {
             .set_keep_alive(Duration::from_secs(u64::from(self.keepalive)))
             .set_clean_session(clean_session || self.client_id.is_empty())
             .set_max_packet_size(self.max_packet_size, self.max_packet_size)
-            .set_inflight(100);
+            .set_inflight(100)
+            // Acknowledge incoming QoS 1/2 only once the application has handled the message.
+            .set_manual_acks(true);
         if let Some((user, password)) = &self.credentials {
             options.set_credentials(user.clone(), password.clone());
         }

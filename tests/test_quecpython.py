@@ -440,21 +440,24 @@ def test_check_msg_never_blocks(client, topic):
 def test_one_call_delivers_everything_that_arrived(
     client, client_id, inbox, broker, peer, topic, method
 ):
-    """Arrived messages wait (no hidden thread runs the callback); one check_msg()/wait_msg()
-    delivers all of them, in order, on the calling thread."""
+    """Arrived messages wait (no hidden thread runs the callback, nothing is acknowledged before
+    it ran); one check_msg()/wait_msg() delivers all of them, in order, on the calling thread."""
     assert client.subscribe(topic, 1) is True
     mark = broker.log_size()
     sent = [b"m%d" % i for i in range(5)]
     for m in sent:
         peer.publish(topic, m, qos=1)
+    deliveries = f"Sending PUBLISH to {client_id}"
     pubacks = f"Received PUBACK from {client_id}"
-    assert wait_until(lambda: len(broker.log_lines(pubacks, since=mark)) == len(sent), 5)
+    assert wait_until(lambda: len(broker.log_lines(deliveries, since=mark)) == len(sent), 5)
     time.sleep(0.3)
     assert inbox.items == [], "the callback ran outside check_msg()/wait_msg()"
+    assert broker.log_lines(pubacks, since=mark) == [], "PUBACK sent before the callback ran"
     call = Bounded(getattr(client, method), method)
     call.join(5)
     assert inbox.payloads(topic) == sent
     assert {d.thread for d in inbox.items} == {call.thread.ident}
+    assert wait_until(lambda: len(broker.log_lines(pubacks, since=mark)) == len(sent), 5)
 
 
 def test_wait_msg_blocks_until_a_message_arrives(client, inbox, peer, topic):
