@@ -375,7 +375,11 @@ pub fn describe(error: &rustls::Error, target: &str) -> String {
             )
         }
         rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
-            format!("TLS: the certificate of {target} has expired")
+            format!(
+                "TLS: the certificate of {target} has expired: the broker needs a renewed \
+                 certificate (or this machine's clock is wrong); cert_reqs=ssl.CERT_NONE skips \
+                 verification"
+            )
         }
         rustls::Error::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
             format!("TLS: the certificate of {target} is not valid yet (check the clock)")

@@ -1,0 +1,147 @@
+"""``python -m umqtt pub|sub``: publish or subscribe from a shell, like mosquitto_pub/mosquitto_sub.
+
+python -m umqtt pub -t sensors/1 -m 21.5 -q 1
+python -m umqtt sub -t 'sensors/#' -C 10 -v
+"""
+
+from __future__ import annotations
+
+import argparse
+import ssl
+import sys
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from . import MQTTException, __version__
+from .simple import MQTTClient
+
+_EXIT_ERROR = 1
+_EXIT_TIMEOUT = 27  # what mosquitto_sub exits with when -W expires
+
+
+def _common_options(parser: argparse.ArgumentParser) -> None:
+    """Options both commands take, named as mosquitto_pub/mosquitto_sub name them."""
+    parser.add_argument("--help", action="help", help="show this help and exit")
+    parser.add_argument("-h", "--host", default="localhost", help="broker host (localhost)")
+    parser.add_argument("-p", "--port", type=int, default=0, help="port (1883, 8883 with TLS)")
+    parser.add_argument("-i", "--id", help="client id (default: umqtt-cli-<random>)")
+    parser.add_argument("-u", "--username", help="user name")
+    parser.add_argument("-P", "--pw", help="password")
+    parser.add_argument("-q", "--qos", type=int, default=0, choices=(0, 1, 2), help="QoS (0)")
+    parser.add_argument("-k", "--keepalive", type=int, default=60, help="keepalive seconds (60)")
+    parser.add_argument("-t", "--topic", action="append", required=True, help="topic (repeatable)")
+    tls = parser.add_argument_group("TLS (any of these turns TLS on)")
+    tls.add_argument("--tls", action="store_true", help="TLS, verified with the system's CAs")
+    tls.add_argument("--cafile", help="CA certificate(s) to verify the broker with (PEM file)")
+    tls.add_argument("--cert", help="client certificate for mutual TLS (PEM file)")
+    tls.add_argument("--key", help="client private key for mutual TLS (PEM file)")
+    tls.add_argument("--insecure", action="store_true", help="do not verify the broker")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m umqtt", description="MQTT from the command line, on the umqtt core."
+    )
+    parser.add_argument("--version", action="version", version=f"umqtt {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{pub,sub}")
+
+    pub = commands.add_parser("pub", add_help=False, help="publish a message")
+    _common_options(pub)
+    body = pub.add_mutually_exclusive_group(required=True)
+    body.add_argument("-m", "--message", help="the message")
+    body.add_argument("-f", "--file", help="send this file's contents as the message")
+    body.add_argument("-s", "--stdin-file", action="store_true", help="send stdin as the message")
+    body.add_argument("-n", "--null-message", action="store_true", help="send an empty message")
+    pub.add_argument("-r", "--retain", action="store_true", help="retain the message")
+    pub.add_argument("--repeat", type=int, default=1, metavar="N", help="publish N times (1)")
+
+    sub = commands.add_parser("sub", add_help=False, help="print messages as they arrive")
+    _common_options(sub)
+    sub.add_argument("-C", "--count", type=int, metavar="N", help="exit after N messages")
+    sub.add_argument("-W", "--timeout", type=float, metavar="S", help="exit after S seconds")
+    sub.add_argument("-v", "--verbose", action="store_true", help="print 'topic payload'")
+    return parser
+
+
+def _tls(args: argparse.Namespace) -> tuple[bool, dict[str, Any]]:
+    params: dict[str, Any] = {"ca_certs": args.cafile, "certfile": args.cert, "keyfile": args.key}
+    if args.insecure:
+        params["cert_reqs"] = ssl.CERT_NONE
+    enabled = args.tls or args.insecure or any(v is not None for v in params.values())
+    return enabled, params
+
+
+def _client(args: argparse.Namespace) -> MQTTClient:
+    use_tls, ssl_params = _tls(args)
+    return MQTTClient(
+        args.id or f"umqtt-cli-{uuid.uuid4().hex[:8]}",
+        args.host,
+        args.port,
+        user=args.username,
+        password=args.pw,
+        keepalive=args.keepalive,
+        ssl=use_tls,
+        ssl_params=ssl_params,
+    )
+
+
+def _message(args: argparse.Namespace) -> bytes:
+    if args.file is not None:
+        with open(args.file, "rb") as f:
+            return f.read()
+    if args.stdin_file:
+        return sys.stdin.buffer.read()
+    if args.null_message:
+        return b""
+    return str(args.message).encode()
+
+
+def _publish(args: argparse.Namespace) -> int:
+    message = _message(args)
+    client = _client(args)
+    client.connect()
+    try:
+        for _ in range(args.repeat):
+            for topic in args.topic:
+                client.publish(topic, message, args.retain, args.qos)
+    finally:
+        client.disconnect()
+    return 0
+
+
+def _subscribe(args: argparse.Namespace) -> int:
+    received = 0
+
+    def show(topic: bytes, payload: bytes) -> None:
+        nonlocal received
+        received += 1
+        out = sys.stdout.buffer
+        out.write(topic + b" " + payload + b"\n" if args.verbose else payload + b"\n")
+        out.flush()
+
+    client = _client(args)
+    client.set_callback(show)
+    client.connect()
+    try:
+        for topic in args.topic:
+            client.subscribe(topic, args.qos)
+        while args.count is None or received < args.count:
+            # The core's delivery call takes a timeout; MicroPython's wait_msg() does not.
+            if client._core.deliver(show, args.timeout, 1) is None:
+                return _EXIT_TIMEOUT
+    finally:
+        client.disconnect()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    run = _publish if args.command == "pub" else _subscribe
+    try:
+        return run(args)
+    except (MQTTException, OSError, ValueError, TypeError) as e:
+        print(f"umqtt {args.command}: {e}", file=sys.stderr)
+        return _EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
