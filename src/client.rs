@@ -370,16 +370,19 @@ impl Core {
         self.request(Request::Unsubscribe(filter)).await.map(drop)
     }
 
-    /// The next message, acknowledged as it is handed over (asyncio has no callback to wait for).
-    async fn next_message(&self) -> Result<Publish, DriverError> {
-        match self.shared.inbox.take_async(1).await {
-            Taken::Items(mut messages) => {
-                let received = messages.pop().ok_or(DriverError::Closed)?;
+    /// An arrived message, acknowledged as it is handed over (asyncio has no callback to wait
+    /// for); None when none has arrived. Raises once the link is gone for good and none is left.
+    fn take_message(&self) -> Result<Option<Publish>, DriverError> {
+        match self.shared.inbox.try_take(1) {
+            Some(Taken::Items(mut messages)) => {
+                let Some(received) = messages.pop() else {
+                    return Ok(None);
+                };
                 self.acknowledge(&received);
-                Ok(received.publish)
+                Ok(Some(received.publish))
             }
-            Taken::Lost(reason) => Err(DriverError::ConnectionLost(reason)),
-            Taken::TimedOut => Err(DriverError::Closed),
+            Some(Taken::Lost(reason)) => Err(DriverError::ConnectionLost(reason)),
+            Some(Taken::TimedOut) | None => Ok(None),
         }
     }
 
@@ -737,12 +740,23 @@ impl Client {
         )
     }
 
-    /// The next received message; raises `MQTTConnectionLost` once the link is gone for good.
-    fn next_message_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    /// Resolves (to None) once a message can be taken with `take_message()`, or the link is gone
+    /// for good. Takes nothing itself, so cancelling it loses nothing.
+    fn message_ready_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let core = self.core.clone();
         self.awaitable(py, None, "message", async move {
-            core.next_message().await.map(|publish| Message { publish })
+            core.shared.inbox.ready().await;
+            Ok(())
         })
+    }
+
+    /// An arrived message, or None at once; raises `MQTTConnectionLost` once the link is gone for
+    /// good and nothing is left. Never blocks.
+    fn take_message(&self, py: Python<'_>) -> PyResult<Option<Message>> {
+        match self.core.take_message() {
+            Ok(publish) => Ok(publish.map(|publish| Message { publish })),
+            Err(error) => Err(error.into_pyerr(py)),
+        }
     }
 
     fn disconnect_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

@@ -103,18 +103,26 @@ impl<T: Send> Mailbox<T> {
         }
     }
 
-    /// Waits for messages without blocking a thread. Cancel-safe: nothing is taken until the
-    /// future completes.
-    pub async fn take_async(&self, max: usize) -> Taken<T> {
+    /// Waits, without blocking a thread, until something can be taken or the link is lost for
+    /// good. Takes nothing, so cancelling the wait loses nothing.
+    pub async fn ready(&self) {
         loop {
             let notified = self.notify.notified();
             let mut notified = std::pin::pin!(notified);
             notified.as_mut().enable();
-            if let Some(taken) = Self::take_now(&mut lock(&self.state), max) {
-                return taken;
+            {
+                let state = lock(&self.state);
+                if !state.messages.is_empty() || state.lost.is_some() {
+                    return;
+                }
             }
             notified.await;
         }
+    }
+
+    /// Takes up to `max` items without waiting; None when there are none.
+    pub fn try_take(&self, max: usize) -> Option<Taken<T>> {
+        Self::take_now(&mut lock(&self.state), max)
     }
 
     fn take_now(state: &mut State<T>, max: usize) -> Option<Taken<T>> {

@@ -20,6 +20,11 @@ pub fn runtime() -> PyResult<&'static Runtime> {
     }
     let built = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // pyo3-async-runtimes completes every asyncio future from a blocking-pool thread that
+        // waits for the GIL; uncapped (512), a thousand completions at once mean hundreds of
+        // threads. A few suffice: they queue for the GIL anyway. DNS lookups share them.
+        .max_blocking_threads(6)
+        .thread_keep_alive(Duration::from_secs(2))
         .thread_name("umqtt-io")
         .enable_all()
         .build()

@@ -1,7 +1,20 @@
 """The native core of umqtt (Rust: rumqttc on tokio). Private: use the dialects instead."""
 
 from collections.abc import Awaitable
-from typing import Any, Callable
+from typing import Any, Callable, final
+
+from typing_extensions import Self
+
+__all__ = [
+    "MQTT_MAX_PACKET_SIZE",
+    "Client",
+    "MQTTConnectError",
+    "MQTTConnectionLost",
+    "MQTTException",
+    "MQTTTimeout",
+    "Message",
+    "__version__",
+]
 
 __version__: str
 MQTT_MAX_PACKET_SIZE: int
@@ -27,8 +40,9 @@ class MQTTTimeout(MQTTException, TimeoutError):
 _Text = str | bytes
 _Payload = str | bytes | bytearray | memoryview
 
+@final
 class Message:
-    """A received message."""
+    """A received message (made by the core only: it has no public constructor)."""
 
     @property
     def topic(self) -> str: ...
@@ -41,9 +55,12 @@ class Message:
     @property
     def dup(self) -> bool: ...
 
+@final
 class Client:
-    def __init__(
-        self,
+    """One MQTT connection, owned by the core's tokio runtime. Not subclassable."""
+
+    def __new__(
+        cls,
         client_id: _Text,
         server: _Text,
         port: int | str,
@@ -57,10 +74,10 @@ class Client:
         ping_grace: int = 0,
         connect_timeout: float = 20.0,
         ack_timeout: float = 10.0,
-        max_packet_size: int = 16777216,
+        max_packet_size: int = ...,  # 16 MiB (16777216)
         reconnect_delay: float = 1.0,
         reconnect_max_delay: float = 30.0,
-    ) -> None: ...
+    ) -> Self: ...
     def set_will(
         self,
         topic: _Text | None,
@@ -118,5 +135,6 @@ class Client:
         self, topic: _Text, qos: int | None = None, timeout: float | None = None
     ) -> Awaitable[int]: ...
     def unsubscribe_async(self, topic: _Text, timeout: float | None = None) -> Awaitable[None]: ...
-    def next_message_async(self) -> Awaitable[Message]: ...
+    def message_ready_async(self) -> Awaitable[None]: ...
+    def take_message(self) -> Message | None: ...
     def disconnect_async(self) -> Awaitable[None]: ...

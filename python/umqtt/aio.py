@@ -98,9 +98,13 @@ class MQTTClient(_ClientBase):
         good (reconn=False)."""
         while True:
             try:
-                message = await self._core.next_message_async()
+                message = self._core.take_message()
             except MQTTConnectionLost:
                 if self._ended_by_user:
                     return
                 raise
+            if message is None:
+                # Waiting takes nothing: a cancelled wait loses no message.
+                await self._core.message_ready_async()
+                continue
             yield message

@@ -1,0 +1,231 @@
+"""pytest fixtures for code that talks MQTT: private mosquitto brokers and umqtt clients.
+
+pytest loads this plugin by itself once umqtt is installed (entry point ``pytest11``; turn it off
+with ``-p no:umqtt``). Nothing happens until a test asks for one of its fixtures::
+
+    def test_publish(mqtt_client):
+        client = mqtt_client()  # connected to mqtt_broker: a mosquitto on a free port
+        assert client.publish("sensors/1", b"21.5", qos=1)  # True once the broker has it
+
+Fixtures:
+
+``mqtt_broker`` (session)
+    An anonymous mosquitto on 127.0.0.1 and a free port, shared by the session: a
+    ``umqtt.testing.Mosquitto`` with ``host``, ``port``, ``username`` and ``password`` (None),
+    ``ca_path`` (None), and its log (``log_text()``, ``wait_for_log(...)``).
+``mqtt_broker_factory`` (function)
+    ``mqtt_broker_factory(users={"alice": "pw"}, tls=True, ...)`` starts another broker with the
+    options of ``umqtt.testing.Mosquitto`` (password auth, ACL, TLS with generated certificates:
+    ``tls_port``, ``ca_path``, ``client_cert_path``, ``client_key_path``); each is stopped when
+    the test ends.
+``mqtt_client`` (function)
+    ``mqtt_client(**kwargs)`` returns a connected ``umqtt.MQTTClient`` (or the ``umqtt.simple`` /
+    ``umqtt.robust`` client with ``dialect="simple"`` / ``"robust"``) to ``mqtt_broker``, or to
+    ``broker=``; every client it made is disconnected when the test ends.
+
+When mosquitto is not installed, tests that use these fixtures are skipped, and the skip reason
+says how to install it. When a test fails, the tail of the log of every broker it used is added
+to the report.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+import pytest
+
+if TYPE_CHECKING:  # the plugin imports umqtt's modules only inside fixtures
+    from .testing import Mosquitto
+
+__all__ = [
+    "BrokerFactory",
+    "ClientFactory",
+    "mqtt_broker",
+    "mqtt_broker_factory",
+    "mqtt_client",
+]
+
+LOG_TAIL_LINES = 60
+_DISCONNECT_TIMEOUT = 10.0
+_DIALECTS = ("quecpython", "simple", "robust")
+_BROKERS_OF_TEST = pytest.StashKey["list[Mosquitto]"]()
+
+
+class BrokerFactory(Protocol):
+    """The type of ``mqtt_broker_factory``: takes the options of umqtt.testing.Mosquitto."""
+
+    def __call__(self, **options: Any) -> Mosquitto: ...
+
+
+class ClientFactory(Protocol):
+    """The type of ``mqtt_client``."""
+
+    def __call__(
+        self,
+        *,
+        broker: Mosquitto | None = None,
+        dialect: str = "quecpython",
+        tls: bool = False,
+        callback: Callable[[bytes, bytes], Any] | None = None,
+        connect: bool = True,
+        clean_session: bool = True,
+        **kwargs: Any,
+    ) -> Any: ...
+
+
+def _start_broker(tmp_path_factory: pytest.TempPathFactory, **options: Any) -> Mosquitto:
+    from .testing import Mosquitto, MosquittoNotFound
+
+    try:
+        return Mosquitto(tmp_path_factory.mktemp("mqtt-broker"), **options)
+    except MosquittoNotFound as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    """An anonymous mosquitto on 127.0.0.1 and a free port, shared by the whole session."""
+    broker = _start_broker(tmp_path_factory)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def mqtt_broker_factory(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BrokerFactory]:
+    """``mqtt_broker_factory(**options)``: a new mosquitto with the options of
+    umqtt.testing.Mosquitto (users, acl, deny_subscribe, extra_config, tls,
+    require_certificate, ...); stopped when the test ends."""
+    brokers: list[Mosquitto] = []
+    request.node.stash[_BROKERS_OF_TEST] = brokers
+
+    def make(**options: Any) -> Mosquitto:
+        broker = _start_broker(tmp_path_factory, **options)
+        brokers.append(broker)
+        return broker
+
+    try:
+        yield make
+    finally:
+        for broker in brokers:
+            broker.stop()
+
+
+@pytest.fixture
+def mqtt_client(request: pytest.FixtureRequest) -> Iterator[ClientFactory]:
+    """``mqtt_client(**kwargs)``: a connected umqtt client, disconnected when the test ends.
+
+    broker: the broker to use (default: ``mqtt_broker``).
+    dialect: "quecpython" (``umqtt.MQTTClient``, the default), "simple" (``umqtt.simple``) or
+        "robust" (``umqtt.robust``).
+    tls: connect to the broker's TLS listener, trusting its CA (and presenting the client
+        certificate when the listener requires one).
+    callback: passed to ``set_callback`` before connecting.
+    connect: False returns the client unconnected (it is still disconnected at the end).
+    clean_session: passed to ``connect()``.
+    Other keyword arguments go to the client's constructor; ``client_id`` defaults to a fresh
+    one, ``server``/``port`` to the broker's, ``user``/``password`` to the broker's first user.
+    """
+    made: list[Any] = []
+
+    def make(
+        *,
+        broker: Mosquitto | None = None,
+        dialect: str = "quecpython",
+        tls: bool = False,
+        callback: Callable[[bytes, bytes], Any] | None = None,
+        connect: bool = True,
+        clean_session: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        from .testing import unique_id
+
+        if dialect not in _DIALECTS:
+            raise ValueError(f"dialect must be one of {', '.join(_DIALECTS)}; not {dialect!r}")
+        target: Mosquitto = broker or request.getfixturevalue("mqtt_broker")
+        if tls:
+            if target.tls_port is None:
+                raise ValueError(f"{target!r} has no TLS listener: start it with tls=True")
+            kwargs.setdefault("port", target.tls_port)
+            kwargs.setdefault("ssl", True)
+            kwargs.setdefault("ssl_params", target.ssl_params())
+        kwargs.setdefault("client_id", unique_id("mqtt-client"))
+        kwargs.setdefault("server", target.host)
+        kwargs.setdefault("port", target.port)
+        kwargs.setdefault("user", target.username)
+        kwargs.setdefault("password", target.password)
+        client = _client_class(dialect)(**kwargs)
+        made.append(client)
+        if callback is not None:
+            client.set_callback(callback)
+        if connect:
+            client.connect(clean_session)
+        return client
+
+    try:
+        yield make
+    finally:
+        _disconnect_all(made)
+
+
+def _client_class(dialect: str) -> Any:
+    if dialect == "simple":
+        import umqtt.simple
+
+        return umqtt.simple.MQTTClient
+    if dialect == "robust":
+        import umqtt.robust
+
+        return umqtt.robust.MQTTClient
+    import umqtt
+
+    return umqtt.MQTTClient
+
+
+def _disconnect_all(clients: list[Any]) -> None:
+    """disconnect() every client, in parallel, each bounded in time; errors are ignored (a test
+    may have disconnected or broken a client itself)."""
+
+    def disconnect(client: Any) -> None:
+        try:
+            client.disconnect()
+        except Exception:
+            pass
+
+    threads = [
+        threading.Thread(target=disconnect, args=(c,), name="mqtt-client-teardown", daemon=True)
+        for c in clients
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(_DISCONNECT_TIMEOUT)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    """On failure, add the tail of the log of every broker the test used to the report."""
+    # An old-style wrapper: it works with every pluggy that pytest >= 7 runs on.
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    testing = sys.modules.get("umqtt.testing")
+    if not report.failed or testing is None:  # no broker can exist before umqtt.testing loads
+        return
+    named: dict[int, tuple[str, Mosquitto]] = {}
+    for name, value in getattr(item, "funcargs", {}).items():
+        if isinstance(value, testing.Mosquitto):
+            named.setdefault(id(value), (name, value))
+    made: list[Mosquitto] = item.stash.get(_BROKERS_OF_TEST, [])
+    for i, broker in enumerate(made):
+        named.setdefault(id(broker), (f"mqtt_broker_factory #{i + 1}", broker))
+    for name, broker in named.values():
+        tail = "\n".join(broker.log_text().splitlines()[-LOG_TAIL_LINES:])
+        report.sections.append((f"mosquitto log ({name}, last {LOG_TAIL_LINES} lines)", tail))
