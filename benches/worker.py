@@ -1,0 +1,727 @@
+"""One benchmark role for one MQTT client library, in a process of its own.
+
+    python benches/worker.py ROLE LIB --port P [options]
+
+ROLE is sub, pub, rtt, conn or idle; LIB is umqtt, paho or gmqtt. benches/run.py starts these;
+they talk to it through stdout: a subscriber prints ``READY`` once its subscriptions are granted,
+and every role ends by printing one JSON object (its figures) as its last line. Timestamps are
+``time.monotonic()``, which on Linux is one clock for every process of the machine, so run.py can
+subtract a publisher's start from a subscriber's last arrival.
+
+End of a throughput run: after its last data message the publisher publishes ``END <count>`` at
+QoS 1 to a control topic and waits for the PUBACK (so everything before it has left the process).
+The subscriber is subscribed to the control topic at QoS 1; mosquitto forwards one connection's
+messages in order, so when ``END`` arrives everything that was going to arrive has arrived. It then
+polls for a short grace period (in case of reordering) and reports what it counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import itertools
+import json
+import os
+import resource
+import statistics
+import sys
+import threading
+import time
+import uuid
+from typing import Any
+
+HOST = "127.0.0.1"
+GRACE = 1.0  # seconds a subscriber keeps counting after END while messages are still missing
+
+
+def now() -> float:
+    return time.monotonic()
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def proc_status(field: str) -> int:
+    """An integer field of /proc/self/status (VmRSS is in kB, Threads is a count)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds of this process's threads so far, summed by thread name (diagnostics)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                name, rest = f.read().split("(", 1)[1].rsplit(")", 1)
+        except OSError:
+            continue
+        fields = rest.split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def emit(**figures: Any) -> None:
+    print(json.dumps(figures), flush=True)
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def client_id(tag: str) -> str:
+    return f"bench-{tag}-{uuid.uuid4().hex[:8]}"
+
+
+def raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def end_count(payload: bytes | str) -> int:
+    text = payload.decode() if isinstance(payload, bytes) else payload
+    return int(text.split()[1])
+
+
+class Tally:
+    """What a subscriber counted. Attribute writes only: cheap from any callback."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.t_last: float | None = None
+        self.expected: int | None = None
+        self.t_end: float | None = None
+
+    def report(self, cpu: float) -> None:
+        emit(
+            received=self.count,
+            expected=self.expected,
+            lost=None if self.expected is None else self.expected - self.count,
+            t_last=self.t_last,
+            t_end=self.t_end,
+            cpu=cpu,
+        )
+
+
+def publish_loop(publish: Any, count: int, deadline: float) -> int:
+    """Calls publish() up to `count` times or until `deadline`; returns how many it made."""
+    sent = 0
+    while sent < count:
+        chunk = min(256, count - sent)
+        for _ in range(chunk):
+            publish()
+        sent += chunk
+        if now() >= deadline:
+            break
+    return sent
+
+
+# =============================================================================== umqtt
+
+
+def umqtt_client(tag: str, port: int) -> Any:
+    from umqtt import MQTTClient
+
+    c = MQTTClient(client_id(tag), HOST, port, keepalive=60)
+    c.connect()
+    return c
+
+
+def umqtt_sub(a: argparse.Namespace) -> None:
+    c = umqtt_client("sub", a.port)
+    t = Tally()
+    ctl = a.ctl.encode()
+
+    def on_message(topic: bytes, msg: bytes) -> None:
+        if topic == ctl:
+            t.expected = end_count(msg)
+            t.t_end = now()
+        else:
+            t.count += 1
+
+    c.set_callback(on_message)
+    assert c.subscribe(a.topic, a.qos) and c.subscribe(a.ctl, 1)
+    say("READY")
+    cpu0 = cpu_seconds()
+    seen = 0
+    # The thread-free loop the QuecPython API is made for: wait_msg() delivers a batch.
+    while t.expected is None:
+        c.wait_msg()
+        if t.count != seen:
+            seen = t.count
+            t.t_last = now()
+    quiet_until = now() + GRACE
+    while t.count < t.expected and now() < quiet_until:
+        time.sleep(0.01)
+        c.check_msg()
+        if t.count != seen:
+            seen = t.count
+            t.t_last = now()
+            quiet_until = t.t_last + GRACE
+    cpu = cpu_seconds() - cpu0
+    c.disconnect()
+    t.report(cpu)
+
+
+def umqtt_pub(a: argparse.Namespace) -> None:
+    c = umqtt_client("pub", a.port)
+    payload = b"x" * a.size
+    topic, qos = a.topic, a.qos
+    t0 = now()
+    cpu0 = cpu_seconds()
+    deadline = t0 + a.duration
+    if a.threads <= 1:
+        sent = publish_loop(lambda: c.publish(topic, payload, False, qos), a.count, deadline)
+        failed = 0
+    else:
+        # The blocking API has one publish in flight per thread: a window of `threads`.
+        ticket = itertools.count()
+        done = [0] * a.threads
+        bad = [0] * a.threads
+
+        def worker(k: int) -> None:
+            n = f = 0
+            while next(ticket) < a.count and now() < deadline:
+                if not c.publish(topic, payload, False, qos):
+                    f += 1
+                n += 1
+            done[k], bad[k] = n, f
+
+        pool = [threading.Thread(target=worker, args=(k,)) for k in range(a.threads)]
+        for th in pool:
+            th.start()
+        for th in pool:
+            th.join()
+        sent, failed = sum(done), sum(bad)
+    t_calls = now()
+    assert c.publish(a.ctl, f"END {sent}", False, 1)
+    t_flushed = now()
+    cpu, threads = cpu_seconds() - cpu0, thread_cpu()
+    c.disconnect()
+    pub_report(sent, failed, t0, t_calls, t_flushed, cpu, threads)
+
+
+def umqtt_rtt(a: argparse.Namespace) -> None:
+    c = umqtt_client("rtt", a.port)
+    got = [0]
+
+    def on_message(topic: bytes, msg: bytes) -> None:
+        got[0] += 1
+
+    c.set_callback(on_message)
+    assert c.subscribe(a.topic, a.qos)
+    payload = b"x" * a.size
+    samples = []
+    for i in range(a.warmup + a.count):
+        t0 = time.perf_counter()
+        c.publish(a.topic, payload, False, a.qos)
+        while got[0] <= i:
+            c.wait_msg()
+        samples.append(time.perf_counter() - t0)
+    c.disconnect()
+    rtt_report(samples[a.warmup :])
+
+
+def umqtt_conn(a: argparse.Namespace) -> None:
+    from umqtt import MQTTClient
+
+    def connect() -> Any:
+        c = MQTTClient(client_id("conn"), HOST, a.port, keepalive=60)
+        c.connect()
+        return c
+
+    conn_report(connect, lambda c: c.disconnect(), a)
+
+
+def umqtt_idle(a: argparse.Namespace) -> None:
+    idle_report(lambda: umqtt_client("idle", a.port), a)
+
+
+# =============================================================================== paho-mqtt
+
+
+def paho_client(tag: str, port: int, start_loop: bool, max_inflight: int = 0) -> Any:
+    """A connected paho client; with start_loop its network thread runs (loop_start)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id(tag))
+    if max_inflight:
+        c.max_inflight_messages_set(max_inflight)  # only before connect()
+    connected = threading.Event()
+    c.on_connect = lambda *args: connected.set()
+    c.connect(HOST, port, keepalive=60)
+    if start_loop:
+        # paho's loop uses select(), which cannot watch a file descriptor >= 1024 (FD_SETSIZE);
+        # the network thread would retry forever. Say so at once instead.
+        c.loop_start()
+        pair = [getattr(c, name, None) for name in ("_sockpairR", "_sockpairW")]
+        high = max(s.fileno() for s in [c.socket(), *pair] if s is not None)
+        if high >= 1024:
+            raise RuntimeError(f"paho: fd {high} >= 1024, which select() cannot watch")
+        if not connected.wait(10):
+            raise RuntimeError("paho: no CONNACK within 10 s")
+    else:
+        deadline = now() + 10
+        while not connected.is_set():
+            if now() > deadline:
+                raise RuntimeError("paho: no CONNACK within 10 s")
+            c.loop(0.1)
+    return c
+
+
+def paho_subscribe(c: Any, topic: str, qos: int) -> None:
+    granted = threading.Event()
+    c.on_subscribe = lambda *args: granted.set()
+    c.subscribe(topic, qos)
+    if not granted.wait(10):
+        raise RuntimeError("paho: no SUBACK within 10 s")
+
+
+def paho_sub(a: argparse.Namespace) -> None:
+    c = paho_client("sub", a.port, start_loop=True)
+    t = Tally()
+    end = threading.Event()
+
+    def on_message(client: Any, userdata: Any, msg: Any) -> None:
+        t.count += 1
+        t.t_last = now()
+
+    def on_end(client: Any, userdata: Any, msg: Any) -> None:
+        t.expected = end_count(msg.payload)
+        t.t_end = now()
+        end.set()
+
+    c.on_message = on_message
+    c.message_callback_add(a.ctl, on_end)
+    paho_subscribe(c, a.topic, a.qos)
+    paho_subscribe(c, a.ctl, 1)
+    say("READY")
+    cpu0 = cpu_seconds()
+    end.wait()
+    quiet_until = now() + GRACE
+    seen = t.count
+    while t.expected is not None and t.count < t.expected and now() < quiet_until:
+        time.sleep(0.01)
+        if t.count != seen:
+            seen = t.count
+            quiet_until = now() + GRACE
+    cpu = cpu_seconds() - cpu0
+    c.disconnect()
+    c.loop_stop()
+    t.report(cpu)
+
+
+def paho_pub(a: argparse.Namespace) -> None:
+    payload = b"x" * a.size
+    topic, qos = a.topic, a.qos
+    if qos == 0:
+        # No network thread: publish() writes to the socket itself (paho's fastest QoS 0 path;
+        # with loop_start every publish() also wakes the network thread through a socketpair).
+        c = paho_client("pub", a.port, start_loop=False)
+        t0 = now()
+        cpu0 = cpu_seconds()
+        sent = publish_loop(lambda: c.publish(topic, payload, qos), a.count, t0 + a.duration)
+        t_calls = now()
+        info = c.publish(a.ctl, f"END {sent}", 1)
+        while not info.is_published():
+            c.loop(0.1)
+        t_flushed = now()
+        cpu, threads = cpu_seconds() - cpu0, thread_cpu()
+        c.disconnect()
+    else:
+        c = paho_client(
+            "pub", a.port, start_loop=True, max_inflight=a.window if a.window > 1 else 0
+        )
+        t0 = now()
+        cpu0 = cpu_seconds()
+        deadline = t0 + a.duration
+        sent = 0
+        if a.window <= 1:
+            while sent < a.count and now() < deadline:
+                c.publish(topic, payload, qos).wait_for_publish()
+                sent += 1
+        else:
+            # paho keeps up to max_inflight messages in flight and queues the rest itself.
+            while sent < a.count and now() < deadline:
+                batch = min(a.batch, a.count - sent)
+                infos = [c.publish(topic, payload, qos) for _ in range(batch)]
+                for info in infos:
+                    info.wait_for_publish()
+                sent += batch
+        t_calls = now()
+        c.publish(a.ctl, f"END {sent}", 1).wait_for_publish()
+        t_flushed = now()
+        cpu, threads = cpu_seconds() - cpu0, thread_cpu()
+        c.disconnect()
+        c.loop_stop()
+    pub_report(sent, 0, t0, t_calls, t_flushed, cpu, threads)
+
+
+def paho_rtt(a: argparse.Namespace) -> None:
+    c = paho_client("rtt", a.port, start_loop=True)
+    arrived = threading.Event()
+    c.on_message = lambda *args: arrived.set()
+    paho_subscribe(c, a.topic, a.qos)
+    payload = b"x" * a.size
+    samples = []
+    for _ in range(a.warmup + a.count):
+        t0 = time.perf_counter()
+        c.publish(a.topic, payload, a.qos)
+        arrived.wait()
+        samples.append(time.perf_counter() - t0)
+        arrived.clear()
+    c.disconnect()
+    c.loop_stop()
+    rtt_report(samples[a.warmup :])
+
+
+def paho_conn(a: argparse.Namespace) -> None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    # No network thread: connect(), loop() until CONNACK; disconnect() writes DISCONNECT and
+    # closes at once. Faster for paho than loop_start()/loop_stop(), which start a thread.
+    def connect() -> Any:
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id("conn"))
+        c.connect(HOST, a.port, keepalive=60)
+        while not c.is_connected():
+            c.loop(1.0)
+        return c
+
+    conn_report(connect, lambda c: c.disconnect(), a)
+
+
+def paho_idle(a: argparse.Namespace) -> None:
+    # The usual way to keep a paho client alive: its own network thread (loop_start).
+    idle_report(lambda: paho_client("idle", a.port, start_loop=True), a)
+
+
+# =============================================================================== gmqtt (asyncio)
+
+
+async def gmqtt_client(tag: str, port: int) -> Any:
+    from gmqtt import Client
+    from gmqtt.mqtt.constants import MQTTv311
+
+    c = Client(client_id(tag))
+    await c.connect(HOST, port, keepalive=60, version=MQTTv311)
+    return c
+
+
+async def gmqtt_subscribe(c: Any, topic: str, qos: int) -> None:
+    granted = asyncio.get_running_loop().create_future()
+
+    def on_subscribe(*args: Any) -> None:
+        if not granted.done():
+            granted.set_result(None)
+
+    c.on_subscribe = on_subscribe
+    c.subscribe(topic, qos)
+    await asyncio.wait_for(granted, 10)
+
+
+async def gmqtt_sub(a: argparse.Namespace) -> None:
+    c = await gmqtt_client("sub", a.port)
+    t = Tally()
+    end = asyncio.Event()
+    ctl = a.ctl
+
+    def on_message(client: Any, topic: str, payload: bytes, qos: int, props: Any) -> int:
+        if topic == ctl:
+            t.expected = end_count(payload)
+            t.t_end = now()
+            end.set()
+        else:
+            t.count += 1
+            t.t_last = now()
+        return 0
+
+    c.on_message = on_message
+    await gmqtt_subscribe(c, a.topic, a.qos)
+    await gmqtt_subscribe(c, a.ctl, 1)
+    say("READY")
+    cpu0 = cpu_seconds()
+    await end.wait()
+    quiet_until = now() + GRACE
+    seen = t.count
+    while t.expected is not None and t.count < t.expected and now() < quiet_until:
+        await asyncio.sleep(0.01)
+        if t.count != seen:
+            seen = t.count
+            quiet_until = now() + GRACE
+    cpu = cpu_seconds() - cpu0
+    await c.disconnect()
+    t.report(cpu)
+
+
+async def gmqtt_pub(a: argparse.Namespace) -> None:
+    c = await gmqtt_client("pub", a.port)
+    payload = b"x" * a.size
+    topic, qos = a.topic, a.qos
+    acked = c._persistent_storage.wait_empty  # gmqtt has no public "wait for PUBACK"
+    t0 = now()
+    cpu0 = cpu_seconds()
+    deadline = t0 + a.duration
+    sent = 0
+    if qos == 0:
+        # Yield to the event loop every 256 messages so the transport can drain to the socket
+        # (otherwise everything piles up in its user-space buffer).
+        while sent < a.count:
+            chunk = min(256, a.count - sent)
+            for _ in range(chunk):
+                c.publish(topic, payload, qos)
+            sent += chunk
+            await asyncio.sleep(0)
+            if now() >= deadline:
+                break
+    elif a.window <= 1:
+        while sent < a.count and now() < deadline:
+            c.publish(topic, payload, qos)
+            await acked()
+            sent += 1
+    else:
+        # gmqtt does not limit messages in flight (MQTT 3.1.1): publish a batch, await its PUBACKs.
+        while sent < a.count and now() < deadline:
+            batch = min(a.batch, a.count - sent)
+            for _ in range(batch):
+                c.publish(topic, payload, qos)
+            await acked()
+            sent += batch
+    t_calls = now()
+    c.publish(a.ctl, f"END {sent}", 1)
+    await acked()
+    t_flushed = now()
+    cpu, threads = cpu_seconds() - cpu0, thread_cpu()
+    await c.disconnect()
+    pub_report(sent, 0, t0, t_calls, t_flushed, cpu, threads)
+
+
+async def gmqtt_rtt(a: argparse.Namespace) -> None:
+    c = await gmqtt_client("rtt", a.port)
+    loop = asyncio.get_running_loop()
+    box: list[asyncio.Future[None]] = []
+
+    def on_message(*args: Any) -> int:
+        box[0].set_result(None)
+        return 0
+
+    c.on_message = on_message
+    await gmqtt_subscribe(c, a.topic, a.qos)
+    payload = b"x" * a.size
+    samples = []
+    for _ in range(a.warmup + a.count):
+        box[:] = [loop.create_future()]
+        t0 = time.perf_counter()
+        c.publish(a.topic, payload, a.qos)
+        await box[0]
+        samples.append(time.perf_counter() - t0)
+    await c.disconnect()
+    rtt_report(samples[a.warmup :])
+
+
+async def gmqtt_conn(a: argparse.Namespace) -> None:
+    connects, disconnects = [], []
+    for i in range(a.warmup + a.count):
+        t0 = time.perf_counter()
+        c = await gmqtt_client("conn", a.port)
+        t1 = time.perf_counter()
+        await c.disconnect()
+        t2 = time.perf_counter()
+        if i >= a.warmup:
+            connects.append(t1 - t0)
+            disconnects.append(t2 - t1)
+    conn_emit(connects, disconnects)
+
+
+async def gmqtt_idle(a: argparse.Namespace) -> None:
+    clients: list[Any] = []
+
+    async def make() -> None:
+        clients.append(await gmqtt_client("idle", a.port))
+
+    async def settle() -> None:
+        await asyncio.sleep(a.settle)
+
+    await idle_steps(make, settle, a, clients)
+
+
+# =============================================================================== shared reports
+
+
+def pub_report(
+    sent: int,
+    failed: int,
+    t0: float,
+    t_calls: float,
+    t_flushed: float,
+    cpu: float,
+    threads: dict[str, float],
+) -> None:
+    emit(
+        sent=sent,
+        failed=failed,
+        t0=t0,
+        t_calls=t_calls,
+        t_flushed=t_flushed,
+        cpu=cpu,
+        thread_cpu_total=threads,  # per thread name, since the process started (not just t0..)
+    )
+
+
+def rtt_report(samples: list[float]) -> None:
+    us = sorted(s * 1e6 for s in samples)
+    emit(
+        n=len(us),
+        p50_us=statistics.median(us),
+        p99_us=us[min(len(us) - 1, int(0.99 * len(us)))],
+        mean_us=statistics.fmean(us),
+        max_us=us[-1],
+    )
+
+
+def conn_emit(connects: list[float], disconnects: list[float]) -> None:
+    total = [(c + d) * 1e3 for c, d in zip(connects, disconnects)]
+    emit(
+        n=len(total),
+        median_ms=statistics.median(total),
+        mean_ms=statistics.fmean(total),
+        max_ms=max(total),
+        connect_median_ms=statistics.median(connects) * 1e3,
+        disconnect_median_ms=statistics.median(disconnects) * 1e3,
+    )
+
+
+def conn_report(connect: Any, disconnect: Any, a: argparse.Namespace) -> None:
+    """Sequential clients: construct + connect (CONNACK received), then disconnect."""
+    connects, disconnects = [], []
+    for i in range(a.warmup + a.count):
+        t0 = time.perf_counter()
+        c = connect()
+        t1 = time.perf_counter()
+        disconnect(c)
+        t2 = time.perf_counter()
+        if i >= a.warmup:
+            connects.append(t1 - t0)
+            disconnects.append(t2 - t1)
+    conn_emit(connects, disconnects)
+
+
+def idle_report(make_one: Any, a: argparse.Namespace) -> None:
+    clients: list[Any] = []
+
+    async def make() -> None:
+        clients.append(make_one())
+
+    async def settle() -> None:
+        time.sleep(a.settle)
+
+    asyncio.run(idle_steps(make, settle, a, clients))
+
+
+async def idle_steps(make: Any, settle: Any, a: argparse.Namespace, clients: list[Any]) -> None:
+    """One warm client (the library's fixed costs), then `clients` more, then up to `total`."""
+    await make()
+    await settle()
+    gc.collect()
+    rss0, threads0 = proc_status("VmRSS"), proc_status("Threads")
+    t0 = time.perf_counter()
+    while len(clients) < 1 + a.clients:
+        await make()
+    t_make = time.perf_counter() - t0
+    await settle()
+    gc.collect()
+    rss1, threads1 = proc_status("VmRSS"), proc_status("Threads")
+    # The thread count with `total` clients. A library may not get there (paho's network
+    # threads use select(), which refuses file descriptors >= 1024): report how far it got.
+    total_error = None
+    try:
+        while len(clients) < a.total:
+            await make()
+    except Exception as e:
+        total_error = f"{type(e).__name__}: {e}"
+    await settle()
+    gc.collect()
+    rss2, threads2 = proc_status("VmRSS"), proc_status("Threads")
+    emit(
+        clients=a.clients,
+        rss_base_kb=rss0,
+        rss_kb=rss1,
+        rss_per_client_kb=(rss1 - rss0) / a.clients,
+        connect_each_ms=t_make * 1e3 / a.clients,
+        threads_base=threads0,
+        threads=threads1,
+        total=len(clients),
+        rss_total_kb=rss2,
+        rss_per_client_total_kb=(rss2 - rss0) / (len(clients) - 1),
+        threads_total=threads2,
+        total_error=total_error,
+    )
+    sys.stdout.flush()
+    os._exit(0)  # skip tearing down hundreds of clients one by one
+
+
+# =============================================================================== main
+
+ROLES: dict[str, dict[str, Any]] = {
+    "umqtt": {
+        "sub": umqtt_sub,
+        "pub": umqtt_pub,
+        "rtt": umqtt_rtt,
+        "conn": umqtt_conn,
+        "idle": umqtt_idle,
+    },
+    "paho": {
+        "sub": paho_sub,
+        "pub": paho_pub,
+        "rtt": paho_rtt,
+        "conn": paho_conn,
+        "idle": paho_idle,
+    },
+    "gmqtt": {
+        "sub": gmqtt_sub,
+        "pub": gmqtt_pub,
+        "rtt": gmqtt_rtt,
+        "conn": gmqtt_conn,
+        "idle": gmqtt_idle,
+    },
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("role", choices=["sub", "pub", "rtt", "conn", "idle"])
+    p.add_argument("lib", choices=sorted(ROLES))
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--topic", default="bench/data")
+    p.add_argument("--ctl", default="bench/ctl")
+    p.add_argument("--qos", type=int, default=0)
+    p.add_argument("--size", type=int, default=64, help="payload bytes")
+    p.add_argument("--count", type=int, default=10_000, help="messages / iterations")
+    p.add_argument("--duration", type=float, default=10.0, help="publisher stops after this")
+    p.add_argument("--threads", type=int, default=1, help="umqtt publisher threads")
+    p.add_argument("--window", type=int, default=1, help="paho/gmqtt QoS 1 messages in flight")
+    p.add_argument("--batch", type=int, default=1000, help="windowed publish: batch size")
+    p.add_argument("--warmup", type=int, default=50)
+    p.add_argument("--clients", type=int, default=200, help="idle: clients for the RSS figure")
+    p.add_argument("--total", type=int, default=1000, help="idle: clients for the thread count")
+    p.add_argument("--settle", type=float, default=1.0, help="idle: seconds before measuring")
+    a = p.parse_args()
+    raise_nofile()
+    fn = ROLES[a.lib][a.role]
+    if asyncio.iscoroutinefunction(fn):
+        asyncio.run(fn(a))
+    else:
+        fn(a)
+
+
+if __name__ == "__main__":
+    main()
