@@ -28,6 +28,7 @@ const REQUEST_CHANNEL_CAPACITY: usize = 256;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// How long a sender waits before retrying when rumqttc's channel is full.
 const FULL_CHANNEL_PAUSE: Duration = Duration::from_millis(1);
+const DEFAULT_MAX_PACKET_SIZE: usize = 16 * 1024 * 1024;
 const NOT_CONNECTED: &str = "not connected: call connect() first";
 
 /// One connection: the request handle and the driver task that serves it.
@@ -393,13 +394,14 @@ impl Core {
             return;
         };
         if graceful && self.link() == Link::Up {
+            // Closed first, so nothing new slips in after the last request in flight finished.
+            lock(&self.shared.outbox).open = false;
             let drained = async {
                 while self.shared.in_flight.load(Ordering::Acquire) > 0 {
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
             };
             let _ = tokio::time::timeout(self.options.ack_timeout, drained).await;
-            lock(&self.shared.outbox).open = false;
             if session.requests.try_disconnect().is_ok() {
                 let _ = tokio::time::timeout(SHUTDOWN_GRACE, &mut session.task).await;
             }
@@ -443,8 +445,8 @@ impl Client {
     #[new]
     #[pyo3(signature = (
         client_id, server, port, *, user=None, password=None, keepalive=None, ssl=None, ssl_params=None,
-        reconnect=true, ping_grace=0, connect_timeout=20.0, ack_timeout=10.0,
-        max_packet_size=16 * 1024 * 1024, reconnect_delay=1.0, reconnect_max_delay=30.0,
+        reconnect=true, pingmaxnum=None, connect_timeout=20.0, ack_timeout=10.0,
+        max_packet_size=None, reconnect_delay=1.0, reconnect_max_delay=30.0,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -457,26 +459,28 @@ impl Client {
         ssl: Option<&Bound<'_, PyAny>>,
         ssl_params: Option<&Bound<'_, PyAny>>,
         reconnect: bool,
-        ping_grace: u32,
+        pingmaxnum: Option<&Bound<'_, PyAny>>,
         connect_timeout: f64,
         ack_timeout: f64,
-        max_packet_size: usize,
+        max_packet_size: Option<&Bound<'_, PyAny>>,
         reconnect_delay: f64,
         reconnect_max_delay: f64,
     ) -> PyResult<Self> {
         let tls = crate::tls::from_python(ssl, ssl_params)?;
         let client_id = options::text(client_id, "client_id")?;
-        if client_id.len() > 65_535 {
-            return Err(PyValueError::new_err(
-                "client_id is longer than 65535 bytes",
-            ));
-        }
+        options::check_mqtt_string(&client_id, "client_id")?;
         let host = options::text(server, "server")?;
         if host.trim().is_empty() {
             return Err(PyValueError::new_err("server must not be empty"));
         }
         let user = options::optional_text(user, "user")?;
+        if let Some(user) = &user {
+            options::check_mqtt_string(user, "user")?;
+        }
         let password = options::optional_text(password, "password")?;
+        if password.as_ref().is_some_and(|p| p.len() > 65_535) {
+            return Err(PyValueError::new_err("password is longer than 65535 bytes"));
+        }
         let credentials = match (user, password) {
             (None, None) => None,
             (user, password) => Some((user.unwrap_or_default(), password.unwrap_or_default())),
@@ -492,12 +496,18 @@ impl Client {
             credentials,
             keepalive,
             reconnect,
-            ping_grace,
+            ping_grace: match pingmaxnum {
+                Some(value) => options::bounded_int(value, "pingmaxnum", 0..=1000)? as u32,
+                None => 0,
+            },
             reconnect_delay: options::seconds(reconnect_delay, "reconnect_delay")?,
             reconnect_max_delay: options::seconds(reconnect_max_delay, "reconnect_max_delay")?,
             connect_timeout: options::seconds(connect_timeout, "connect_timeout")?,
             ack_timeout: options::seconds(ack_timeout, "ack_timeout")?,
-            max_packet_size: ClientOptions::check_packet_size(max_packet_size)?,
+            max_packet_size: match max_packet_size {
+                Some(value) => ClientOptions::packet_size(value)?,
+                None => DEFAULT_MAX_PACKET_SIZE,
+            },
             tls,
         };
         let shared = Shared::default();
@@ -513,18 +523,24 @@ impl Client {
     }
 
     /// Sets (or with `topic=None` clears) the will the broker publishes if the link dies.
-    #[pyo3(signature = (topic, msg=None, retain=false, qos=None))]
+    #[pyo3(signature = (topic, msg, retain=false, qos=None))]
     fn set_will(
         &self,
         topic: Option<&Bound<'_, PyAny>>,
-        msg: Option<&Bound<'_, PyAny>>,
+        msg: &Bound<'_, PyAny>,
         retain: bool,
         qos: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let will = match topic {
             Some(topic) if !topic.is_none() => {
                 let topic = options::topic_name(topic)?;
-                let payload = msg.map(options::payload).transpose()?.unwrap_or_default();
+                let payload = options::payload(msg)?;
+                if payload.len() > 65_535 {
+                    return Err(PyValueError::new_err(format!(
+                        "the will message is {} bytes; MQTT allows at most 65535",
+                        payload.len()
+                    )));
+                }
                 let qos = qos
                     .map(options::qos)
                     .transpose()?

@@ -7,6 +7,7 @@ mod client;
 mod driver;
 mod errors;
 mod inbox;
+mod logging;
 mod options;
 mod runtime;
 mod tls;
@@ -15,9 +16,7 @@ use pyo3::prelude::*;
 
 #[pymodule(gil_used = true)]
 fn _native(py: Python<'_>, module: &Bound<'_, PyModule>) -> PyResult<()> {
-    // Rust-side logs (ours under "umqtt", rumqttc's under "rumqttc") go to Python's logging.
-    // Err means a logger was already installed (the module was loaded twice); keep that one.
-    let _ = pyo3_log::try_init();
+    logging::install(py, module)?;
     // One crypto provider for the whole process; Err means one is already installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
     errors::register(py, module)?;

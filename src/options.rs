@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyInt, PyString};
+use pyo3::types::{PyByteArray, PyBytes, PyInt, PyMemoryView, PyString};
 use rumqttc::{LastWill, MqttOptions, NetworkOptions, QoS, TlsConfiguration, Transport};
 use rustls::ClientConfig;
 
@@ -58,14 +58,14 @@ pub fn payload(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     if let Ok(b) = value.cast::<PyByteArray>() {
         return Ok(b.to_vec());
     }
-    if value.is_instance_of::<PyInt>() || value.is_none() {
-        return Err(payload_type_error(value));
-    }
-    let converted = value
-        .py()
-        .get_type::<PyBytes>()
+    // Anything else must be a buffer (memoryview, array, ...): memoryview() accepts exactly those,
+    // where bytes() would also turn lists, ranges and dicts into bytes.
+    let py = value.py();
+    let view = py
+        .get_type::<PyMemoryView>()
         .call1((value,))
         .map_err(|_| payload_type_error(value))?;
+    let converted = py.get_type::<PyBytes>().call1((view,))?;
     Ok(converted.cast::<PyBytes>()?.as_bytes().to_vec())
 }
 
@@ -85,7 +85,7 @@ fn integer(value: &Bound<'_, PyAny>, what: &str) -> PyResult<i64> {
     }
     value
         .extract::<i64>()
-        .map_err(|_| PyValueError::new_err(format!("{what} is out of range")))
+        .map_err(|_| PyValueError::new_err(format!("{what} is out of range: {value}")))
 }
 
 pub fn qos(value: &Bound<'_, PyAny>) -> PyResult<QoS> {
@@ -121,12 +121,7 @@ pub fn port(value: &Bound<'_, PyAny>, tls: bool) -> PyResult<u16> {
 }
 
 pub fn keepalive(value: &Bound<'_, PyAny>) -> PyResult<u16> {
-    let seconds = integer(value, "keepalive")?;
-    u16::try_from(seconds).map_err(|_| {
-        PyValueError::new_err(format!(
-            "keepalive must be between 0 and 65535 seconds, not {seconds}"
-        ))
-    })
+    Ok(bounded_int(value, "keepalive (seconds)", 0..=65_535)? as u16)
 }
 
 pub fn seconds(value: f64, what: &str) -> PyResult<Duration> {
@@ -139,7 +134,10 @@ pub fn seconds(value: f64, what: &str) -> PyResult<Duration> {
     }
 }
 
-fn check_string_length(value: &str, what: &str) -> PyResult<()> {
+/// What MQTT 3.1.1 (§1.5.3) allows in a UTF-8 string: at most 65535 bytes, no NUL; and what a
+/// broker MAY treat as malformed (and mosquitto does, closing the connection): control characters
+/// and Unicode noncharacters. Refused here, with the argument named, instead of losing the link.
+pub fn check_mqtt_string(value: &str, what: &str) -> PyResult<()> {
     if value.len() > MAX_STRING {
         return Err(PyValueError::new_err(format!(
             "{what} is {} bytes long; MQTT allows at most {MAX_STRING}",
@@ -148,10 +146,42 @@ fn check_string_length(value: &str, what: &str) -> PyResult<()> {
     }
     if value.contains('\0') {
         return Err(PyValueError::new_err(format!(
-            "{what} must not contain NUL characters"
+            "{what} must not contain NUL characters (U+0000)"
+        )));
+    }
+    if let Some(bad) = value.chars().find(|&c| is_forbidden_in_mqtt_string(c)) {
+        return Err(PyValueError::new_err(format!(
+            "{what} must not contain the control or noncharacter code point U+{:04X}",
+            u32::from(bad)
         )));
     }
     Ok(())
+}
+
+fn is_forbidden_in_mqtt_string(c: char) -> bool {
+    let code = u32::from(c);
+    code < 0x20
+        || (0x7F..=0x9F).contains(&code)
+        || (0xFDD0..=0xFDEF).contains(&code)
+        || (code & 0xFFFE) == 0xFFFE
+}
+
+/// An integer argument within `range`, named as the user named it.
+pub fn bounded_int(
+    value: &Bound<'_, PyAny>,
+    what: &str,
+    range: std::ops::RangeInclusive<i64>,
+) -> PyResult<i64> {
+    let number = integer(value, what)?;
+    if range.contains(&number) {
+        Ok(number)
+    } else {
+        Err(PyValueError::new_err(format!(
+            "{what} must be between {} and {}, not {number}",
+            range.start(),
+            range.end()
+        )))
+    }
 }
 
 /// A topic to publish to: not empty, no wildcards.
@@ -165,14 +195,14 @@ pub fn topic_name(value: &Bound<'_, PyAny>) -> PyResult<String> {
             "cannot publish to {topic:?}: wildcards + and # are only allowed in subscriptions"
         )));
     }
-    check_string_length(&topic, "topic")?;
+    check_mqtt_string(&topic, "topic")?;
     Ok(topic)
 }
 
 /// A topic filter to subscribe to: wildcards allowed where MQTT allows them.
 pub fn topic_filter(value: &Bound<'_, PyAny>) -> PyResult<String> {
     let filter = text(value, "topic")?;
-    check_string_length(&filter, "topic")?;
+    check_mqtt_string(&filter, "topic")?;
     if !rumqttc::valid_filter(&filter) {
         return Err(PyValueError::new_err(format!(
             "invalid topic filter {filter:?}: it must not be empty, # may only stand alone as the \
@@ -233,15 +263,9 @@ impl ClientOptions {
         }
     }
 
-    pub fn check_packet_size(size: usize) -> PyResult<usize> {
-        if (MIN_PACKET_SIZE..=MQTT_MAX_REMAINING + 5).contains(&size) {
-            Ok(size)
-        } else {
-            Err(PyValueError::new_err(format!(
-                "max_packet_size must be between {MIN_PACKET_SIZE} and {} bytes, not {size}",
-                MQTT_MAX_REMAINING + 5
-            )))
-        }
+    pub fn packet_size(value: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let limit = (MQTT_MAX_REMAINING + 5) as i64;
+        Ok(bounded_int(value, "max_packet_size", MIN_PACKET_SIZE as i64..=limit)? as usize)
     }
 
     pub fn mqtt_options(&self, clean_session: bool, will: Option<LastWill>) -> MqttOptions {

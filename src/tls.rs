@@ -111,7 +111,10 @@ fn apply_param(request: &mut TlsRequest, key: &str, value: &Bound<'_, PyAny>) ->
             .extend(certificates(&read_file(value, key)?, key)?),
         "cadata" => request.extra_roots.extend(ca_data(value)?),
         "server_hostname" => request.server_hostname = Some(options::text(value, key)?),
-        "cert_reqs" => request.verify = value.extract::<i64>()? != CERT_NONE,
+        "cert_reqs" => {
+            let mode = options::bounded_int(value, "ssl_params['cert_reqs']", 0..=2)?;
+            request.verify = mode != CERT_NONE;
+        }
         "server_side" if !value.is_truthy()? => {}
         "server_side" => {
             return Err(PyValueError::new_err(

@@ -94,7 +94,7 @@ class _ClientBase:
             ssl=ssl,
             ssl_params=ssl_params,
             reconnect=bool(reconn),
-            ping_grace=pingmaxnum,
+            pingmaxnum=pingmaxnum,
             connect_timeout=connect_timeout,
             ack_timeout=ack_timeout,
             max_packet_size=max_packet_size,

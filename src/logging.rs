@@ -1,0 +1,81 @@
+//! Rust-side logs (ours under "umqtt", rumqttc's under "rumqttc.*") go to Python's `logging`
+//! through pyo3-log, with two corrections:
+//! - pyo3-log caches each logger's level at its first record, so an application that raises a
+//!   level later (`basicConfig`, `setLevel`) would never see more; the cache is dropped at most
+//!   once a second instead, keeping the per-record cost a cache lookup;
+//! - records are dropped once the interpreter is shutting down, when attaching to Python would
+//!   panic on a runtime thread.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use log::{LevelFilter, Log, Metadata, Record};
+use pyo3::prelude::*;
+use pyo3_log::{Caching, ResetHandle};
+
+const REFRESH_MILLIS: u64 = 1000;
+
+static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
+
+struct Bridge {
+    inner: pyo3_log::Logger,
+    reset: ResetHandle,
+    started: Instant,
+    last_refresh: AtomicU64,
+}
+
+impl Bridge {
+    fn refresh(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.last_refresh.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= REFRESH_MILLIS
+            && self
+                .last_refresh
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.reset.reset();
+        }
+    }
+}
+
+impl Log for Bridge {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        !SHUTTING_DOWN.load(Ordering::Relaxed) && self.inner.enabled(metadata)
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if SHUTTING_DOWN.load(Ordering::Relaxed) {
+            return;
+        }
+        self.refresh();
+        self.inner.log(record);
+    }
+
+    fn flush(&self) {
+        self.inner.flush();
+    }
+}
+
+/// Called by `atexit`: from here on, Rust logs are dropped.
+#[pyfunction]
+fn _stop_logging() {
+    SHUTTING_DOWN.store(true, Ordering::Relaxed);
+}
+
+pub fn install(py: Python<'_>, module: &Bound<'_, PyModule>) -> PyResult<()> {
+    let inner = pyo3_log::Logger::new(py, Caching::LoggersAndLevels)?;
+    let bridge = Bridge {
+        reset: inner.reset_handle(),
+        inner,
+        started: Instant::now(),
+        last_refresh: AtomicU64::new(0),
+    };
+    // Err means a logger is already installed (the module was loaded twice): keep that one.
+    if log::set_boxed_logger(Box::new(bridge)).is_ok() {
+        log::set_max_level(LevelFilter::Debug);
+        let stop = wrap_pyfunction!(_stop_logging, module)?;
+        py.import("atexit")?.call_method1("register", (stop,))?;
+    }
+    Ok(())
+}
