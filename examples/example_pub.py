@@ -8,7 +8,7 @@ SERVER = "127.0.0.1"
 PORT = 18830
 
 
-def main(server=SERVER, port=PORT):
+def main(server: str = SERVER, port: int = PORT) -> None:
     c = MQTTClient("umqtt_pub", server, port)
     c.connect()
     for i in range(3):

@@ -6,6 +6,7 @@
 #   ./scripts/demo.sh examples/example_robust.py
 import sys
 import time
+from typing import Any, Optional, Union
 
 import umqtt.robust
 
@@ -13,33 +14,33 @@ SERVER = "127.0.0.1"
 PORT = 18830
 TOPIC = b"foo_topic/robust"
 ITERATIONS = 50  # 50 x 0.1 s: ends by itself after about 5 s
-received = []
+received: list[bytes] = []
 
 
 # umqtt.robust does not re-subscribe after reconnect() by itself: it reconnects with
 # connect(False) and relies on the broker keeping the session. A broker that restarted may have
 # lost it, so re-subscribe in connect() whenever no session was present.
 class MyMQTTClient(umqtt.robust.MQTTClient):
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.topics = []
+        self.topics: list[Union[str, bytes]] = []
 
-    def connect(self, clean_session=True):
-        if not super().connect(clean_session):
+    def connect(self, clean_session: bool = True, timeout: Optional[float] = None) -> int:
+        if not super().connect(clean_session, timeout):
             # Session was not restored - need to resubscribe
             for topic in self.topics:
                 self.subscribe(topic)
             return False  # Session was not restored
         return True  # Session was restored
 
-    def subscribe(self, topic):
+    def subscribe(self, topic: Union[str, bytes], qos: int = 1) -> None:
         print("Subscribing to", topic)
-        super().subscribe(topic, 1)
+        super().subscribe(topic, qos)
         if topic not in self.topics:
             self.topics.append(topic)
 
 
-def sub_cb(topic, msg):
+def sub_cb(topic: bytes, msg: bytes) -> None:
     received.append(msg)
     print((topic, msg))
 

@@ -16,13 +16,13 @@ received = 0
 
 
 # Received messages from subscriptions will be delivered to this callback
-def sub_cb(topic, msg):
+def sub_cb(topic: bytes, msg: bytes) -> None:
     global received
     received += 1
     print((topic, msg))
 
 
-def main(server=SERVER, port=PORT):
+def main(server: str = SERVER, port: int = PORT) -> None:
     c = MQTTClient("umqtt_sub", server, port)
     c.set_callback(sub_cb)
     c.connect()
@@ -32,7 +32,8 @@ def main(server=SERVER, port=PORT):
     while received < COUNT:
         # Blocking wait for one message; returns its PUBLISH header byte (0x30 | qos << 1 | retain)
         op = c.wait_msg()
-        print("wait_msg returned", hex(op))
+        if op is not None:
+            print("wait_msg returned", hex(op))
     c.disconnect()
     print("received", received, "messages")
 

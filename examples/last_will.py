@@ -12,7 +12,7 @@ WILL_TOPIC = b"/public/TEST/quecpython/will"
 state = 0
 
 
-def sub_cb(topic, msg):
+def sub_cb(topic: bytes, msg: bytes) -> None:
     global state
     print("will recv:")
     print(topic, msg)

@@ -6,26 +6,27 @@
 # 读线程示例：子线程循环 wait_msg() 接收消息，主线程以 QoS 1 发布消息。
 import sys
 import threading
+from typing import Any
 
 from umqtt import MQTTClient
 
 TOPIC = b"/public/TEST/quecpython/reader"
 COUNT = 5
-received = []
+received: list[bytes] = []
 print_lock = threading.Lock()  # keeps the two threads' lines from mixing
 
 
-def log(*args):
+def log(*args: Any) -> None:
     with print_lock:
         print(*args)
 
 
-def sub_cb(topic, msg):
+def sub_cb(topic: bytes, msg: bytes) -> None:
     log("reader thread recv:", topic, msg)
     received.append(msg)
 
 
-def reader():
+def reader() -> None:
     # 设备上常写作 while True: c.wait_msg() (on a device this is often an endless loop)
     while len(received) < COUNT:
         c.wait_msg()  # 阻塞函数，监听消息 (blocking: waits for a message)

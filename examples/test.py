@@ -7,7 +7,7 @@ from umqtt import MQTTClient
 state = 0
 
 
-def sub_cb(topic, msg):
+def sub_cb(topic: bytes, msg: bytes) -> None:
     global state
     print("subscribe recv:")
     print(topic, msg)

@@ -36,12 +36,12 @@ TOPIC = b"/public/TEST/quecpython/tls"
 state = 0
 
 
-def read(path):
+def read(path: str) -> str:
     with open(path) as f:
         return f.read()
 
 
-def sub_cb(topic, msg):
+def sub_cb(topic: bytes, msg: bytes) -> None:
     global state
     print("subscribe recv:")
     print(topic, msg)

@@ -21,7 +21,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::acks::{Ack, AckTable, Kind, Outbox};
 use crate::errors::{describe_connect_failure, DriverError};
-use crate::inbox::Mailbox;
+use crate::inbox::{Mailbox, Weight};
 use crate::runtime::lock;
 
 /// The state of the link, as `get_mqttsta()` and waiting publishers see it.
@@ -77,6 +77,17 @@ pub struct Received {
     pub publish: Publish,
     pub epoch: u64,
 }
+
+impl Weight for Received {
+    fn weight(&self) -> usize {
+        self.publish.topic.len() + self.publish.payload.len()
+    }
+}
+
+/// Arrived messages the application has not taken may hold this much; beyond it the driver stops
+/// reading the socket until they are taken (QoS 1/2 are bounded anyway by the broker's in-flight
+/// window, since they are acknowledged only when handled).
+const INBOX_LIMIT: usize = 16 * 1024 * 1024;
 
 /// State shared between a client's Python-facing object and its driver task.
 pub struct Shared {
@@ -214,6 +225,7 @@ pub async fn run(
 impl Driver {
     async fn run(&mut self) {
         loop {
+            wait_for_reader(&self.shared, &self.config.target).await;
             // An outgoing event is "fresh" (produced by a request just taken from the channel) only
             // when poll() had no buffered event to return and did not take from `pending`.
             let buffered = !self.eventloop.state.events.is_empty();
@@ -331,6 +343,7 @@ impl Driver {
     /// Returns whether to keep running (and reconnect).
     async fn on_error(&mut self, error: ConnectionError) -> bool {
         let reason = error.to_string();
+        let lost = format!("connection to {} lost: {reason}", self.config.target);
         if let Some(since) = self.connected_at.take() {
             if since.elapsed() >= STABLE_CONNECTION {
                 self.backoff.reset();
@@ -339,34 +352,28 @@ impl Driver {
                 self.note_peer_close();
             }
         }
-        self.forget_queued(&DriverError::ConnectionLost(format!(
-            "connection to {} lost: {reason}",
-            self.config.target
-        )));
+        // The state changes before any waiter is told, so a caller that hears "lost" and then
+        // asks get_mqttsta() never sees "connected".
+        let link = match (self.first_connack.is_some(), self.config.reconnect) {
+            (true, _) => Link::Failed,
+            (false, true) => Link::Reconnecting,
+            (false, false) if closed_by_peer(&error) => Link::ClosedByServer,
+            (false, false) => Link::Failed,
+        };
+        self.shared.link.send_replace(link);
+        self.forget_queued(&DriverError::ConnectionLost(lost.clone()));
         if let Some(first) = self.first_connack.take() {
-            let failure = describe_connect_failure(&error, &self.config.target);
-            self.shared.link.send_replace(Link::Failed);
-            let _ = first.send(Err(failure));
+            let _ = first.send(Err(describe_connect_failure(&error, &self.config.target)));
             return false;
         }
         if !self.config.reconnect {
-            let link = if closed_by_peer(&error) {
-                Link::ClosedByServer
-            } else {
-                Link::Failed
-            };
-            log::warn!(target: "umqtt", "connection to {} lost: {reason}", self.config.target);
-            self.shared.link.send_replace(link);
-            self.shared.notices.push(reason.clone());
-            self.shared.inbox.set_lost(Some(format!(
-                "connection to {} lost: {reason}",
-                self.config.target
-            )));
+            log::warn!(target: "umqtt", "{lost}");
+            self.shared.notices.push(reason);
+            self.shared.inbox.set_lost(Some(lost));
             return false;
         }
         if !std::mem::replace(&mut self.reconnecting, true) {
-            log::warn!(target: "umqtt", "connection to {} lost: {reason}; reconnecting", self.config.target);
-            self.shared.link.send_replace(Link::Reconnecting);
+            log::warn!(target: "umqtt", "{lost}; reconnecting");
             self.shared.notices.push(RECONNECT_START.to_owned());
         } else {
             log::info!(target: "umqtt", "reconnecting to {} failed: {reason}", self.config.target);
@@ -404,11 +411,20 @@ impl Driver {
     /// After a failure nothing queued may be sent behind its caller's back: rumqttc would replay
     /// it on a resumed session or drop it silently on a clean one. Fail every waiter instead.
     fn forget_queued(&mut self, error: &DriverError) {
+        // Packets read before the failure are real: deliver their messages and acks. Buffered
+        // outgoing events are not (a request may not have been written), so they are dropped.
+        let buffered: Vec<Event> = self.eventloop.state.events.drain(..).collect();
+        for event in buffered {
+            if let Event::Incoming(packet) = event {
+                if !matches!(packet, Incoming::ConnAck(_)) {
+                    self.on_incoming(packet);
+                }
+            }
+        }
         let mut outbox = lock(&self.shared.outbox);
         outbox.open = false;
         self.eventloop.clean();
         self.eventloop.pending.clear();
-        self.eventloop.state.events.clear();
         self.acks.fail_all(&mut outbox, error);
     }
 
@@ -416,6 +432,21 @@ impl Driver {
         self.forget_queued(error);
         self.shared.link.send_replace(link);
     }
+}
+
+/// Back-pressure: while the application leaves too much unread, read nothing more.
+async fn wait_for_reader(shared: &Shared, target: &str) {
+    let unread = shared.inbox.bytes();
+    if unread < INBOX_LIMIT {
+        return;
+    }
+    log::warn!(
+        target: "umqtt",
+        "{} MiB of received messages wait unread: reading from {target} pauses until the \
+         application takes them (wait_msg()/check_msg()/messages())",
+        unread >> 20
+    );
+    shared.inbox.wait_for_room(INBOX_LIMIT).await;
 }
 
 fn closed_by_peer(error: &ConnectionError) -> bool {

@@ -18,8 +18,21 @@ pub enum Taken<T> {
     TimedOut,
 }
 
+/// How many bytes an item holds, for the inbox's memory bound.
+pub trait Weight {
+    fn weight(&self) -> usize;
+}
+
+impl Weight for String {
+    fn weight(&self) -> usize {
+        self.len()
+    }
+}
+
 struct State<T> {
     messages: VecDeque<T>,
+    /// Sum of the items' weights.
+    bytes: usize,
     lost: Option<String>,
 }
 
@@ -29,6 +42,8 @@ pub struct Mailbox<T> {
     arrived: Condvar,
     /// Wakes asyncio waiters.
     notify: Notify,
+    /// Wakes a producer waiting for room (see `wait_for_room`).
+    taken: Notify,
 }
 
 impl<T> Default for Mailbox<T> {
@@ -36,17 +51,20 @@ impl<T> Default for Mailbox<T> {
         Mailbox {
             state: Mutex::new(State {
                 messages: VecDeque::new(),
+                bytes: 0,
                 lost: None,
             }),
             arrived: Condvar::new(),
             notify: Notify::new(),
+            taken: Notify::new(),
         }
     }
 }
 
-impl<T: Send> Mailbox<T> {
+impl<T: Send + Weight> Mailbox<T> {
     pub fn push(&self, message: T) {
         let mut state = lock(&self.state);
+        state.bytes += message.weight();
         state.messages.push_back(message);
         // Waiters only sleep on an empty inbox, so one wake-up per batch is enough.
         if state.messages.len() == 1 {
@@ -69,6 +87,7 @@ impl<T: Send> Mailbox<T> {
     pub fn put_back(&self, rest: Vec<T>) {
         let mut state = lock(&self.state);
         for message in rest.into_iter().rev() {
+            state.bytes += message.weight();
             state.messages.push_front(message);
         }
     }
@@ -91,7 +110,7 @@ impl<T: Send> Mailbox<T> {
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .0;
                 }
-                Self::take_now(&mut state, max)
+                self.take_now(&mut state, max)
             });
             if let Some(taken) = taken {
                 return Ok(taken);
@@ -122,13 +141,33 @@ impl<T: Send> Mailbox<T> {
 
     /// Takes up to `max` items without waiting; None when there are none.
     pub fn try_take(&self, max: usize) -> Option<Taken<T>> {
-        Self::take_now(&mut lock(&self.state), max)
+        self.take_now(&mut lock(&self.state), max)
     }
 
-    fn take_now(state: &mut State<T>, max: usize) -> Option<Taken<T>> {
+    /// Waits until fewer than `limit` bytes wait: the producer's back-pressure.
+    pub async fn wait_for_room(&self, limit: usize) {
+        loop {
+            let taken = self.taken.notified();
+            let mut taken = std::pin::pin!(taken);
+            taken.as_mut().enable();
+            if lock(&self.state).bytes < limit {
+                return;
+            }
+            taken.await;
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        lock(&self.state).bytes
+    }
+
+    fn take_now(&self, state: &mut State<T>, max: usize) -> Option<Taken<T>> {
         if !state.messages.is_empty() {
             let count = max.min(state.messages.len());
-            return Some(Taken::Items(state.messages.drain(..count).collect()));
+            let items: Vec<T> = state.messages.drain(..count).collect();
+            state.bytes -= items.iter().map(Weight::weight).sum::<usize>();
+            self.taken.notify_waiters();
+            return Some(Taken::Items(items));
         }
         state.lost.clone().map(Taken::Lost)
     }

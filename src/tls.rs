@@ -172,11 +172,21 @@ fn read_file(value: &Bound<'_, PyAny>, key: &str) -> PyResult<Vec<u8>> {
     let path: std::path::PathBuf = value
         .extract()
         .map_err(|_| PyTypeError::new_err(format!("ssl_params[{key:?}] must be a file path")))?;
+    // Never echo what might be a key: PEM text passed where a path belongs is named, not shown.
+    let shown = path.to_string_lossy();
+    if shown.contains("-----BEGIN") || shown.contains('\n') {
+        return Err(PyValueError::new_err(format!(
+            "ssl_params[{key:?}] must be a file path, but holds PEM text: pass PEM text as \
+             'cert', 'key' or 'cadata' instead"
+        )));
+    }
     std::fs::read(&path).map_err(|e| {
-        PyValueError::new_err(format!(
-            "ssl_params[{key:?}]: cannot read {}: {e}",
-            path.display()
-        ))
+        let shown = if shown.len() > 200 {
+            "the path given".to_owned()
+        } else {
+            format!("{shown:?}")
+        };
+        PyValueError::new_err(format!("ssl_params[{key:?}]: cannot read {shown}: {e}"))
     })
 }
 

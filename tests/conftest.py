@@ -8,7 +8,6 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import paho.mqtt.client as paho
@@ -25,16 +24,15 @@ from broker import (
 )
 
 # --------------------------------------------------------------------------- brokers
+# The plugin umqtt.pytest_plugin (shipped in the wheel, loaded through its pytest11 entry point)
+# provides mqtt_broker, mqtt_broker_factory and mqtt_client, and adds the tail of every broker log
+# a failed test used to its report. The fixtures below are this suite's names for them.
 
 
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
-    """An anonymous broker shared by the whole session (persistence off)."""
-    b = Mosquitto(tmp_path_factory.mktemp("broker"))
-    try:
-        yield b
-    finally:
-        b.kill()
+def broker(mqtt_broker: Mosquitto) -> Mosquitto:
+    """An anonymous broker shared by the whole session (persistence off): the plugin's."""
+    return mqtt_broker
 
 
 @pytest.fixture(scope="session")
@@ -53,25 +51,9 @@ def auth_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]
 
 
 @pytest.fixture
-def fresh_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+def fresh_broker(mqtt_broker_factory: Callable[..., Mosquitto]) -> Mosquitto:
     """A broker of this test's own, free to be killed, paused and restarted."""
-    b = Mosquitto(tmp_path)
-    try:
-        yield b
-    finally:
-        b.kill()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """On failure, attach the tail of every broker log the test used."""
-    outcome = yield
-    report = outcome.get_result()
-    if report.failed:
-        for name, value in getattr(item, "funcargs", {}).items():
-            if isinstance(value, Mosquitto):
-                tail = "\n".join(value.log_text().splitlines()[-60:])
-                report.sections.append((f"mosquitto log ({name}, last 60 lines)", tail))
+    return mqtt_broker_factory()
 
 
 # --------------------------------------------------------------------------- names

@@ -71,17 +71,17 @@ class Client:
         ssl: Any = None,
         ssl_params: dict[str, Any] | None = None,
         reconnect: bool = True,
-        ping_grace: int = 0,
+        pingmaxnum: int | None = None,
         connect_timeout: float = 20.0,
         ack_timeout: float = 10.0,
-        max_packet_size: int = ...,  # 16 MiB (16777216)
+        max_packet_size: int | None = None,  # None: 16 MiB (16777216)
         reconnect_delay: float = 1.0,
         reconnect_max_delay: float = 30.0,
     ) -> Self: ...
     def set_will(
         self,
         topic: _Text | None,
-        msg: _Payload | None = None,
+        msg: _Payload,
         retain: bool = False,
         qos: int | None = None,
     ) -> None: ...

@@ -51,7 +51,14 @@ __all__ = [
 LOG_TAIL_LINES = 60
 _DISCONNECT_TIMEOUT = 10.0
 _DIALECTS = ("quecpython", "simple", "robust")
-_BROKERS_OF_TEST = pytest.StashKey["list[Mosquitto]"]()
+# The brokers a test used through the factories, by name, for the failure report.
+_BROKERS_OF_TEST = pytest.StashKey["list[tuple[str, Mosquitto]]"]()
+
+
+def _note_broker(request: pytest.FixtureRequest, name: str, broker: Mosquitto) -> None:
+    used = request.node.stash.setdefault(_BROKERS_OF_TEST, [])
+    if all(b is not broker for _, b in used):
+        used.append((name, broker))
 
 
 class BrokerFactory(Protocol):
@@ -103,11 +110,11 @@ def mqtt_broker_factory(
     umqtt.testing.Mosquitto (users, acl, deny_subscribe, extra_config, tls,
     require_certificate, ...); stopped when the test ends."""
     brokers: list[Mosquitto] = []
-    request.node.stash[_BROKERS_OF_TEST] = brokers
 
     def make(**options: Any) -> Mosquitto:
         broker = _start_broker(tmp_path_factory, **options)
         brokers.append(broker)
+        _note_broker(request, f"mqtt_broker_factory #{len(brokers)}", broker)
         return broker
 
     try:
@@ -118,7 +125,9 @@ def mqtt_broker_factory(
 
 
 @pytest.fixture
-def mqtt_client(request: pytest.FixtureRequest) -> Iterator[ClientFactory]:
+def mqtt_client(
+    request: pytest.FixtureRequest, mqtt_broker_factory: BrokerFactory
+) -> Iterator[ClientFactory]:
     """``mqtt_client(**kwargs)``: a connected umqtt client, disconnected when the test ends.
 
     broker: the broker to use (default: ``mqtt_broker``).
@@ -132,6 +141,8 @@ def mqtt_client(request: pytest.FixtureRequest) -> Iterator[ClientFactory]:
     Other keyword arguments go to the client's constructor; ``client_id`` defaults to a fresh
     one, ``server``/``port`` to the broker's, ``user``/``password`` to the broker's first user.
     """
+    # mqtt_broker_factory is requested (it costs nothing unused) so that its brokers are stopped
+    # after these clients are disconnected, whatever order a test names the two in.
     made: list[Any] = []
 
     def make(
@@ -148,7 +159,8 @@ def mqtt_client(request: pytest.FixtureRequest) -> Iterator[ClientFactory]:
 
         if dialect not in _DIALECTS:
             raise ValueError(f"dialect must be one of {', '.join(_DIALECTS)}; not {dialect!r}")
-        target: Mosquitto = broker or request.getfixturevalue("mqtt_broker")
+        target: Mosquitto = broker if broker is not None else request.getfixturevalue("mqtt_broker")
+        _note_broker(request, "mqtt_broker" if broker is None else "mqtt_client's broker", target)
         if tls:
             if target.tls_port is None:
                 raise ValueError(f"{target!r} has no TLS listener: start it with tls=True")
@@ -223,9 +235,9 @@ def pytest_runtest_makereport(
     for name, value in getattr(item, "funcargs", {}).items():
         if isinstance(value, testing.Mosquitto):
             named.setdefault(id(value), (name, value))
-    made: list[Mosquitto] = item.stash.get(_BROKERS_OF_TEST, [])
-    for i, broker in enumerate(made):
-        named.setdefault(id(broker), (f"mqtt_broker_factory #{i + 1}", broker))
+    used: list[tuple[str, Mosquitto]] = item.stash.get(_BROKERS_OF_TEST, [])
+    for name, broker in used:
+        named.setdefault(id(broker), (name, broker))
     for name, broker in named.values():
         tail = "\n".join(broker.log_text().splitlines()[-LOG_TAIL_LINES:])
         report.sections.append((f"mosquitto log ({name}, last {LOG_TAIL_LINES} lines)", tail))
