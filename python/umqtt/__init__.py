@@ -49,6 +49,13 @@ def _check_version(version: object) -> None:
         raise ValueError(f"version must be 4 (MQTT 3.1.1), not {version!r}")
 
 
+def _describe(client: object, core: _native.Client) -> str:
+    """A client's repr: what it is and where it connects, never its credentials."""
+    kind = f"{type(client).__module__}.{type(client).__name__}"
+    where = f"{core.server}:{core.port}"
+    return f"<{kind} client_id={core.client_id!r} server={where!r} state={core.state!r}>"
+
+
 class _ClientBase:
     """What the blocking and asyncio clients share: the QuecPython constructor and the core."""
 
@@ -114,10 +121,7 @@ class _ClientBase:
         self.ipvtype = ipvtype
 
     def __repr__(self) -> str:
-        return (
-            f"<{type(self).__module__}.{type(self).__name__} client_id={self._core.client_id!r} "
-            f"server='{self._core.server}:{self.port}' state={self._core.state!r}>"
-        )
+        return _describe(self, self._core)
 
     def set_last_will(self, topic: Text, msg: Payload, retain: bool = False, qos: int = 0) -> None:
         """The will the broker publishes if the link dies; used by the next connect()."""

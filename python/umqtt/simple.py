@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from . import Payload, Text, _native
+from . import Payload, Text, _describe, _native
 from ._native import MQTTConnectError, MQTTConnectionLost, MQTTException
 
 __all__ = ["MQTTClient", "MQTTException"]
@@ -60,10 +60,7 @@ class MQTTClient:
         self.cb: Callable[[bytes, bytes], Any] | None = None
 
     def __repr__(self) -> str:
-        return (
-            f"<{type(self).__module__}.MQTTClient client_id={self._core.client_id!r} "
-            f"server='{self._core.server}:{self.port}' state={self._core.state!r}>"
-        )
+        return _describe(self, self._core)
 
     def set_callback(self, f: Callable[[bytes, bytes], Any]) -> None:
         if not callable(f):
