@@ -668,7 +668,12 @@ impl Client {
     /// text), waiting up to `timeout` seconds; None if there was none.
     #[pyo3(signature = (timeout=0.0))]
     fn next_notice(&self, py: Python<'_>, timeout: f64) -> PyResult<Option<String>> {
-        let deadline = Deadline::after(Some(timeout.max(0.0)));
+        let wait = if timeout <= 0.0 {
+            0.0
+        } else {
+            options::seconds(timeout, "timeout")?.as_secs_f64()
+        };
+        let deadline = Deadline::after(Some(wait));
         Ok(match self.core.shared.notices.take(py, deadline, 1)? {
             Taken::Items(mut notices) => notices.pop(),
             Taken::Lost(_) | Taken::TimedOut => None,

@@ -43,8 +43,12 @@ pub fn runtime() -> PyResult<&'static Runtime> {
 pub struct Deadline(Option<Instant>);
 
 impl Deadline {
+    /// `seconds` from now; a wait too long to represent (inf, 1e300) is a wait for ever.
     pub fn after(seconds: Option<f64>) -> Self {
-        Deadline(seconds.map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0))))
+        Deadline(seconds.and_then(|s| {
+            let wait = Duration::try_from_secs_f64(s.max(0.0)).ok()?;
+            Instant::now().checked_add(wait)
+        }))
     }
 
     pub fn never() -> Self {

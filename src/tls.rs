@@ -190,10 +190,27 @@ fn read_file(value: &Bound<'_, PyAny>, key: &str) -> PyResult<Vec<u8>> {
     })
 }
 
+/// A PEM parse failure in words (the library's own text prints markers as byte lists).
+fn describe_pem(error: &rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error as E;
+    match error {
+        E::MissingSectionEnd { .. } => "a PEM section has no END line (truncated?)".into(),
+        E::IllegalSectionStart { .. } => "a PEM section has a malformed BEGIN line".into(),
+        E::Base64Decode(_) => "a PEM section is not valid base64".into(),
+        E::NoItemsFound => "no PEM section found".into(),
+        other => other.to_string(),
+    }
+}
+
 fn certificates(pem: &[u8], key: &str) -> PyResult<Vec<CertificateDer<'static>>> {
     let certificates = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| PyValueError::new_err(format!("ssl_params[{key:?}]: bad PEM: {e}")))?;
+        .map_err(|e| {
+            PyValueError::new_err(format!(
+                "ssl_params[{key:?}]: bad PEM: {}",
+                describe_pem(&e)
+            ))
+        })?;
     if certificates.is_empty() {
         return Err(PyValueError::new_err(format!(
             "ssl_params[{key:?}] holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
@@ -205,7 +222,8 @@ fn certificates(pem: &[u8], key: &str) -> PyResult<Vec<CertificateDer<'static>>>
 fn private_key(pem: &[u8], key: &str) -> PyResult<PrivateKeyDer<'static>> {
     PrivateKeyDer::from_pem_slice(pem).map_err(|e| {
         PyValueError::new_err(format!(
-            "ssl_params[{key:?}] holds no usable private key (PKCS#1, PKCS#8 or SEC1 PEM): {e}"
+            "ssl_params[{key:?}] holds no usable private key (PKCS#1, PKCS#8 or SEC1 PEM): {}",
+            describe_pem(&e)
         ))
     })
 }
