@@ -435,11 +435,6 @@ impl Drop for Core {
 
 type ConnackReceiver = oneshot::Receiver<Result<bool, DriverError>>;
 
-/// Why an operation's deadline passed, in words.
-fn timeout_message(what: &str, target: &str) -> String {
-    format!("no {what} from {target} before the timeout")
-}
-
 #[pymethods]
 impl Client {
     #[new]
@@ -562,11 +557,7 @@ impl Client {
     /// Connects and returns the session-present flag. Raises `MQTTConnectError` on failure.
     #[pyo3(signature = (clean_session=true, timeout=None))]
     fn connect(&self, py: Python<'_>, clean_session: bool, timeout: Option<f64>) -> PyResult<bool> {
-        let timeout = self.connect_timeout(clean_session, timeout)?;
-        let core = self.core.clone();
-        self.wait(py, None, "CONNACK", async move {
-            core.connect(clean_session, timeout).await
-        })
+        self.wait(py, self.connect_op(clean_session, timeout)?)
     }
 
     /// Publishes and, for QoS 1 and 2, waits for PUBACK/PUBCOMP. QoS 0 returns once queued.
@@ -580,11 +571,7 @@ impl Client {
         retain: bool,
         timeout: Option<f64>,
     ) -> PyResult<()> {
-        let request = self.publish_request(topic, msg, qos, retain)?;
-        let (core, what) = (self.core.clone(), request.ack_name());
-        self.wait(py, Some(self.ack_timeout(timeout)?), what, async move {
-            core.request(request).await.map(drop)
-        })
+        self.wait(py, self.publish_op(topic, msg, qos, retain, timeout)?)
     }
 
     /// Subscribes and returns the SUBACK code: the granted QoS (0, 1, 2) or 0x80 for a refusal.
@@ -596,12 +583,7 @@ impl Client {
         qos: Option<&Bound<'_, PyAny>>,
         timeout: Option<f64>,
     ) -> PyResult<u8> {
-        self.require_session()?;
-        let (filter, qos) = subscription(topic, qos)?;
-        let core = self.core.clone();
-        self.wait(py, Some(self.ack_timeout(timeout)?), "SUBACK", async move {
-            core.subscribe(filter, qos).await
-        })
+        self.wait(py, self.subscribe_op(topic, qos, timeout)?)
     }
 
     /// Unsubscribes and waits for UNSUBACK; the topic is no longer re-subscribed on reconnect.
@@ -612,15 +594,7 @@ impl Client {
         topic: &Bound<'_, PyAny>,
         timeout: Option<f64>,
     ) -> PyResult<()> {
-        self.require_session()?;
-        let filter = options::topic_filter(topic)?;
-        let core = self.core.clone();
-        self.wait(
-            py,
-            Some(self.ack_timeout(timeout)?),
-            "UNSUBACK",
-            async move { core.unsubscribe(filter).await },
-        )
+        self.wait(py, self.unsubscribe_op(topic, timeout)?)
     }
 
     /// Calls `callback(topic, payload)` for up to `max` arrived messages, waiting up to `timeout`
@@ -682,11 +656,7 @@ impl Client {
 
     /// Lets requests in flight finish, sends DISCONNECT after everything queued, closes the socket.
     fn disconnect(&self, py: Python<'_>) -> PyResult<()> {
-        let core = self.core.clone();
-        self.wait(py, None, "DISCONNECT", async move {
-            core.end_session(true).await;
-            Ok(())
-        })
+        self.wait(py, self.disconnect_op())
     }
 
     /// Drops the connection without DISCONNECT, so the broker publishes the will.
@@ -703,11 +673,7 @@ impl Client {
         clean_session: bool,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let timeout = self.connect_timeout(clean_session, timeout)?;
-        let core = self.core.clone();
-        self.awaitable(py, None, "CONNACK", async move {
-            core.connect(clean_session, timeout).await
-        })
+        self.awaitable(py, self.connect_op(clean_session, timeout)?)
     }
 
     #[pyo3(signature = (topic, msg, qos=None, retain=false, timeout=None))]
@@ -720,11 +686,7 @@ impl Client {
         retain: bool,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let request = self.publish_request(topic, msg, qos, retain)?;
-        let (core, what) = (self.core.clone(), request.ack_name());
-        self.awaitable(py, Some(self.ack_timeout(timeout)?), what, async move {
-            core.request(request).await.map(drop)
-        })
+        self.awaitable(py, self.publish_op(topic, msg, qos, retain, timeout)?)
     }
 
     #[pyo3(signature = (topic, qos=None, timeout=None))]
@@ -735,12 +697,7 @@ impl Client {
         qos: Option<&Bound<'py, PyAny>>,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.require_session()?;
-        let (filter, qos) = subscription(topic, qos)?;
-        let core = self.core.clone();
-        self.awaitable(py, Some(self.ack_timeout(timeout)?), "SUBACK", async move {
-            core.subscribe(filter, qos).await
-        })
+        self.awaitable(py, self.subscribe_op(topic, qos, timeout)?)
     }
 
     #[pyo3(signature = (topic, timeout=None))]
@@ -750,25 +707,18 @@ impl Client {
         topic: &Bound<'py, PyAny>,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.require_session()?;
-        let filter = options::topic_filter(topic)?;
-        let core = self.core.clone();
-        self.awaitable(
-            py,
-            Some(self.ack_timeout(timeout)?),
-            "UNSUBACK",
-            async move { core.unsubscribe(filter).await },
-        )
+        self.awaitable(py, self.unsubscribe_op(topic, timeout)?)
     }
 
     /// Resolves (to None) once a message can be taken with `take_message()`, or the link is gone
     /// for good. Takes nothing itself, so cancelling it loses nothing.
     fn message_ready_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let core = self.core.clone();
-        self.awaitable(py, None, "message", async move {
+        let ready = async move {
             core.shared.inbox.ready().await;
             Ok(())
-        })
+        };
+        self.awaitable(py, Operation::new(ready, None, "message"))
     }
 
     /// An arrived message, or None at once; raises `MQTTConnectionLost` once the link is gone for
@@ -781,11 +731,7 @@ impl Client {
     }
 
     fn disconnect_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let core = self.core.clone();
-        self.awaitable(py, None, "DISCONNECT", async move {
-            core.end_session(true).await;
-            Ok(())
-        })
+        self.awaitable(py, self.disconnect_op())
     }
 
     // ---- state ----
@@ -893,25 +839,89 @@ impl Client {
         })
     }
 
-    /// Runs an operation on the calling thread, GIL released, until it ends or `timeout` passes.
-    fn wait<T, F>(
+    fn connect_op(
         &self,
-        py: Python<'_>,
-        timeout: Option<Duration>,
-        what: &str,
-        operation: F,
-    ) -> PyResult<T>
+        clean_session: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Operation<impl Future<Output = Result<bool, DriverError>> + Send + 'static>> {
+        let timeout = self.connect_timeout(clean_session, timeout)?;
+        let core = self.core.clone();
+        let connect = async move { core.connect(clean_session, timeout).await };
+        Ok(Operation::new(connect, None, "CONNACK"))
+    }
+
+    fn publish_op(
+        &self,
+        topic: &Bound<'_, PyAny>,
+        msg: &Bound<'_, PyAny>,
+        qos: Option<&Bound<'_, PyAny>>,
+        retain: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Operation<impl Future<Output = Result<(), DriverError>> + Send + 'static>> {
+        let request = self.publish_request(topic, msg, qos, retain)?;
+        let (core, what) = (self.core.clone(), request.ack_name());
+        let publish = async move { core.request(request).await.map(drop) };
+        Ok(Operation::new(
+            publish,
+            Some(self.ack_timeout(timeout)?),
+            what,
+        ))
+    }
+
+    fn subscribe_op(
+        &self,
+        topic: &Bound<'_, PyAny>,
+        qos: Option<&Bound<'_, PyAny>>,
+        timeout: Option<f64>,
+    ) -> PyResult<Operation<impl Future<Output = Result<u8, DriverError>> + Send + 'static>> {
+        self.require_session()?;
+        let (filter, qos) = subscription(topic, qos)?;
+        let core = self.core.clone();
+        let subscribe = async move { core.subscribe(filter, qos).await };
+        Ok(Operation::new(
+            subscribe,
+            Some(self.ack_timeout(timeout)?),
+            "SUBACK",
+        ))
+    }
+
+    fn unsubscribe_op(
+        &self,
+        topic: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<Operation<impl Future<Output = Result<(), DriverError>> + Send + 'static>> {
+        self.require_session()?;
+        let filter = options::topic_filter(topic)?;
+        let core = self.core.clone();
+        let unsubscribe = async move { core.unsubscribe(filter).await };
+        Ok(Operation::new(
+            unsubscribe,
+            Some(self.ack_timeout(timeout)?),
+            "UNSUBACK",
+        ))
+    }
+
+    fn disconnect_op(
+        &self,
+    ) -> Operation<impl Future<Output = Result<(), DriverError>> + Send + 'static> {
+        let core = self.core.clone();
+        let disconnect = async move {
+            core.end_session(true).await;
+            Ok(())
+        };
+        Operation::new(disconnect, None, "DISCONNECT")
+    }
+
+    /// Runs an operation on the calling thread, GIL released, until it ends or its time is up.
+    fn wait<T, F>(&self, py: Python<'_>, operation: Operation<F>) -> PyResult<T>
     where
         F: Future<Output = Result<T, DriverError>> + Send,
         T: Send,
     {
-        let deadline = Deadline::after(timeout.map(|t| t.as_secs_f64()));
-        match block_on(py, deadline, operation)? {
+        let deadline = Deadline::after(operation.timeout.map(|t| t.as_secs_f64()));
+        match block_on(py, deadline, operation.future)? {
             Some(result) => result.map_err(|error| error.into_pyerr(py)),
-            None => Err(
-                DriverError::Timeout(timeout_message(what, &self.core.options.target()))
-                    .into_pyerr(py),
-            ),
+            None => Err(self.expired(operation.what).into_pyerr(py)),
         }
     }
 
@@ -919,25 +929,51 @@ impl Client {
     fn awaitable<'py, T, F>(
         &self,
         py: Python<'py>,
-        timeout: Option<Duration>,
-        what: &str,
-        operation: F,
+        operation: Operation<F>,
     ) -> PyResult<Bound<'py, PyAny>>
     where
         F: Future<Output = Result<T, DriverError>> + Send + 'static,
         T: for<'a> IntoPyObject<'a> + Send + 'static,
     {
         runtime::runtime()?;
-        let expired = DriverError::Timeout(timeout_message(what, &self.core.options.target()));
+        let expired = self.expired(operation.what);
+        let Operation {
+            future, timeout, ..
+        } = operation;
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             let outcome = match timeout {
-                Some(limit) => tokio::time::timeout(limit, operation)
+                Some(limit) => tokio::time::timeout(limit, future)
                     .await
                     .unwrap_or(Err(expired)),
-                None => operation.await,
+                None => future.await,
             };
             outcome.map_err(DriverError::into_pyerr_anywhere)
         })
+    }
+
+    fn expired(&self, what: &str) -> DriverError {
+        DriverError::Timeout(format!(
+            "no {what} from {} before the timeout",
+            self.core.options.target()
+        ))
+    }
+}
+
+/// A validated operation, ready to run blocking or as an awaitable: its future, how long it
+/// may take, and what it waits for (named in the timeout's message).
+struct Operation<F> {
+    future: F,
+    timeout: Option<Duration>,
+    what: &'static str,
+}
+
+impl<F> Operation<F> {
+    fn new(future: F, timeout: Option<Duration>, what: &'static str) -> Self {
+        Operation {
+            future,
+            timeout,
+            what,
+        }
     }
 }
 
