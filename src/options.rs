@@ -203,6 +203,13 @@ pub fn topic_name(value: &Bound<'_, PyAny>) -> PyResult<String> {
 pub fn topic_filter(value: &Bound<'_, PyAny>) -> PyResult<String> {
     let filter = text(value, "topic")?;
     check_mqtt_string(&filter, "topic")?;
+    if is_incomplete_shared_subscription(&filter) {
+        return Err(PyValueError::new_err(format!(
+            "invalid shared subscription {filter:?}: write $share/<group>/<filter>, a non-empty \
+             group without wildcards followed by a topic filter (brokers drop the connection \
+             otherwise)"
+        )));
+    }
     if !rumqttc::valid_filter(&filter) {
         return Err(PyValueError::new_err(format!(
             "invalid topic filter {filter:?}: it must not be empty, # may only stand alone as the \
@@ -210,6 +217,18 @@ pub fn topic_filter(value: &Bound<'_, PyAny>) -> PyResult<String> {
         )));
     }
     Ok(filter)
+}
+
+/// `$share` filters (shared subscriptions, which mosquitto also offers over MQTT 3.1.1) need a
+/// group name and a filter: `$share/<group>/<filter>`.
+fn is_incomplete_shared_subscription(filter: &str) -> bool {
+    if filter != "$share" && !filter.starts_with("$share/") {
+        return false;
+    }
+    let mut levels = filter.splitn(3, '/').skip(1);
+    let group = levels.next().unwrap_or_default();
+    let rest = levels.next().unwrap_or_default();
+    group.is_empty() || group.contains(['+', '#']) || rest.is_empty()
 }
 
 /// Whether a PUBLISH of this size fits the packet limit; mirrors rumqttc's own size formula.
@@ -304,6 +323,29 @@ impl ClientOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_subscriptions_need_a_group_and_a_filter() {
+        for bad in [
+            "$share",
+            "$share/",
+            "$share/g",
+            "$share/g/",
+            "$share//t",
+            "$share/+/t",
+        ] {
+            assert!(is_incomplete_shared_subscription(bad), "{bad}");
+        }
+        for good in [
+            "$share/g/t",
+            "$share/g/#",
+            "$shared/x",
+            "$SYS/#",
+            "a/$share",
+        ] {
+            assert!(!is_incomplete_shared_subscription(good), "{good}");
+        }
+    }
 
     #[test]
     fn publish_size_matches_rumqttc() {
