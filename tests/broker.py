@@ -9,6 +9,9 @@ calls that fail the test) stays here.
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 from typing import Any, Callable, TypeVar
@@ -122,3 +125,30 @@ def bounded(fn: Callable[[], T], timeout: float = 5.0) -> T:
     """Call `fn()` and return its result, failing the test if it does not finish in `timeout` s."""
     result: T = Bounded(fn, name=getattr(fn, "__name__", "call")).join(timeout)
     return result
+
+
+def assert_ctrl_c_interrupts(script: str, *args: str) -> None:
+    """Runs `script` (which prints "ready", blocks, and on KeyboardInterrupt prints
+    time.monotonic() and exits 0) in a subprocess, sends SIGINT, and checks it was interrupted
+    within 1 s."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        ready = Bounded(proc.stdout.readline, "read-ready")
+        assert ready.join(20).strip() == "ready", proc.stderr.read() if ready.done else ""
+        time.sleep(0.5)  # let it get into the blocking call
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{out}\n{err}"
+    interrupted_at = float(out.split()[-1])  # time.monotonic() is system-wide on Linux
+    assert interrupted_at - sent < 1.0, f"KeyboardInterrupt after {interrupted_at - sent:.2f} s"

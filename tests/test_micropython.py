@@ -8,7 +8,6 @@ micropython-lib's own behaviour (umqtt.simple 1.8, umqtt.robust 1.0) is the refe
 from __future__ import annotations
 
 import inspect
-import signal
 import subprocess
 import sys
 import textwrap
@@ -23,7 +22,17 @@ import pytest
 import umqtt
 import umqtt.robust
 import umqtt.simple
-from broker import ALICE, FORBIDDEN, Bounded, Mosquitto, bounded, free_port, unique_id, wait_until
+from broker import (
+    ALICE,
+    FORBIDDEN,
+    Bounded,
+    Mosquitto,
+    assert_ctrl_c_interrupts,
+    bounded,
+    free_port,
+    unique_id,
+    wait_until,
+)
 
 FAST = 0.2  # robust.DELAY in these tests (the default is 2 s)
 
@@ -615,27 +624,7 @@ def test_publish_from_callback(simple_client, peer, topic, qos):
 
 def test_ctrl_c_interrupts_simple_wait_msg(broker):
     """SIGINT to a process blocked in simple's wait_msg() raises KeyboardInterrupt within 1 s."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CTRL_C_SCRIPT, broker.host, str(broker.port), unique_id("ctrl-c")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None and proc.stderr is not None
-        ready = Bounded(proc.stdout.readline, "read-ready")
-        assert ready.join(20).strip() == "ready", proc.stderr.read() if ready.done else ""
-        time.sleep(0.5)  # let it get into wait_msg()
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{out}\n{err}"
-    interrupted_at = float(out.split()[-1])  # time.monotonic() is system-wide on Linux
-    assert interrupted_at - sent < 1.0, f"KeyboardInterrupt after {interrupted_at - sent:.2f} s"
+    assert_ctrl_c_interrupts(CTRL_C_SCRIPT, broker.host, str(broker.port), unique_id("ctrl-c"))
 
 
 # --------------------------------------------------------------------------- examples
