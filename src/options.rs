@@ -1,14 +1,13 @@
 //! Converting and validating Python arguments before anything reaches rumqttc, whose asserts panic.
 //! Wrong types raise `TypeError`, wrong values `ValueError`, each naming the argument.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use crate::tls::TlsSettings;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyInt, PyMemoryView, PyString};
 use rumqttc::{LastWill, MqttOptions, NetworkOptions, QoS, TlsConfiguration, Transport};
-use rustls::ClientConfig;
 
 /// The largest remaining length an MQTT packet can declare (four length bytes).
 pub const MQTT_MAX_REMAINING: usize = 268_435_455;
@@ -270,7 +269,7 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     pub ack_timeout: Duration,
     pub max_packet_size: usize,
-    pub tls: Option<Arc<ClientConfig>>,
+    pub tls: Option<TlsSettings>,
 }
 
 impl ClientOptions {
@@ -304,9 +303,11 @@ impl ClientOptions {
             options.set_last_will(will);
         }
         if let Some(tls) = &self.tls {
-            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-                tls.clone(),
-            )));
+            options
+                .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                    tls.config.clone(),
+                )))
+                .set_tls_server_name(tls.server_name.clone());
         }
         options
     }

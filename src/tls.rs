@@ -50,11 +50,19 @@ struct TlsRequest {
     check_hostname: bool,
 }
 
-/// Builds the TLS configuration for `ssl`/`ssl_params`, or None when TLS is off.
+/// A connection's TLS: the rustls configuration, and the name to send as SNI and verify when it
+/// is not the server address (`server_hostname`).
+#[derive(Clone)]
+pub struct TlsSettings {
+    pub config: Arc<ClientConfig>,
+    pub server_name: Option<String>,
+}
+
+/// Builds the TLS settings for `ssl`/`ssl_params`, or None when TLS is off.
 pub fn from_python(
     ssl: Option<&Bound<'_, PyAny>>,
     ssl_params: Option<&Bound<'_, PyAny>>,
-) -> PyResult<Option<Arc<ClientConfig>>> {
+) -> PyResult<Option<TlsSettings>> {
     let Some(ssl) = ssl.filter(|s| !s.is_none()) else {
         return Ok(None);
     };
@@ -249,7 +257,7 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
     })
 }
 
-fn build(request: TlsRequest) -> PyResult<Arc<ClientConfig>> {
+fn build(request: TlsRequest) -> PyResult<TlsSettings> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     roots.add_parsable_certificates(system_roots().iter().cloned());
@@ -264,13 +272,10 @@ fn build(request: TlsRequest) -> PyResult<Arc<ClientConfig>> {
             "no CA certificates to verify the server with (the system store is empty): {HOW_TO_TRUST}"
         )));
     }
-    let server_name = request
-        .server_hostname
-        .map(|name| {
-            ServerName::try_from(name.clone())
-                .map_err(|_| PyValueError::new_err(format!("invalid server_hostname {name:?}")))
-        })
-        .transpose()?;
+    if let Some(name) = &request.server_hostname {
+        ServerName::try_from(name.as_str())
+            .map_err(|_| PyValueError::new_err(format!("invalid server_hostname {name:?}")))?;
+    }
     if !request.verify {
         warn_unverified_once();
     }
@@ -279,7 +284,6 @@ fn build(request: TlsRequest) -> PyResult<Arc<ClientConfig>> {
         .map_err(|e| PyValueError::new_err(format!("cannot set up certificate checks: {e}")))?;
     let verifier = Verifier {
         inner: request.verify.then_some(inner),
-        server_name,
         check_hostname: request.check_hostname,
         provider: provider.clone(),
     };
@@ -296,7 +300,10 @@ fn build(request: TlsRequest) -> PyResult<Arc<ClientConfig>> {
             })?,
         None => builder.with_no_client_auth(),
     };
-    Ok(Arc::new(config))
+    Ok(TlsSettings {
+        config: Arc::new(config),
+        server_name: request.server_hostname,
+    })
 }
 
 fn warn_unverified_once() {
@@ -306,12 +313,11 @@ fn warn_unverified_once() {
     });
 }
 
-/// webpki verification, optionally against `server_hostname` instead of the address connected
-/// to, or without the name check (an `SSLContext` with `check_hostname=False`), or none at all.
+/// webpki verification (of the name sent as SNI: `server_hostname` or the server address), or
+/// without the name check (an `SSLContext` with `check_hostname=False`), or none at all.
 #[derive(Debug)]
 struct Verifier {
     inner: Option<Arc<WebPkiServerVerifier>>,
-    server_name: Option<ServerName<'static>>,
     check_hostname: bool,
     provider: Arc<CryptoProvider>,
 }
@@ -328,8 +334,7 @@ impl ServerCertVerifier for Verifier {
         let Some(inner) = &self.inner else {
             return Ok(ServerCertVerified::assertion());
         };
-        let name = self.server_name.as_ref().unwrap_or(server_name);
-        match inner.verify_server_cert(end_entity, intermediates, name, ocsp_response, now) {
+        match inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) if !self.check_hostname => Ok(ServerCertVerified::assertion()),

@@ -660,13 +660,7 @@ class SniRecorder:
         self.sock.close()
 
 
-# Known gap (README "TLS", issue 9): rumqttc 0.25.1 takes the SNI name from the address it connects
-# to and has no hook to change it; server_hostname governs only which name is verified.
-SNI_FROM_ADDRESS = pytest.mark.xfail(
-    strict=True, reason="rumqttc 0.25.1 sends the connect address as SNI, not server_hostname"
-)
-
-
+# server_hostname is both the SNI name and the name verified (vendor/rumqttc/PATCHES.md).
 @pytest.fixture
 def sni(pki: Pki) -> Iterator[SniRecorder]:
     s = SniRecorder(pki)
@@ -683,14 +677,12 @@ def sni(pki: Pki) -> Iterator[SniRecorder]:
             {"server_hostname": "localhost"},
             "localhost",
             id="server_hostname",
-            marks=SNI_FROM_ADDRESS,
         ),
         pytest.param(
             "localhost",
             {"server_hostname": OTHER_HOST},
             OTHER_HOST,
             id="server_hostname-wins",
-            marks=SNI_FROM_ADDRESS,
         ),
         pytest.param("127.0.0.1", {}, None, id="ip-sends-no-sni"),
     ],
