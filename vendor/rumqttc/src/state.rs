@@ -88,13 +88,14 @@ impl MqttState {
             last_puback: 0,
             inflight: 0,
             max_inflight,
-            // index 0 is wasted as 0 is not a valid packet id
-            outgoing_pub: vec![None; max_inflight as usize + 1],
+            // index 0 is wasted as 0 is not a valid packet id.
+            // umqtt patch: these grow with use (`outgoing_slot`, `handle_incoming_publish`)
+            // instead of taking about 29 KiB per connection up front (idle clients).
+            outgoing_pub: Vec::new(),
             outgoing_rel: FixedBitSet::with_capacity(max_inflight as usize + 1),
-            incoming_pub: FixedBitSet::with_capacity(u16::MAX as usize + 1),
+            incoming_pub: FixedBitSet::new(),
             collision: None,
-            // TODO: Optimize these sizes later
-            events: VecDeque::with_capacity(100),
+            events: VecDeque::new(),
             manual_acks,
         }
     }
@@ -102,9 +103,9 @@ impl MqttState {
     /// Returns inflight outgoing packets and clears internal queues
     pub fn clean(&mut self) -> Vec<Request> {
         let mut pending = Vec::with_capacity(100);
-        let (first_half, second_half) = self
-            .outgoing_pub
-            .split_at_mut(self.last_puback as usize + 1);
+        // umqtt patch: the table may be shorter than the last acknowledged id + 1 (it grows).
+        let mid = (self.last_puback as usize + 1).min(self.outgoing_pub.len());
+        let (first_half, second_half) = self.outgoing_pub.split_at_mut(mid);
 
         for publish in second_half.iter_mut().chain(first_half) {
             if let Some(publish) = publish.take() {
@@ -208,6 +209,7 @@ impl MqttState {
             }
             QoS::ExactlyOnce => {
                 let pkid = publish.pkid;
+                self.incoming_pub.grow(pkid as usize + 1);
                 self.incoming_pub.insert(pkid as usize);
 
                 if !self.manual_acks {
@@ -300,6 +302,18 @@ impl MqttState {
         Ok(packet)
     }
 
+    /// umqtt patch: the in-flight table entry for `pkid`, growing the table up to `max_inflight`.
+    fn outgoing_slot(&mut self, pkid: u16) -> Result<&mut Option<Publish>, StateError> {
+        let index = pkid as usize;
+        if index > self.max_inflight as usize {
+            return Err(StateError::Unsolicited(pkid));
+        }
+        if index >= self.outgoing_pub.len() {
+            self.outgoing_pub.resize(index + 1, None);
+        }
+        Ok(&mut self.outgoing_pub[index])
+    }
+
     fn handle_incoming_pingresp(&mut self) -> Result<Option<Packet>, StateError> {
         self.await_pingresp = false;
 
@@ -315,12 +329,7 @@ impl MqttState {
             }
 
             let pkid = publish.pkid;
-            if self
-                .outgoing_pub
-                .get(publish.pkid as usize)
-                .ok_or(StateError::Unsolicited(publish.pkid))?
-                .is_some()
-            {
+            if self.outgoing_slot(pkid)?.is_some() {
                 info!("Collision on packet id = {:?}", publish.pkid);
                 self.collision = Some(publish);
                 let event = Event::Outgoing(Outgoing::AwaitAck(pkid));
