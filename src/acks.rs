@@ -4,8 +4,9 @@
 //! only shows up as `Outgoing::Publish(pkid)` (or `AwaitAck(pkid)` on an id collision). Requests
 //! leave the request channel in order, so the callers that sent requests wait in per-kind FIFOs
 //! (the `Outbox`, filled under the same lock as the channel send) and are bound to a packet id
-//! when the driver sees a *fresh* outgoing event: one produced by a request taken from the channel,
-//! not a replay from `pending`, not a collision release, not a stale buffered event.
+//! when the driver sees a *fresh* outgoing event: one produced by a request taken from the channel
+//! (possibly buffered, when several were written at once), not a replay from `pending`, not the
+//! release of a publish parked on a packet-id collision.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -85,14 +86,13 @@ impl AckTable {
         if kind == Kind::Publish && pkid == 0 {
             return; // QoS 0: nothing to wait for.
         }
-        let reply = if fresh {
-            outbox.queue(kind).pop_front()
-        } else if kind == Kind::Publish {
-            // A parked publish is released by the ack of its id; otherwise this is a replay.
-            self.parked.get_mut(&pkid).and_then(VecDeque::pop_front)
-        } else {
-            None
+        // A parked publish is released by the ack of its id: no fresh publish can take that id
+        // first, as rumqttc takes no request while a collision is pending.
+        let released = match kind {
+            Kind::Publish => self.parked.get_mut(&pkid).and_then(VecDeque::pop_front),
+            _ => None,
         };
+        let reply = released.or_else(|| fresh.then(|| outbox.queue(kind).pop_front()).flatten());
         if let Some(reply) = reply {
             if let Some(stale) = self.bound.insert((kind, pkid), reply) {
                 let _ = stale.send(Err(DriverError::ConnectionLost(
@@ -194,9 +194,14 @@ mod tests {
         table.on_collision(5, true, &mut outbox);
         assert!(table.on_ack(Kind::Publish, 5, Ack::Published));
         assert_eq!(outcome(&mut old), Some(Ok(Ack::Published)));
-        table.on_outgoing(Kind::Publish, 5, false, &mut outbox);
+        // The release may come back buffered, i.e. looking fresh, while later publishes wait.
+        let mut later = waiter(&mut outbox, Kind::Publish);
+        table.on_outgoing(Kind::Publish, 5, true, &mut outbox);
         assert!(table.on_ack(Kind::Publish, 5, Ack::Published));
         assert_eq!(outcome(&mut new), Some(Ok(Ack::Published)));
+        table.on_outgoing(Kind::Publish, 6, true, &mut outbox);
+        assert!(table.on_ack(Kind::Publish, 6, Ack::Published));
+        assert_eq!(outcome(&mut later), Some(Ok(Ack::Published)));
     }
 
     #[test]

@@ -225,19 +225,25 @@ pub async fn run(
 impl Driver {
     async fn run(&mut self) {
         loop {
+            if self.eventloop.state.events.is_empty() {
+                // The messages of one network read are announced together: one reader wake-up.
+                self.shared.inbox.announce();
+            }
             wait_for_reader(&self.shared, &self.config.target).await;
-            // An outgoing event is "fresh" (produced by a request just taken from the channel) only
-            // when poll() had no buffered event to return and did not take from `pending`.
-            let buffered = !self.eventloop.state.events.is_empty();
+            // An outgoing event is "fresh" (produced by a request taken from the channel) unless
+            // poll() took it from `pending` (re-subscriptions). Requests written in one batch
+            // come back as buffered events, still fresh; a parked publish's release is told
+            // apart by its packet id (AckTable::on_outgoing).
             let pending = self.eventloop.pending.len();
             let polled = self.eventloop.poll().await;
-            let fresh = !buffered && self.eventloop.pending.len() == pending;
+            let fresh = self.eventloop.pending.len() == pending;
             let carry_on = match polled {
                 Ok(Event::Incoming(packet)) => self.on_incoming(packet),
                 Ok(Event::Outgoing(outgoing)) => self.on_outgoing(outgoing, fresh),
                 Err(error) => self.on_error(error).await,
             };
             if !carry_on {
+                self.shared.inbox.announce();
                 return;
             }
         }
@@ -247,7 +253,7 @@ impl Driver {
         match packet {
             Incoming::Publish(publish) => {
                 let epoch = self.shared.epoch.load(Ordering::Acquire);
-                self.shared.inbox.push(Received { publish, epoch });
+                self.shared.inbox.push_quietly(Received { publish, epoch });
             }
             Incoming::PubAck(ack) => self.ack(Kind::Publish, ack.pkid, Ack::Published),
             Incoming::PubComp(ack) => self.ack(Kind::Publish, ack.pkid, Ack::Published),
@@ -421,6 +427,7 @@ impl Driver {
                 }
             }
         }
+        self.shared.inbox.announce();
         let mut outbox = lock(&self.shared.outbox);
         outbox.open = false;
         self.eventloop.clean();
@@ -440,6 +447,7 @@ async fn wait_for_reader(shared: &Shared, target: &str) {
     if unread < INBOX_LIMIT {
         return;
     }
+    shared.inbox.announce();
     log::warn!(
         target: "umqtt",
         "{} MiB of received messages wait unread: reading from {target} pauses until the \

@@ -34,6 +34,8 @@ struct State<T> {
     /// Sum of the items' weights.
     bytes: usize,
     lost: Option<String>,
+    /// Messages were added by `push_quietly` since the last `announce`.
+    unannounced: bool,
 }
 
 pub struct Mailbox<T> {
@@ -53,6 +55,7 @@ impl<T> Default for Mailbox<T> {
                 messages: VecDeque::new(),
                 bytes: 0,
                 lost: None,
+                unannounced: false,
             }),
             arrived: Condvar::new(),
             notify: Notify::new(),
@@ -68,6 +71,23 @@ impl<T: Send + Weight> Mailbox<T> {
         state.messages.push_back(message);
         // Waiters only sleep on an empty inbox, so one wake-up per batch is enough.
         if state.messages.len() == 1 {
+            self.wake();
+        }
+    }
+
+    /// Adds a message without waking anyone: the producer calls `announce` once its batch is in,
+    /// so a reader wakes once per batch rather than for the batch's first message.
+    pub fn push_quietly(&self, message: T) {
+        let mut state = lock(&self.state);
+        state.bytes += message.weight();
+        state.messages.push_back(message);
+        state.unannounced = true;
+    }
+
+    /// Wakes the readers if `push_quietly` added anything since the last call.
+    pub fn announce(&self) {
+        let mut state = lock(&self.state);
+        if std::mem::take(&mut state.unannounced) {
             self.wake();
         }
     }

@@ -294,6 +294,8 @@ impl ClientOptions {
             .set_clean_session(clean_session || self.client_id.is_empty())
             .set_max_packet_size(self.max_packet_size, self.max_packet_size)
             .set_inflight(100)
+            // A burst of publishes queued while the driver was busy leaves in one write.
+            .set_max_request_batch(64)
             // Acknowledge incoming QoS 1/2 only once the application has handled the message.
             .set_manual_acks(true);
         if let Some((user, password)) = &self.credentials {

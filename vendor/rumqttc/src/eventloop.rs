@@ -245,6 +245,19 @@ impl EventLoop {
                     if let Some(outgoing) = self.state.handle_outgoing_packet(request)? {
                         network.write(outgoing).await?;
                     }
+                    // umqtt patch: write the requests already queued, up to
+                    // `max_request_batch`, before one flush (one syscall for a burst).
+                    for _ in 1..self.mqtt_options.max_request_batch {
+                        let ready = self.pending.is_empty()
+                            && self.state.inflight < self.mqtt_options.inflight
+                            && self.state.collision.is_none();
+                        let Some(request) = ready.then(|| self.requests_rx.try_recv().ok()).flatten() else {
+                            break;
+                        };
+                        if let Some(outgoing) = self.state.handle_outgoing_packet(request)? {
+                            network.write(outgoing).await?;
+                        }
+                    }
                     match time::timeout(network_timeout, network.flush()).await {
                         Ok(inner) => inner?,
                         Err(_)=> return Err(ConnectionError::FlushTimeout),

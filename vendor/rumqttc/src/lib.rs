@@ -706,6 +706,13 @@ impl MqttOptions {
         self.inflight
     }
 
+    /// umqtt patch: at most this many queued requests are written before one flush (0 or 1: a
+    /// flush per request, as in rumqttc 0.25.1).
+    pub fn set_max_request_batch(&mut self, max: usize) -> &mut Self {
+        self.max_request_batch = max;
+        self
+    }
+
     /// umqtt patch: the server name for TLS (SNI and certificate verification) when it differs
     /// from the address connected to, e.g. a broker reached by IP address.
     pub fn set_tls_server_name<S: Into<String>>(&mut self, name: Option<S>) -> &mut Self {
