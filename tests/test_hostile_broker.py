@@ -10,6 +10,9 @@ parse error itself.
 Witnesses: the exception's class and text, the time it took, the process's resident set size
 (/proc/self/status) sampled while the broker sends, and stderr (a Rust panic prints
 "panicked at" there even when tokio swallows it).
+
+The same scripted broker also checks packet-id handling that a real broker rarely exercises:
+incoming QoS 2 with any id, and a publish parked on an id collision (issue 5's batching).
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ def publish(topic: bytes, payload: bytes, qos: int = 0, pkid: int = 1, first: in
 
 
 CONNACK = b"\x20\x02\x00\x00"
+PINGRESP = b"\xd0\x00"
 
 
 def rss() -> int:
@@ -138,6 +142,20 @@ class HostileBroker:
             self.done.set()
         # Keep the socket open: the client must notice the bad bytes, not the end of the stream.
         self._stop.wait(60)
+
+    def read(self) -> tuple[int, bytes]:
+        """The next packet from the client: (first byte, body)."""
+        assert self._conn is not None
+        return self._read_packet(self._conn)
+
+    def read_until(self, kind: int) -> bytes:
+        """The body of the next packet of type `kind` (a PINGREQ is answered on the way)."""
+        while True:
+            first, body = self.read()
+            if first >> 4 == kind:
+                return body
+            if first >> 4 == 12:
+                self.send(PINGRESP)
 
     def send(self, data: bytes) -> None:
         assert self._conn is not None
@@ -485,7 +503,7 @@ def test_failed_call_and_state_agree_at_once(hostile):
 
     def hang_up_on_publish(b: HostileBroker) -> None:
         assert b._conn is not None
-        b._read_packet(b._conn)  # the PUBLISH
+        b.read()  # the PUBLISH
         b._conn.shutdown(socket.SHUT_RDWR)
 
     seen: dict[tuple[bool, int], int] = {}
@@ -500,3 +518,106 @@ def test_failed_call_and_state_agree_at_once(hostile):
     assert all(result is False and state != 0 for result, state in seen), (
         f"(publish() result, get_mqttsta() right after) -> count: {seen}"
     )
+
+
+# --------------------------------------------------------------------------- packet ids
+
+
+def pump(c: umqtt.MQTTClient, b: HostileBroker, seconds: float = DETECTION_SECONDS) -> None:
+    """Deliver messages until the scripted broker is done."""
+    deadline = time.monotonic() + seconds
+    while not b.done.is_set() and time.monotonic() < deadline:
+        c.check_msg()
+        time.sleep(0.005)
+    assert b.done.is_set(), "the broker's script did not finish"
+    assert b.error is None, f"the broker's script failed: {b.error!r}"
+
+
+def pkid_of(first: int, body: bytes) -> int:
+    assert first >> 4 == 3, f"expected PUBLISH, got {first:#x}"
+    (length,) = struct.unpack("!H", body[:2])
+    return int(struct.unpack("!H", body[2 + length : 4 + length])[0])
+
+
+@pytest.mark.parametrize("pkid", [1, 40_000, 65_535])
+def test_incoming_qos2_with_any_packet_id_completes(hostile, capfd, pkid):
+    """QoS 2 in: PUBLISH -> PUBREC (after the callback) -> PUBREL -> PUBCOMP, for any packet id
+    (the vendored rumqttc grows its table of incoming QoS 2 ids on demand)."""
+    acks: list[tuple[str, int]] = []
+
+    def script(b: HostileBroker) -> None:
+        b.send(publish(b"q2", b"exactly once", qos=2, pkid=pkid))
+        acks.append(("PUBREC", struct.unpack("!H", b.read_until(5))[0]))
+        b.send(packet(0x62, struct.pack("!H", pkid)))
+        acks.append(("PUBCOMP", struct.unpack("!H", b.read_until(7))[0]))
+
+    b = hostile(script)
+    c = connect(b)
+    got: list[tuple[bytes, bytes]] = []
+    c.set_callback(lambda t, m: got.append((t, m)))
+    pump(c, b)
+    assert got == [(b"q2", b"exactly once")]
+    assert acks == [("PUBREC", pkid), ("PUBCOMP", pkid)]
+    c.disconnect()
+    no_panic(capfd)
+
+
+def test_publish_parked_on_a_packet_id_collision_gets_its_own_ack(hostile, capfd):
+    """A broker that holds back the PUBACK of id 1 while it acknowledges the rest: B's 100th
+    publish wants id 1 again (rumqttc cycles ids 1..100) and is parked until that ack; the
+    publishes queued behind it (threads C*) go out in one batch once it is released. Each
+    publish() must return True on its own PUBACK: A's (id 1) first, and none may time out."""
+    seen: list[tuple[int, bytes]] = []
+    released = threading.Event()
+
+    def release(b: HostileBroker) -> None:
+        b.send(packet(0x40, struct.pack("!H", 1)))
+        released.set()
+
+    def script(b: HostileBroker) -> None:
+        while len(seen) < 1 + 100 + 20:
+            first, body = b.read()
+            if first >> 4 == 12:
+                b.send(PINGRESP)
+                continue
+            pkid = pkid_of(first, body)
+            seen.append((pkid, body[4 + struct.unpack("!H", body[:2])[0] :]))
+            if len(seen) == 1:
+                threading.Timer(1.5, release, (b,)).start()
+            else:
+                b.send(packet(0x40, struct.pack("!H", pkid)))
+
+    b = hostile(script)
+    c = connect(b, ack_timeout=8)
+    results: dict[str, list[bool]] = {}
+    finished: list[str] = []
+
+    def publisher(name: str, count: int) -> None:
+        results[name] = [c.publish("t", f"{name}{i}", qos=1) for i in range(count)]
+        finished.append(name)
+
+    def start(name: str, count: int) -> threading.Thread:
+        t = threading.Thread(target=publisher, args=(name, count))
+        t.start()
+        return t
+
+    threads = [start("A", 1)]
+    while not seen:
+        time.sleep(0.001)
+    threads.append(start("B", 100))
+    while len(seen) < 100:
+        time.sleep(0.001)
+    time.sleep(0.2)  # B's last publish (id 1 again) is parked inside rumqttc by now
+    assert not released.is_set()
+    threads += [start(f"C{k}", 5) for k in range(4)]
+    for t in threads:
+        t.join(20)
+    assert b.done.wait(5) and b.error is None, b.error
+    assert sorted(results) == ["A", "B", "C0", "C1", "C2", "C3"], results
+    assert all(all(r) for r in results.values()), results
+    assert finished[:2] == ["A", "B"], finished
+    assert seen[0] == (1, b"A0")
+    assert seen[100] == (1, b"B99"), "the parked publish was not the first sent after the release"
+    assert len({p for _, p in seen}) == len(seen) == 121, "a publish was sent twice or lost"
+    c.disconnect()
+    no_panic(capfd)
