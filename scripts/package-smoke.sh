@@ -7,7 +7,7 @@
 #
 # Steps: build the wheel into dist/ (maturin build --release), check its tag and contents (py.typed,
 # the stub, the pytest11 entry point); then, for each interpreter: a fresh venv in a temp dir,
-# `pip install dist/<wheel>`, the smoke test; another fresh venv, `pip install <repo>` (a build from
+# `pip install dist/<wheel>`, the smoke test; another fresh venv, `pip install <sdist>` (a build from
 # source: needs cargo, and pip fetches maturin from the index unless one is configured), the smoke
 # test; and in the wheel's venv, after `pip install pytest`, the README's three-line test of the pytest
 # plugin. The smoke test imports umqtt, umqtt.simple, umqtt.robust and umqtt.aio from the venv (not the
@@ -70,6 +70,14 @@ PY
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/umqtt-package-smoke.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
+
+# The sdist, built from what it ships only: the vendored rumqttc must be inside it.
+umqtt_log "maturin sdist"
+.venv/bin/maturin sdist -o "$work/sdist"
+sdist="$(echo "$work"/sdist/umqtt-*.tar.gz)"
+tar tzf "$sdist" >"$work/sdist.txt"  # not piped into grep -q: pipefail would see tar's SIGPIPE
+grep -q '/vendor/rumqttc/src/lib.rs$' "$work/sdist.txt" ||
+    umqtt_die "the sdist lacks vendor/rumqttc (the [patch] path): see [tool.maturin] include"
 
 # The smoke test, run by the venv's python with the temp dir as working directory.
 cat >"$work/smoke.py" <<'PY'
@@ -178,12 +186,12 @@ for python in $pythons; do
     umqtt_log "[$tag] pytest plugin (wheel + pip install pytest): the README's test"
     plugin_smoke "$work/wheel-$tag"
 
-    umqtt_log "[$tag] fresh venv, pip install . (build from the source checkout)"
+    umqtt_log "[$tag] fresh venv, pip install $(basename "$sdist") (build from the sdist)"
     fresh_venv "$py" "$work/source-$tag"
     # Its own cargo target dir: a build for another interpreter would make the next
     # `maturin develop` in .venv rebuild pyo3 (see PYO3_PYTHON in scripts/_setup.sh).
     CARGO_TARGET_DIR="$UMQTT_ROOT/target/package-smoke" \
-        "$work/source-$tag/bin/python" -m pip install -q "$UMQTT_ROOT"
+        "$work/source-$tag/bin/python" -m pip install -q "$sdist"
     umqtt_log "[$tag] smoke test (source install)"
     smoke "$work/source-$tag"
 done
