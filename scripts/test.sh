@@ -29,6 +29,9 @@ fi
 umqtt_log "cargo test"
 cargo_status=0
 cargo test || cargo_status=$?
+umqtt_log "cargo test (the vendored rumqttc's own unit tests, with our patches)"
+cargo test --manifest-path vendor/rumqttc/Cargo.toml --features use-rustls-no-provider --lib \
+    --target-dir target/rumqttc || cargo_status=$?
 
 umqtt_log "pytest${*:+ $*}"
 pytest_status=0

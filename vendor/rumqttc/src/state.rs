@@ -889,4 +889,60 @@ mod test {
             }
         }
     }
+
+    // umqtt patch 3: tables that grow with use.
+
+    #[test]
+    fn new_state_allocates_no_tables() {
+        let mqtt = MqttState::new(100, false);
+        assert_eq!(mqtt.outgoing_pub.capacity(), 0);
+        assert_eq!(mqtt.incoming_pub.len(), 0);
+        assert_eq!(mqtt.events.capacity(), 0);
+    }
+
+    #[test]
+    fn clean_without_any_publish_returns_nothing() {
+        let mut mqtt = MqttState::new(100, false);
+        assert!(mqtt.clean().is_empty());
+    }
+
+    #[test]
+    fn clean_returns_unacked_publishes_after_the_last_acked_one_first() {
+        let mut mqtt = MqttState::new(100, false);
+        for _ in 0..3 {
+            mqtt.outgoing_publish(build_outgoing_publish(QoS::AtLeastOnce))
+                .unwrap();
+        }
+        mqtt.handle_incoming_puback(&PubAck::new(2)).unwrap();
+        let pkids: Vec<u16> = mqtt
+            .clean()
+            .into_iter()
+            .map(|request| match request {
+                Request::Publish(publish) => publish.pkid,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(pkids, vec![3, 1]);
+    }
+
+    #[test]
+    fn outgoing_packet_id_above_inflight_is_refused() {
+        let mut mqtt = MqttState::new(10, false);
+        let mut publish = build_outgoing_publish(QoS::AtLeastOnce);
+        publish.pkid = 11;
+        assert!(matches!(
+            mqtt.outgoing_publish(publish),
+            Err(StateError::Unsolicited(11))
+        ));
+    }
+
+    #[test]
+    fn incoming_qos2_with_the_highest_packet_id_is_tracked() {
+        let mut mqtt = MqttState::new(100, false);
+        let publish = build_incoming_publish(QoS::ExactlyOnce, u16::MAX);
+        mqtt.handle_incoming_publish(&publish).unwrap();
+        assert!(mqtt.incoming_pub.contains(u16::MAX as usize));
+        mqtt.handle_incoming_pubrel(&PubRel::new(u16::MAX)).unwrap();
+        assert!(!mqtt.incoming_pub.contains(u16::MAX as usize));
+    }
 }
