@@ -16,9 +16,9 @@ from broker import (
     ALICE,
     BOB,
     FORBIDDEN,
-    Bounded,
     Mosquitto,
     as_bytes,
+    disconnect_all,
     unique_id,
     wait_until,
 )
@@ -86,7 +86,12 @@ class Peer:
     """An independent MQTT 3.1.1 client (paho-mqtt) to watch and drive the broker."""
 
     def __init__(
-        self, broker: Mosquitto, username: str | None = None, password: str | None = None
+        self,
+        broker: Mosquitto,
+        username: str | None = None,
+        password: str | None = None,
+        *,
+        clean_session: bool = True,
     ) -> None:
         self.messages: list[Received] = []
         self._subacks: dict[int, list[int]] = {}
@@ -94,6 +99,7 @@ class Peer:
         self.client = paho.Client(
             paho.CallbackAPIVersion.VERSION2,
             client_id=unique_id("peer"),
+            clean_session=clean_session,
             protocol=paho.MQTTv311,
         )
         if username is not None:
@@ -142,11 +148,12 @@ class Peer:
 
 @pytest.fixture
 def make_peer() -> Iterator[Callable[..., Peer]]:
-    """Factory for paho peers: make_peer(broker, username=None, password=None)."""
+    """Factory for paho peers: make_peer(broker, username=None, password=None), or
+    make_peer(broker, kind=SomePeerSubclass, **its_arguments)."""
     peers: list[Peer] = []
 
-    def make(broker: Mosquitto, **kw: Any) -> Peer:
-        p = Peer(broker, **kw)
+    def make(broker: Mosquitto, kind: type[Peer] = Peer, **kw: Any) -> Peer:
+        p = kind(broker, **kw)
         peers.append(p)
         return p
 
@@ -272,9 +279,7 @@ def make_client(broker: Mosquitto) -> Iterator[Callable[..., Any]]:
 
     yield make
     # Teardown only (disconnect() itself is tested elsewhere): in parallel, bounded, quiet.
-    closers = [Bounded(c.disconnect, "teardown-disconnect") for c in clients]
-    for closer in closers:
-        closer.thread.join(10)
+    disconnect_all(clients)
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from broker import (
     Mosquitto,
     assert_ctrl_c_interrupts,
     bounded,
+    disconnect_all,
     free_port,
     unique_id,
     wait_until,
@@ -92,9 +93,7 @@ def make_mp(broker: Mosquitto) -> Iterator[Callable[..., Any]]:
         return c
 
     yield make
-    closers = [Bounded(c.disconnect, "teardown-disconnect") for c in clients]
-    for closer in closers:
-        closer.thread.join(10)
+    disconnect_all(clients)
 
 
 @pytest.fixture

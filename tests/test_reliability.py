@@ -23,12 +23,12 @@ import time
 from collections.abc import Iterator
 from typing import Any, Callable
 
-import paho.mqtt.client as paho
 import pytest
 import umqtt
 import umqtt.robust
 import umqtt.simple
 from broker import Bounded, Mosquitto, bounded, free_port, unique_id, wait_until
+from conftest import Peer
 
 FAST = {"reconnect_delay": 0.2, "reconnect_max_delay": 1.0}
 DUPLICATE_ID_WARNING = "another client is probably connecting with the same client_id"
@@ -104,50 +104,17 @@ def make_broker(tmp_path: Any) -> Iterator[Callable[..., TunedMosquitto]]:
 # --------------------------------------------------------------------------- witnesses
 
 
-class DurablePeer:
-    """A paho subscriber with a persistent session (clean_session=False, fixed client id) that
-    reconnects by itself and records every payload it receives, duplicates included."""
+class DurablePeer(Peer):
+    """A paho subscriber with a persistent session (clean_session=False) that reconnects by itself
+    and records every message it receives, duplicates included."""
 
     def __init__(self, broker: Mosquitto, topic: str, qos: int = 1) -> None:
-        self.payloads: list[bytes] = []
-        self._connected = threading.Event()
-        self._subacks: list[int] = []
-        self.client = paho.Client(
-            paho.CallbackAPIVersion.VERSION2,
-            client_id=unique_id("durable-peer"),
-            clean_session=False,
-            protocol=paho.MQTTv311,
-        )
+        super().__init__(broker, clean_session=False)
         self.client.reconnect_delay_set(0.2, 1.0)  # type: ignore[arg-type]
-        self.client.on_connect = lambda c, u, flags, rc, props: self._connected.set()
-        self.client.on_message = lambda c, u, m: self.payloads.append(bytes(m.payload))
-        self.client.on_subscribe = lambda c, u, mid, codes, props: self._subacks.append(mid)
-        self.client.connect(broker.host, broker.port, keepalive=60)
-        self.client.loop_start()
-        assert self._connected.wait(5), f"durable peer could not connect to {broker}"
-        _, mid = self.client.subscribe(topic, qos)
-        assert wait_until(lambda: mid in self._subacks, 5), "durable peer: no SUBACK"
+        self.subscribe(topic, qos)
 
-    def received(self) -> set[bytes]:
-        return set(list(self.payloads))
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-@pytest.fixture
-def make_durable_peer() -> Iterator[Callable[..., DurablePeer]]:
-    peers: list[DurablePeer] = []
-
-    def make(broker: Mosquitto, topic: str, qos: int = 1) -> DurablePeer:
-        p = DurablePeer(broker, topic, qos)
-        peers.append(p)
-        return p
-
-    yield make
-    for p in peers:
-        p.close()
+    def payloads(self) -> list[bytes]:
+        return [m.payload for m in self.received()]
 
 
 class TimedNotices:
@@ -299,13 +266,13 @@ def missing(expected: list[bytes], got: set[bytes], limit: int = 10) -> str:
 
 @pytest.mark.slow
 def test_graceful_restart_during_2000_qos1_publishes_loses_nothing_acknowledged(
-    make_broker, make_client, make_durable_peer, notices, topic, record_property
+    make_broker, make_client, make_peer, notices, topic, record_property
 ):
     """A graceful restart (SIGTERM, persistence on) on the same port during a stream of 2,000
     QoS 1 publishes: every publish returns True (one in flight is sent again after the
     reconnect) and every one reaches a subscriber with a persistent session."""
     b = make_broker(persistent=True)
-    durable = make_durable_peer(b, topic)
+    durable = make_peer(b, kind=DurablePeer, topic=topic)
     c = make_client(on=b, **FAST)
     c.error_register_cb(notices.callback)
     assert c.connect() == 0
@@ -337,11 +304,11 @@ def test_graceful_restart_during_2000_qos1_publishes_loses_nothing_acknowledged(
     report(record_property, "restart_stream_false", len(results) - len(acked))
     report(record_property, "restart_stream_seconds", round(elapsed, 2))
     report(record_property, "restart_stream_longest_publish_s", round(longest, 2))
-    assert wait_until(lambda: set(acked) <= durable.received(), 30), missing(
-        acked, durable.received()
+    assert wait_until(lambda: set(acked) <= set(durable.payloads()), 30), missing(
+        acked, set(durable.payloads())
     )
-    report(record_property, "restart_stream_peer_received", len(durable.payloads))
-    report(record_property, "restart_stream_peer_distinct", len(durable.received()))
+    report(record_property, "restart_stream_peer_received", len(durable.payloads()))
+    report(record_property, "restart_stream_peer_distinct", len(set(durable.payloads())))
     assert len(acked) == len(results), "reconn=True: a QoS 1 publish returned False"
 
 

@@ -31,7 +31,15 @@ import trustme
 import umqtt
 import umqtt.robust
 import umqtt.simple
-from broker import Bounded, Mosquitto, free_port, port_accepts, unique_id, wait_until
+from broker import (
+    Bounded,
+    Mosquitto,
+    disconnect_all,
+    free_port,
+    port_accepts,
+    unique_id,
+    wait_until,
+)
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -300,9 +308,7 @@ def tls_client(tls_broker: TlsMosquitto) -> Iterator[Callable[..., Any]]:
         return c
 
     yield make
-    closers = [Bounded(c.disconnect, "teardown-disconnect") for c in made]
-    for closer in closers:
-        closer.thread.join(10)
+    disconnect_all(made)
 
 
 def connect(client: Any) -> None:
