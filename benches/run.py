@@ -510,7 +510,7 @@ def available_libs(wanted: list[str]) -> tuple[list[str], dict[str, str]]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="smaller counts: under a minute")
+    p.add_argument("--quick", action="store_true", help="smaller counts: about 30 s")
     p.add_argument("--repeat", type=int, default=1, help="run everything N times, report medians")
     p.add_argument(
         "--libs", default=",".join(LIBS), help="comma-separated subset of " + ",".join(LIBS)

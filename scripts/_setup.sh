@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Shared setup for scripts/demo.sh, scripts/test.sh and scripts/lint.sh. Source it, do not run it.
+# Shared setup for every script in scripts/ (demo, test, lint, typecheck, bench, fuzz, audit,
+# package-smoke). Source it, do not run it.
 #
 # Everything here is idempotent: a second run only checks what the first one did.
 # Environment overrides:
@@ -33,6 +34,21 @@ umqtt_die() {
     exit 1
 }
 
+# Run every check, remember which failed; umqtt_checks_done NAME then reports and sets the status.
+UMQTT_FAILED=()
+umqtt_check() {
+    umqtt_log "$*"
+    "$@" || UMQTT_FAILED+=("$*")
+}
+
+umqtt_checks_done() {
+    if [ "${#UMQTT_FAILED[@]}" -ne 0 ]; then
+        printf 'error: failed: %s\n' "${UMQTT_FAILED[@]}" >&2
+        exit 1
+    fi
+    umqtt_log "$1 OK"
+}
+
 # Run a command as root: directly when we are root, else through sudo.
 umqtt_as_root() {
     if [ "$(id -u)" -eq 0 ]; then
@@ -44,18 +60,54 @@ umqtt_as_root() {
     fi
 }
 
-# mosquitto (the broker) and mosquitto-clients (mosquitto_pub/_sub), from Debian's packages.
-umqtt_ensure_mosquitto() {
-    if command -v mosquitto >/dev/null 2>&1 && command -v mosquitto_pub >/dev/null 2>&1; then
-        umqtt_log "mosquitto: $(command -v mosquitto) (already installed)"
-        return 0
+# What a fresh Debian machine lacks for building and testing, installed when missing: mosquitto and
+# mosquitto-clients, Python's venv module and headers (pyo3 links libpython for `cargo test`), a C
+# compiler (ring), and a Rust toolchain with rustfmt and clippy (rustup, minimal profile).
+umqtt_ensure_system() {
+    local packages=()
+    command -v mosquitto >/dev/null 2>&1 && command -v mosquitto_pub >/dev/null 2>&1 ||
+        packages+=(mosquitto mosquitto-clients)
+    if [ -n "$UMQTT_BASE_PYTHON" ]; then
+        "$UMQTT_BASE_PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || packages+=(python3-venv)
+        "$UMQTT_BASE_PYTHON" -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' ||
+            packages+=(python3-dev)
+    else
+        packages+=(python3 python3-venv python3-dev)
     fi
-    command -v apt-get >/dev/null 2>&1 ||
-        umqtt_die "mosquitto is not installed and apt-get is missing: install mosquitto and mosquitto-clients yourself"
-    umqtt_log "installing mosquitto and mosquitto-clients (apt-get)"
-    umqtt_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    umqtt_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto mosquitto-clients
+    command -v cc >/dev/null 2>&1 || packages+=(build-essential)
+    command -v cargo >/dev/null 2>&1 || command -v curl >/dev/null 2>&1 || packages+=(curl ca-certificates)
+    if [ "${#packages[@]}" -gt 0 ]; then
+        command -v apt-get >/dev/null 2>&1 ||
+            umqtt_die "missing: ${packages[*]}, and apt-get is not there to install them: install them yourself"
+        umqtt_log "installing ${packages[*]} (apt-get)"
+        umqtt_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+        umqtt_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${packages[@]}"
+        UMQTT_BASE_PYTHON="$(command -v "${PYTHON:-python3}" || true)"
+    fi
     command -v mosquitto >/dev/null 2>&1 || umqtt_die "mosquitto still not found after apt-get install"
+    umqtt_log "mosquitto: $(command -v mosquitto)"
+    umqtt_ensure_rust
+}
+
+umqtt_ensure_rust() {
+    if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    if ! command -v cargo >/dev/null 2>&1; then
+        umqtt_log "installing Rust (rustup, minimal profile with rustfmt and clippy)"
+        curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
+            sh -s -- -y --profile minimal --component rustfmt,clippy ||
+            umqtt_die "could not install Rust with rustup: install it from https://rustup.rs"
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+        command -v rustup >/dev/null 2>&1 ||
+            umqtt_die "cargo fmt / cargo clippy are missing and rustup is not there to add them"
+        umqtt_log "adding rustfmt and clippy (rustup component add)"
+        rustup component add rustfmt clippy
+    fi
+    umqtt_log "rust: $(cargo --version)"
 }
 
 # Create .venv when it is missing or broken; reuse it otherwise.

@@ -17,7 +17,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/_setup.sh"
 
 cd "$UMQTT_ROOT"
 
-umqtt_ensure_mosquitto
+umqtt_ensure_system
 umqtt_ensure_venv
 umqtt_pip_install build test
 umqtt_build

@@ -39,7 +39,7 @@ fi
 
 cd "$UMQTT_ROOT"
 
-umqtt_ensure_mosquitto
+umqtt_ensure_system
 umqtt_ensure_venv
 umqtt_pip_install build
 umqtt_build

@@ -21,16 +21,10 @@ case "$seconds" in
     '' | *[!0-9]*) umqtt_die "usage: scripts/fuzz.sh [SECONDS] (got '$seconds')" ;;
 esac
 
-umqtt_ensure_mosquitto
+umqtt_ensure_system
 umqtt_ensure_venv
-if ! "$UMQTT_PY" -c 'import atheris, trustme' >/dev/null 2>&1; then
-    umqtt_log "pip install atheris trustme"
-    "$UMQTT_PY" -m pip install -q atheris trustme
-fi
-if ! "$UMQTT_PY" -c 'import umqtt._native' >/dev/null 2>&1; then
-    umqtt_pip_install build
-    umqtt_build
-fi
+umqtt_pip_install build fuzz
+umqtt_build  # incremental: fuzz what the source says, not an older build
 
 out="$UMQTT_ROOT/target/fuzz"
 mkdir -p "$out/corpus" "$out/artifacts"

@@ -10,23 +10,14 @@ source "$(dirname "${BASH_SOURCE[0]}")/_setup.sh"
 
 cd "$UMQTT_ROOT"
 
+umqtt_ensure_system
 umqtt_ensure_venv
 umqtt_pip_install lint
 
-failed=()
-check() {
-    umqtt_log "$*"
-    "$@" || failed+=("$*")
-}
+umqtt_check cargo fmt --check
+umqtt_check cargo clippy --all-targets -- -D warnings
+umqtt_check .venv/bin/ruff check .
+umqtt_check .venv/bin/ruff format --check .
+umqtt_check .venv/bin/mypy
 
-check cargo fmt --check
-check cargo clippy --all-targets -- -D warnings
-check .venv/bin/ruff check .
-check .venv/bin/ruff format --check .
-check .venv/bin/mypy
-
-if [ "${#failed[@]}" -ne 0 ]; then
-    printf 'error: failed: %s\n' "${failed[@]}" >&2
-    exit 1
-fi
-umqtt_log "lint OK"
+umqtt_checks_done lint

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Packaging check: the wheel is abi3 (cp39-abi3), and both the wheel and `pip install .` install with
+# Packaging check: the wheel is abi3 (cp39-abi3), and both the wheel and the sdist install with
 # plain pip into a fresh virtualenv, where a smoke test passes from outside the repository.
 #
 #   ./scripts/package-smoke.sh                                  # with python3 (or $PYTHON)
@@ -20,7 +20,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/_setup.sh"
 
 cd "$UMQTT_ROOT"
 
-umqtt_ensure_mosquitto
+umqtt_ensure_system
 umqtt_ensure_venv
 umqtt_pip_install build
 
@@ -168,7 +168,7 @@ fresh_venv() {
 pythons="${SMOKE_PYTHONS:-$UMQTT_BASE_PYTHON}"
 [ -n "$pythons" ] || umqtt_die "no interpreter: set PYTHON or SMOKE_PYTHONS"
 # Outside .venv: its bin must not shadow the fresh venvs' pip and python, nor its VIRTUAL_ENV
-# tell maturin (the build backend of `pip install .`) where to install.
+# tell maturin (the build backend of the sdist install) where to install.
 export PATH="${PATH#"$UMQTT_VENV/bin:"}"
 unset VIRTUAL_ENV PYO3_PYTHON
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run every test: the Rust unit tests (cargo test) and the Python suite (pytest).
+# Run every test: the Rust unit tests (cargo test, also the vendored rumqttc's own) and the Python
+# suite (pytest).
 #
 #   ./scripts/test.sh                 # everything
 #   ./scripts/test.sh -k reconnect    # arguments go to pytest
@@ -15,7 +16,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/_setup.sh"
 
 cd "$UMQTT_ROOT"
 
-umqtt_ensure_mosquitto
+umqtt_ensure_system
 umqtt_ensure_venv
 umqtt_pip_install build test lint
 umqtt_build
@@ -30,7 +31,7 @@ umqtt_log "cargo test"
 cargo_status=0
 cargo test || cargo_status=$?
 umqtt_log "cargo test (the vendored rumqttc's own unit tests, with our patches)"
-cargo test --manifest-path vendor/rumqttc/Cargo.toml --features use-rustls-no-provider --lib \
+cargo test --locked --manifest-path vendor/rumqttc/Cargo.toml --features use-rustls-no-provider --lib \
     --target-dir target/rumqttc || cargo_status=$?
 
 umqtt_log "pytest${*:+ $*}"

@@ -16,21 +16,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/_setup.sh"
 
 cd "$UMQTT_ROOT"
 
+umqtt_ensure_system
 umqtt_ensure_venv
 umqtt_pip_install build lint
 umqtt_build
 
-failed=()
-check() {
-    umqtt_log "$*"
-    "$@" || failed+=("$*")
-}
+umqtt_check "$UMQTT_PY" -m mypy.stubtest umqtt --allowlist stubtest-allowlist.txt
+umqtt_check "$UMQTT_PY" -m mypy --strict examples/*.py
 
-check "$UMQTT_PY" -m mypy.stubtest umqtt --allowlist stubtest-allowlist.txt
-check "$UMQTT_PY" -m mypy --strict examples/*.py
-
-if [ "${#failed[@]}" -ne 0 ]; then
-    printf 'error: failed: %s\n' "${failed[@]}" >&2
-    exit 1
-fi
-umqtt_log "typecheck OK"
+umqtt_checks_done typecheck
