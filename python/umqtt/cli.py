@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ssl
 import sys
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -126,9 +127,14 @@ def _subscribe(args: argparse.Namespace) -> int:
     try:
         for topic in args.topic:
             client.subscribe(topic, args.qos)
+        # -W counts from here, as mosquitto_sub's does, however many messages arrive meanwhile.
+        deadline = None if args.timeout is None else time.monotonic() + args.timeout
         while args.count is None or received < args.count:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return _EXIT_TIMEOUT
             # The core's delivery call takes a timeout; MicroPython's wait_msg() does not.
-            if client._core.deliver(show, args.timeout, 1) is None:
+            if client._core.deliver(show, left, 1) is None:
                 return _EXIT_TIMEOUT
     finally:
         client.disconnect()
