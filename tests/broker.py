@@ -21,6 +21,7 @@ from umqtt import testing
 from umqtt.testing import (
     INSTALL_HINT,
     MosquittoNotFound,
+    disconnect_all,
     dynsec_config,
     dynsec_password,
     free_port,
@@ -126,13 +127,6 @@ def bounded(fn: Callable[[], T], timeout: float = 5.0) -> T:
     """Call `fn()` and return its result, failing the test if it does not finish in `timeout` s."""
     result: T = Bounded(fn, name=getattr(fn, "__name__", "call")).join(timeout)
     return result
-
-
-def disconnect_all(clients: list[Any]) -> None:
-    """Fixture teardown: disconnect every client in parallel, each bounded (10 s), quietly."""
-    closers = [Bounded(c.disconnect, "teardown-disconnect") for c in clients]
-    for closer in closers:
-        closer.thread.join(10)
 
 
 def assert_ctrl_c_interrupts(script: str, *args: str) -> None:

@@ -56,7 +56,20 @@ def _describe(client: object, core: _native.Client) -> str:
     return f"<{kind} client_id={core.client_id!r} server={where!r} state={core.state!r}>"
 
 
-class _ClientBase:
+class _CoreClient:
+    """What every dialect's client has: the native core, its repr and the will."""
+
+    _core: _native.Client
+
+    def __repr__(self) -> str:
+        return _describe(self, self._core)
+
+    def set_last_will(self, topic: Text, msg: Payload, retain: bool = False, qos: int = 0) -> None:
+        """The will the broker publishes if the link dies; used by the next connect()."""
+        self._core.set_will(topic, msg, bool(retain), qos)
+
+
+class _ClientBase(_CoreClient):
     """What the blocking and asyncio clients share: the QuecPython constructor and the core."""
 
     CONNECTEXCE = -1
@@ -65,6 +78,8 @@ class _ClientBase:
     SEVCLOSE = 2
     DELAY = 2
     DEBUG = False
+    # Set by disconnect()/close(): a lost link is then the user's doing, not an error to raise.
+    _ended_by_user = False
 
     def __init__(
         self,
@@ -120,13 +135,6 @@ class _ClientBase:
         self.manage = manage
         self.ipvtype = ipvtype
 
-    def __repr__(self) -> str:
-        return _describe(self, self._core)
-
-    def set_last_will(self, topic: Text, msg: Payload, retain: bool = False, qos: int = 0) -> None:
-        """The will the broker publishes if the link dies; used by the next connect()."""
-        self._core.set_will(topic, msg, bool(retain), qos)
-
     def get_mqttsta(self) -> int:
         """0 connected, 1 connecting, 2 closed by the server, -1 error or disconnected."""
         return self._core.mqttsta()
@@ -138,7 +146,12 @@ class _ClientBase:
 
     def close(self) -> None:
         """Drops the connection without DISCONNECT: the broker publishes the will."""
+        self._ended_by_user = True
         self._core.close()
+
+
+def _drop_without_callback(topic: bytes, msg: bytes) -> None:
+    log.warning("message on %r dropped: no callback set (call set_callback())", topic)
 
 
 class MQTTClient(_ClientBase):
@@ -152,8 +165,7 @@ class MQTTClient(_ClientBase):
     cb: MessageCallback | None = None
     error_callback: ErrorCallback | None = None
     _notifier: threading.Thread | None = None
-    _ended_by_user = False
-    _deliver: MessageCallback = staticmethod(lambda topic, msg: _drop_without_callback(topic))
+    _deliver: MessageCallback = staticmethod(_drop_without_callback)
 
     def set_callback(self, f: MessageCallback) -> None:
         """``f(topic: bytes, msg: bytes)`` runs on the thread that calls wait_msg()/check_msg()."""
@@ -236,11 +248,6 @@ class MQTTClient(_ClientBase):
         except Exception as e:
             log.warning("disconnect failed: %s", e)
 
-    def close(self) -> None:
-        """Drops the connection without DISCONNECT: the broker publishes the will."""
-        self._ended_by_user = True
-        super().close()
-
 
 def _logging_exceptions(callback: MessageCallback) -> MessageCallback:
     """The device logs a callback's exception and goes on; so do we."""
@@ -252,10 +259,6 @@ def _logging_exceptions(callback: MessageCallback) -> MessageCallback:
             log.exception("the message callback raised on topic %r; the client goes on", topic)
 
     return deliver
-
-
-def _drop_without_callback(topic: bytes) -> None:
-    log.warning("message on %r dropped: no callback set (call set_callback())", topic)
 
 
 def _relay_notices(client_ref: weakref.ReferenceType[MQTTClient]) -> None:

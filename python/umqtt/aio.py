@@ -43,8 +43,6 @@ class MQTTClient(_ClientBase):
     """``MQTTClient(client_id, server, port=0, user=None, password=None, keepalive=60,
     ssl=False, ssl_params={}, reconn=True, ...)``, as ``umqtt.MQTTClient``, with async methods."""
 
-    _ended_by_user = False
-
     async def __aenter__(self) -> MQTTClient:
         await self.connect()
         return self
@@ -87,15 +85,10 @@ class MQTTClient(_ClientBase):
         self._ended_by_user = True
         await self._core.disconnect_async()
 
-    def close(self) -> None:
-        """Drops the connection without DISCONNECT: the broker publishes the will."""
-        self._ended_by_user = True
-        super().close()
-
     async def messages(self) -> AsyncIterator[Message]:
-        """Received messages (``topic``, ``payload`` bytes, ``qos``, ``retain``, ``dup``), across
-        reconnects; ends after disconnect(), raises MQTTConnectionLost if the link is lost for
-        good (reconn=False)."""
+        """Received messages (``topic`` str, ``payload`` bytes, ``qos``, ``retain``, ``dup``),
+        across reconnects; ends after disconnect(), raises MQTTConnectionLost if the link is lost
+        for good (reconn=False)."""
         while True:
             try:
                 message = self._core.take_message()

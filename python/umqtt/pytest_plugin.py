@@ -30,8 +30,8 @@ to the report.
 
 from __future__ import annotations
 
+import importlib
 import sys
-import threading
 from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
@@ -50,7 +50,8 @@ __all__ = [
 
 LOG_TAIL_LINES = 60
 _DISCONNECT_TIMEOUT = 10.0
-_DIALECTS = ("quecpython", "simple", "robust")
+# dialect -> the module whose MQTTClient it is (imported only when a test asks for it)
+_DIALECTS = {"quecpython": "umqtt", "simple": "umqtt.simple", "robust": "umqtt.robust"}
 # The brokers a test used through the factories, by name, for the failure report.
 _BROKERS_OF_TEST = pytest.StashKey["list[tuple[str, Mosquitto]]"]()
 
@@ -172,7 +173,7 @@ def mqtt_client(
         kwargs.setdefault("port", target.port)
         kwargs.setdefault("user", target.username)
         kwargs.setdefault("password", target.password)
-        client = _client_class(dialect)(**kwargs)
+        client = importlib.import_module(_DIALECTS[dialect]).MQTTClient(**kwargs)
         made.append(client)
         if callback is not None:
             client.set_callback(callback)
@@ -183,41 +184,9 @@ def mqtt_client(
     try:
         yield make
     finally:
-        _disconnect_all(made)
+        from .testing import disconnect_all
 
-
-def _client_class(dialect: str) -> Any:
-    if dialect == "simple":
-        import umqtt.simple
-
-        return umqtt.simple.MQTTClient
-    if dialect == "robust":
-        import umqtt.robust
-
-        return umqtt.robust.MQTTClient
-    import umqtt
-
-    return umqtt.MQTTClient
-
-
-def _disconnect_all(clients: list[Any]) -> None:
-    """disconnect() every client, in parallel, each bounded in time; errors are ignored (a test
-    may have disconnected or broken a client itself)."""
-
-    def disconnect(client: Any) -> None:
-        try:
-            client.disconnect()
-        except Exception:
-            pass
-
-    threads = [
-        threading.Thread(target=disconnect, args=(c,), name="mqtt-client-teardown", daemon=True)
-        for c in clients
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(_DISCONNECT_TIMEOUT)
+        disconnect_all(made, _DISCONNECT_TIMEOUT)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from . import Payload, Text, _describe, _native
+from . import Payload, Text, _CoreClient, _native, _require_callable
 from ._native import MQTTConnectError, MQTTConnectionLost, MQTTException
 
 __all__ = ["MQTTClient", "MQTTException"]
@@ -20,7 +20,7 @@ def _no_callback(topic: bytes, msg: bytes) -> None:
     raise MQTTException("a message arrived but no callback is set: call set_callback() first")
 
 
-class MQTTClient:
+class MQTTClient(_CoreClient):
     """``MQTTClient(client_id, server, port=0, user=None, password=None, keepalive=0, ssl=None,
     ssl_params={})``; keyword-only options as for ``umqtt.MQTTClient`` (connect_timeout,
     ack_timeout, max_packet_size)."""
@@ -59,16 +59,9 @@ class MQTTClient:
         self.ssl_params = ssl_params
         self.cb: Callable[[bytes, bytes], Any] | None = None
 
-    def __repr__(self) -> str:
-        return _describe(self, self._core)
-
     def set_callback(self, f: Callable[[bytes, bytes], Any]) -> None:
-        if not callable(f):
-            raise TypeError(f"callback must be callable, not {type(f).__name__}")
+        _require_callable(f, "callback")
         self.cb = f
-
-    def set_last_will(self, topic: Text, msg: Payload, retain: bool = False, qos: int = 0) -> None:
-        self._core.set_will(topic, msg, bool(retain), qos)
 
     def connect(self, clean_session: bool = True, timeout: float | None = None) -> int:
         """Returns the session-present flag. Refusal: MQTTException(rc); network: OSError."""
@@ -104,8 +97,11 @@ class MQTTClient:
     def wait_msg(self) -> int | None:
         """Delivers one message to the callback and returns its PUBLISH header byte.
         Raises OSError when the connection is lost; the callback's exceptions propagate."""
-        return self._core.deliver(self.cb or _no_callback, None, 1)
+        return self._core.deliver(self._callback(), None, 1)
 
     def check_msg(self) -> int | None:
         """Like wait_msg(), but returns None at once when no message is waiting."""
-        return self._core.deliver(self.cb or _no_callback, 0.0, 1)
+        return self._core.deliver(self._callback(), 0.0, 1)
+
+    def _callback(self) -> Callable[[bytes, bytes], Any]:
+        return _no_callback if self.cb is None else self.cb

@@ -36,6 +36,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -47,6 +48,7 @@ __all__ = [
     "INSTALL_HINT",
     "Mosquitto",
     "MosquittoNotFound",
+    "disconnect_all",
     "find_executable",
     "find_mosquitto",
     "free_port",
@@ -94,6 +96,27 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: flo
         if time.monotonic() >= deadline:
             return bool(predicate())
         time.sleep(interval)
+
+
+def disconnect_all(clients: Iterable[Any], timeout: float = 10.0) -> None:
+    """disconnect() every client, in parallel, all within `timeout` seconds; errors are ignored
+    (a test may have disconnected or broken a client itself). For fixture teardown."""
+
+    def disconnect(client: Any) -> None:
+        try:
+            client.disconnect()
+        except Exception:
+            pass
+
+    threads = [
+        threading.Thread(target=disconnect, args=(c,), name="mqtt-client-teardown", daemon=True)
+        for c in clients
+    ]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
 
 
 def free_port(host: str = "127.0.0.1") -> int:
