@@ -279,11 +279,16 @@ fn build(request: TlsRequest) -> PyResult<TlsSettings> {
     if !request.verify {
         warn_unverified_once();
     }
-    let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
+    // Without verification no verifier is built: it would refuse an empty root store.
+    let inner = request
+        .verify
+        .then(|| {
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build()
+        })
+        .transpose()
         .map_err(|e| PyValueError::new_err(format!("cannot set up certificate checks: {e}")))?;
     let verifier = Verifier {
-        inner: request.verify.then_some(inner),
+        inner,
         check_hostname: request.check_hostname,
         provider: provider.clone(),
     };

@@ -941,9 +941,11 @@ ROUND_TRIP_SCRIPT = """
 """
 
 
-def system_store_run(tls_broker: TlsMosquitto, topic: str, env: dict[str, str]) -> tuple[str, str]:
+def system_store_run(
+    tls_broker: TlsMosquitto, topic: str, env: dict[str, str], params: dict[str, Any] | None = None
+) -> tuple[str, str]:
     cid = unique_id()
-    cfg = {"id": cid, "port": tls_broker.ports["tls"], "params": {}, "topic": topic}
+    cfg = {"id": cid, "port": tls_broker.ports["tls"], "params": params or {}, "topic": topic}
     result = run_python(ROUND_TRIP_SCRIPT, {**env, "UMQTT_TEST": json.dumps(cfg)})
     return cid, f"rc={result.returncode}\n{result.stdout}\n{result.stderr}"
 
@@ -975,6 +977,18 @@ def test_ssl_cert_file_with_junk_is_loaded_leniently(tls_broker, pki, tmp_path, 
         + pki.text("ca.pem")
     )
     _, out = system_store_run(tls_broker, topic, {"SSL_CERT_FILE": str(bundle)})
+    assert "rc=0" in out, out
+
+
+def test_cert_none_works_without_any_system_roots(tls_broker, tmp_path, topic):
+    """A container without a CA bundle: cert_reqs=CERT_NONE needs no roots at all."""
+    (tmp_path / "empty.pem").write_text("")
+    (tmp_path / "empty-dir").mkdir()
+    env = {
+        "SSL_CERT_FILE": str(tmp_path / "empty.pem"),
+        "SSL_CERT_DIR": str(tmp_path / "empty-dir"),
+    }
+    _, out = system_store_run(tls_broker, topic, env, {"cert_reqs": ssl.CERT_NONE})
     assert "rc=0" in out, out
 
 

@@ -114,6 +114,12 @@ impl MqttState {
             }
         }
 
+        // umqtt patch: a publish parked on a packet-id collision is pending too; left in
+        // `collision`, it would keep the event loop from taking any request ever again.
+        if let Some(publish) = self.collision.take() {
+            pending.push(Request::Publish(publish));
+        }
+
         // remove and collect pending releases
         for pkid in self.outgoing_rel.ones() {
             let request = Request::PubRel(PubRel::new(pkid as u16));
@@ -934,6 +940,19 @@ mod test {
             mqtt.outgoing_publish(publish),
             Err(StateError::Unsolicited(11))
         ));
+    }
+
+    #[test]
+    fn clean_returns_the_publish_parked_on_a_collision() {
+        let mut mqtt = MqttState::new(2, false);
+        for _ in 0..3 {
+            mqtt.outgoing_publish(build_outgoing_publish(QoS::AtLeastOnce))
+                .unwrap();
+        }
+        assert!(mqtt.collision.is_some());
+        let pending = mqtt.clean();
+        assert!(mqtt.collision.is_none());
+        assert_eq!(pending.len(), 3);
     }
 
     #[test]
