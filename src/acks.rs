@@ -64,11 +64,16 @@ impl Outbox {
         }
     }
 
-    fn drain(&mut self) -> impl Iterator<Item = Reply> + '_ {
-        self.publishes
+    /// Fails every request still waiting for its packet id.
+    pub fn fail_all(&mut self, error: &DriverError) {
+        let queued = self
+            .publishes
             .drain(..)
             .chain(self.subscribes.drain(..))
-            .chain(self.unsubscribes.drain(..))
+            .chain(self.unsubscribes.drain(..));
+        for reply in queued {
+            let _ = reply.send(Err(error.clone()));
+        }
     }
 }
 
@@ -127,9 +132,10 @@ impl AckTable {
     pub fn fail_all(&mut self, outbox: &mut Outbox, error: &DriverError) {
         let parked = self.parked.drain().flat_map(|(_, replies)| replies);
         let bound = self.bound.drain().map(|(_, reply)| reply);
-        for reply in bound.chain(parked).chain(outbox.drain()) {
+        for reply in bound.chain(parked) {
             let _ = reply.send(Err(error.clone()));
         }
+        outbox.fail_all(error);
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -125,7 +126,7 @@ impl Drop for AbandonUnlessConnected<'_> {
 enum Request {
     Publish {
         topic: String,
-        payload: Vec<u8>,
+        payload: Bytes,
         qos: QoS,
         retain: bool,
     },
@@ -171,7 +172,7 @@ impl Request {
                 payload,
                 qos,
                 retain,
-            } => requests.try_publish(topic.as_str(), *qos, *retain, payload.clone()),
+            } => requests.try_publish_bytes(topic.as_str(), *qos, *retain, payload.clone()),
             Request::Subscribe(filter, qos) => requests.try_subscribe(filter.as_str(), *qos),
             Request::Unsubscribe(filter) => requests.try_unsubscribe(filter.as_str()),
         }
@@ -190,10 +191,17 @@ impl Core {
             .ok_or_else(|| DriverError::ConnectionLost(NOT_CONNECTED.into()))
     }
 
+    fn expired(&self, what: &str) -> DriverError {
+        DriverError::Timeout(format!(
+            "no {what} from {} before the timeout",
+            self.options.target
+        ))
+    }
+
     fn lost(&self) -> DriverError {
         DriverError::ConnectionLost(format!(
             "not connected to {} (state: {})",
-            self.options.target(),
+            self.options.target,
             self.link().name()
         ))
     }
@@ -205,11 +213,9 @@ impl Core {
             self.options.mqtt_options(clean_session, will),
             REQUEST_CHANNEL_CAPACITY,
         );
-        let mut network = self.options.network_options();
-        network.set_connection_timeout(connect_timeout.as_secs_f64().ceil().max(1.0) as u64);
-        eventloop.set_network_options(network);
+        eventloop.set_network_options(ClientOptions::network_options(connect_timeout));
         let config = DriverConfig {
-            target: self.options.target(),
+            target: self.options.target.clone(),
             client_id: self.options.client_id.clone(),
             reconnect: self.options.reconnect,
             ping_grace: self.options.ping_grace,
@@ -234,7 +240,7 @@ impl Core {
         let mut abandon = AbandonUnlessConnected(Some(self));
         // rumqttc bounds the attempt by whole seconds; allow for that rounding.
         let outcome = tokio::time::timeout(timeout + Duration::from_secs(1), connack).await;
-        let target = self.options.target();
+        let target = &self.options.target;
         let result = match outcome {
             Ok(Ok(Ok(session_present))) => {
                 abandon.0 = None;
@@ -332,7 +338,7 @@ impl Core {
 
     /// Acknowledges a handled QoS 1/2 message (PUBACK/PUBREC), on the connection it came on only:
     /// after a reconnect its packet id may name another message, and the broker redelivers it.
-    fn acknowledge(&self, received: &Received) {
+    fn acknowledge(&self, py: Python<'_>, received: &Received) {
         if received.publish.qos == QoS::AtMostOnce
             || received.epoch != self.shared.epoch.load(Ordering::Acquire)
         {
@@ -341,14 +347,15 @@ impl Core {
         let Ok(requests) = self.requests() else {
             return;
         };
-        // The channel is only full for an instant (the driver drains it continuously).
+        // The channel is full while the driver cannot write (TCP back-pressure); wait without the
+        // GIL, which the driver may need to log.
         while let Err(ClientError::TryRequest(_)) = requests.try_ack(&received.publish) {
             if received.epoch != self.shared.epoch.load(Ordering::Acquire)
                 || self.link() != Link::Up
             {
                 return;
             }
-            std::thread::sleep(FULL_CHANNEL_PAUSE);
+            py.detach(|| std::thread::sleep(FULL_CHANNEL_PAUSE));
         }
     }
 
@@ -373,13 +380,13 @@ impl Core {
 
     /// An arrived message, acknowledged as it is handed over (asyncio has no callback to wait
     /// for); None when none has arrived. Raises once the link is gone for good and none is left.
-    fn take_message(&self) -> Result<Option<Publish>, DriverError> {
+    fn take_message(&self, py: Python<'_>) -> Result<Option<Publish>, DriverError> {
         match self.shared.inbox.try_take(1) {
             Some(Taken::Items(mut messages)) => {
                 let Some(received) = messages.pop() else {
                     return Ok(None);
                 };
-                self.acknowledge(&received);
+                self.acknowledge(py, &received);
                 Ok(Some(received.publish))
             }
             Some(Taken::Lost(reason)) => Err(DriverError::ConnectionLost(reason)),
@@ -484,10 +491,13 @@ impl Client {
             Some(value) if !value.is_none() => options::keepalive(value)?,
             _ => 0,
         };
+        let host = host.trim().to_owned();
+        let port = options::port(port, tls.is_some())?;
         let options = ClientOptions {
-            port: options::port(port, tls.is_some())?,
+            target: ClientOptions::target(&host, port),
+            port,
             client_id,
-            host: host.trim().to_owned(),
+            host,
             credentials,
             keepalive,
             reconnect,
@@ -632,7 +642,7 @@ impl Client {
                 self.core.shared.inbox.put_back(messages.collect());
                 return Err(error);
             }
-            self.core.acknowledge(&received);
+            self.core.acknowledge(py, &received);
             last_header = Some(publish_header(message));
         }
         Ok(last_header)
@@ -724,7 +734,7 @@ impl Client {
     /// An arrived message, or None at once; raises `MQTTConnectionLost` once the link is gone for
     /// good and nothing is left. Never blocks.
     fn take_message(&self, py: Python<'_>) -> PyResult<Option<Message>> {
-        match self.core.take_message() {
+        match self.core.take_message(py) {
             Ok(publish) => Ok(publish.map(|publish| Message { publish })),
             Err(error) => Err(error.into_pyerr(py)),
         }
@@ -761,6 +771,12 @@ impl Client {
         &self.core.options.host
     }
 
+    /// `host:port` as the core's messages write it (`[::1]:1883` for IPv6).
+    #[getter]
+    fn target(&self) -> &str {
+        &self.core.options.target
+    }
+
     #[getter]
     fn port(&self) -> u16 {
         self.core.options.port
@@ -775,7 +791,7 @@ impl Client {
         format!(
             "<umqtt._native.Client client_id={:?} server={:?} state={:?}>",
             self.core.options.client_id,
-            self.core.options.target(),
+            self.core.options.target,
             self.core.link().name()
         )
     }
@@ -833,7 +849,7 @@ impl Client {
         )?;
         Ok(Request::Publish {
             topic,
-            payload,
+            payload: Bytes::from(payload),
             qos,
             retain,
         })
@@ -921,7 +937,7 @@ impl Client {
         let deadline = Deadline::after(operation.timeout.map(|t| t.as_secs_f64()));
         match block_on(py, deadline, operation.future)? {
             Some(result) => result.map_err(|error| error.into_pyerr(py)),
-            None => Err(self.expired(operation.what).into_pyerr(py)),
+            None => Err(self.core.expired(operation.what).into_pyerr(py)),
         }
     }
 
@@ -936,26 +952,21 @@ impl Client {
         T: for<'a> IntoPyObject<'a> + Send + 'static,
     {
         runtime::runtime()?;
-        let expired = self.expired(operation.what);
+        let core = self.core.clone();
         let Operation {
-            future, timeout, ..
+            future,
+            timeout,
+            what,
         } = operation;
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             let outcome = match timeout {
                 Some(limit) => tokio::time::timeout(limit, future)
                     .await
-                    .unwrap_or(Err(expired)),
+                    .unwrap_or_else(|_| Err(core.expired(what))),
                 None => future.await,
             };
             outcome.map_err(DriverError::into_pyerr_anywhere)
         })
-    }
-
-    fn expired(&self, what: &str) -> DriverError {
-        DriverError::Timeout(format!(
-            "no {what} from {} before the timeout",
-            self.core.options.target()
-        ))
     }
 }
 

@@ -5,7 +5,8 @@
 //! - it reconnects on the next poll with no delay, so a failure is followed by a backoff sleep;
 //! - on a failed link it moves queued requests to `pending` and drops them on a clean reconnect, so
 //!   the driver clears them itself and fails their waiters, and stops new requests during outages;
-//! - stale events survive a reconnect, so they are cleared too;
+//! - events it buffered when the link failed are not replayed: incoming packets are handled (they
+//!   were read), outgoing ones dropped (they may not have been written);
 //! - it re-subscribes nothing, so subscriptions are re-sent when the session was not resumed.
 
 use std::collections::VecDeque;
@@ -132,7 +133,7 @@ impl Shared {
     pub fn fail_outbox(&self, error: &DriverError) {
         let mut outbox = lock(&self.outbox);
         outbox.open = false;
-        AckTable::default().fail_all(&mut outbox, error);
+        outbox.fail_all(error);
     }
 }
 
@@ -419,8 +420,7 @@ impl Driver {
     fn forget_queued(&mut self, error: &DriverError) {
         // Packets read before the failure are real: deliver their messages and acks. Buffered
         // outgoing events are not (a request may not have been written), so they are dropped.
-        let buffered: Vec<Event> = self.eventloop.state.events.drain(..).collect();
-        for event in buffered {
+        for event in std::mem::take(&mut self.eventloop.state.events) {
             if let Event::Incoming(packet) = event {
                 if !matches!(packet, Incoming::ConnAck(_)) {
                     self.on_incoming(packet);

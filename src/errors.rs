@@ -99,7 +99,7 @@ fn raise(py: Python<'_>, cell: &PyOnceLock<Py<PyType>>, message: String, rc: Opt
     let Some(class) = cell.get(py) else {
         return MQTTException::new_err(message);
     };
-    match class.bind(py).call1((message.clone(),)) {
+    match class.bind(py).call1((message,)) {
         Ok(instance) => {
             if let Some(code) = rc {
                 if let Err(err) = instance.setattr("rc", code) {

@@ -3,6 +3,7 @@
 //! A waiting thread takes everything that is there in one wake-up.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 
 use tokio::sync::Notify;
@@ -31,15 +32,16 @@ impl Weight for String {
 
 struct State<T> {
     messages: VecDeque<T>,
-    /// Sum of the items' weights.
-    bytes: usize,
     lost: Option<String>,
-    /// Messages were added by `push_quietly` since the last `announce`.
-    unannounced: bool,
 }
 
 pub struct Mailbox<T> {
     state: Mutex<State<T>>,
+    /// Sum of the waiting items' weights; changed under the `state` lock, read without it (the
+    /// driver checks it on every poll).
+    bytes: AtomicUsize,
+    /// Messages were added by `push_quietly` since the last `announce`.
+    unannounced: AtomicBool,
     /// Wakes blocked Python threads.
     arrived: Condvar,
     /// Wakes asyncio waiters.
@@ -53,10 +55,10 @@ impl<T> Default for Mailbox<T> {
         Mailbox {
             state: Mutex::new(State {
                 messages: VecDeque::new(),
-                bytes: 0,
                 lost: None,
-                unannounced: false,
             }),
+            bytes: AtomicUsize::new(0),
+            unannounced: AtomicBool::new(false),
             arrived: Condvar::new(),
             notify: Notify::new(),
             taken: Notify::new(),
@@ -67,7 +69,7 @@ impl<T> Default for Mailbox<T> {
 impl<T: Send + Weight> Mailbox<T> {
     pub fn push(&self, message: T) {
         let mut state = lock(&self.state);
-        state.bytes += message.weight();
+        self.bytes.fetch_add(message.weight(), Ordering::Relaxed);
         state.messages.push_back(message);
         // Waiters only sleep on an empty inbox, so one wake-up per batch is enough.
         if state.messages.len() == 1 {
@@ -79,15 +81,15 @@ impl<T: Send + Weight> Mailbox<T> {
     /// so a reader wakes once per batch rather than for the batch's first message.
     pub fn push_quietly(&self, message: T) {
         let mut state = lock(&self.state);
-        state.bytes += message.weight();
+        self.bytes.fetch_add(message.weight(), Ordering::Relaxed);
         state.messages.push_back(message);
-        state.unannounced = true;
+        self.unannounced.store(true, Ordering::Release);
     }
 
-    /// Wakes the readers if `push_quietly` added anything since the last call.
+    /// Wakes the readers if `push_quietly` added anything since the last call. Takes no lock: a
+    /// reader checks the queue under the lock before it sleeps, so it cannot miss this wake-up.
     pub fn announce(&self) {
-        let mut state = lock(&self.state);
-        if std::mem::take(&mut state.unannounced) {
+        if self.unannounced.swap(false, Ordering::AcqRel) {
             self.wake();
         }
     }
@@ -107,7 +109,7 @@ impl<T: Send + Weight> Mailbox<T> {
     pub fn put_back(&self, rest: Vec<T>) {
         let mut state = lock(&self.state);
         for message in rest.into_iter().rev() {
-            state.bytes += message.weight();
+            self.bytes.fetch_add(message.weight(), Ordering::Relaxed);
             state.messages.push_front(message);
         }
     }
@@ -170,7 +172,7 @@ impl<T: Send + Weight> Mailbox<T> {
             let taken = self.taken.notified();
             let mut taken = std::pin::pin!(taken);
             taken.as_mut().enable();
-            if lock(&self.state).bytes < limit {
+            if self.bytes() < limit {
                 return;
             }
             taken.await;
@@ -178,14 +180,15 @@ impl<T: Send + Weight> Mailbox<T> {
     }
 
     pub fn bytes(&self) -> usize {
-        lock(&self.state).bytes
+        self.bytes.load(Ordering::Relaxed)
     }
 
     fn take_now(&self, state: &mut State<T>, max: usize) -> Option<Taken<T>> {
         if !state.messages.is_empty() {
             let count = max.min(state.messages.len());
             let items: Vec<T> = state.messages.drain(..count).collect();
-            state.bytes -= items.iter().map(Weight::weight).sum::<usize>();
+            let weight = items.iter().map(Weight::weight).sum::<usize>();
+            self.bytes.fetch_sub(weight, Ordering::Relaxed);
             self.taken.notify_waiters();
             return Some(Taken::Items(items));
         }

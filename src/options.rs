@@ -52,7 +52,7 @@ pub fn payload(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
         return Ok(b.as_bytes().to_vec());
     }
     if let Ok(s) = value.cast::<PyString>() {
-        return Ok(s.to_cow()?.as_bytes().to_vec());
+        return Ok(s.to_cow()?.into_owned().into_bytes());
     }
     if let Ok(b) = value.cast::<PyByteArray>() {
         return Ok(b.to_vec());
@@ -245,7 +245,7 @@ pub fn publish_size(topic: &str, payload: usize, qos: QoS) -> usize {
 
 pub fn check_fits(topic: &str, payload: usize, qos: QoS, limit: usize) -> PyResult<()> {
     let size = publish_size(topic, payload, qos);
-    if size > limit || size - 5 > MQTT_MAX_REMAINING {
+    if size > limit {
         return Err(PyValueError::new_err(format!(
             "message of {payload} bytes is too large: the packet would be {size} bytes and \
              max_packet_size is {limit} (raise it in the constructor, up to 256 MiB)"
@@ -260,6 +260,8 @@ pub struct ClientOptions {
     pub client_id: String,
     pub host: String,
     pub port: u16,
+    /// `host:port` for messages, computed once (`ClientOptions::target`).
+    pub target: String,
     pub credentials: Option<(String, String)>,
     pub keepalive: u16,
     pub reconnect: bool,
@@ -273,11 +275,12 @@ pub struct ClientOptions {
 }
 
 impl ClientOptions {
-    pub fn target(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
+    /// `host:port` as messages name the broker (`[::1]:1883` for an IPv6 address).
+    pub fn target(host: &str, port: u16) -> String {
+        if host.contains(':') {
+            format!("[{host}]:{port}")
         } else {
-            format!("{}:{}", self.host, self.port)
+            format!("{host}:{port}")
         }
     }
 
@@ -314,11 +317,12 @@ impl ClientOptions {
         options
     }
 
-    pub fn network_options(&self) -> NetworkOptions {
+    /// TCP options for one connection attempt bounded by `connect_timeout`.
+    pub fn network_options(connect_timeout: Duration) -> NetworkOptions {
         let mut network = NetworkOptions::new();
         network.set_tcp_nodelay(true);
         // rumqttc counts whole seconds; round up so a short timeout is never zero.
-        network.set_connection_timeout(self.connect_timeout.as_secs_f64().ceil().max(1.0) as u64);
+        network.set_connection_timeout(connect_timeout.as_secs_f64().ceil().max(1.0) as u64);
         network
     }
 }

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 import time
 
 import pytest
 import umqtt
+import umqtt.simple
 from broker import (
     ALICE,
     BOB,
@@ -622,3 +624,15 @@ def test_last_will_can_be_retained(make_client, client_id, broker, make_peer, to
     [got] = late.wait_for(topic)
     assert (got.payload, got.retain) == (b"last words", True)
     late.publish(topic, b"", retain=True)
+
+
+@pytest.mark.parametrize("server", ["127.0.0.1", "::1"])
+def test_repr_names_the_broker_as_error_messages_do(server):
+    """repr() writes host:port as the core's messages do: an IPv6 address in brackets."""
+    port = free_port()
+    shown = f"[::1]:{port}" if server == "::1" else f"127.0.0.1:{port}"
+    for cls in (umqtt.MQTTClient, umqtt.simple.MQTTClient):
+        c = cls("repr-test", server, port)
+        assert f"server='{shown}'" in repr(c)
+    with pytest.raises(OSError, match=re.escape(shown)):
+        umqtt.simple.MQTTClient("repr-test", server, port, connect_timeout=2).connect()

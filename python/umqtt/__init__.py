@@ -52,8 +52,7 @@ def _check_version(version: object) -> None:
 def _describe(client: object, core: _native.Client) -> str:
     """A client's repr: what it is and where it connects, never its credentials."""
     kind = f"{type(client).__module__}.{type(client).__name__}"
-    where = f"{core.server}:{core.port}"
-    return f"<{kind} client_id={core.client_id!r} server={where!r} state={core.state!r}>"
+    return f"<{kind} client_id={core.client_id!r} server={core.target!r} state={core.state!r}>"
 
 
 class _CoreClient:

@@ -111,6 +111,24 @@ impl AsyncClient {
         Ok(())
     }
 
+    /// umqtt patch: `try_publish` for a payload already in `Bytes`, so that sending it again
+    /// (after a reconnect) or keeping it costs no copy. The topic is not validated here.
+    pub fn try_publish_bytes<S>(
+        &self,
+        topic: S,
+        qos: QoS,
+        retain: bool,
+        payload: Bytes,
+    ) -> Result<(), ClientError>
+    where
+        S: Into<String>,
+    {
+        let mut publish = Publish::from_bytes(topic, qos, payload);
+        publish.retain = retain;
+        self.request_tx.try_send(Request::Publish(publish))?;
+        Ok(())
+    }
+
     /// Sends a MQTT PubAck to the `EventLoop`. Only needed in if `manual_acks` flag is set.
     pub async fn ack(&self, publish: &Publish) -> Result<(), ClientError> {
         let ack = get_ack_req(publish);

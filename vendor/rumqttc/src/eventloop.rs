@@ -251,7 +251,10 @@ impl EventLoop {
                         let ready = self.pending.is_empty()
                             && self.state.inflight < self.mqtt_options.inflight
                             && self.state.collision.is_none();
-                        let Some(request) = ready.then(|| self.requests_rx.try_recv().ok()).flatten() else {
+                        if !ready {
+                            break;
+                        }
+                        let Ok(request) = self.requests_rx.try_recv() else {
                             break;
                         };
                         if let Some(outgoing) = self.state.handle_outgoing_packet(request)? {
