@@ -64,6 +64,8 @@ impl Link {
 /// Text passed to the error callback, as on the device.
 pub const RECONNECT_START: &str = "reconnect_start";
 pub const RECONNECT_SUCCESS: &str = "reconnect_success";
+/// Link notices kept for the error callback (older ones are dropped).
+const NOTICE_LIMIT: usize = 64;
 
 /// How long a connection must stay up before the reconnect backoff starts again from the first
 /// delay: a broker that drops every connection at once gets ever slower retries, not a flap.
@@ -123,6 +125,12 @@ impl Shared {
         let mut subscriptions = lock(&self.subscriptions);
         subscriptions.retain(|(known, _)| known != topic);
         subscriptions.push((topic.to_owned(), qos));
+    }
+
+    /// Posts a link notice for the error callback. Only the newest `NOTICE_LIMIT` are kept: a
+    /// client nobody reads notices from (no callback, other dialects) must not grow with them.
+    fn notify(&self, notice: String) {
+        self.notices.push_within(notice, NOTICE_LIMIT);
     }
 
     pub fn forget_subscription(&self, topic: &str) {
@@ -333,7 +341,7 @@ impl Driver {
         }
         if std::mem::take(&mut self.reconnecting) {
             log::info!(target: "umqtt", "reconnected to {}", self.config.target);
-            self.shared.notices.push(RECONNECT_SUCCESS.to_owned());
+            self.shared.notify(RECONNECT_SUCCESS.to_owned());
         }
     }
 
@@ -375,13 +383,13 @@ impl Driver {
         }
         if !self.config.reconnect {
             log::warn!(target: "umqtt", "{lost}");
-            self.shared.notices.push(reason);
+            self.shared.notify(reason);
             self.shared.inbox.set_lost(Some(lost));
             return false;
         }
         if !std::mem::replace(&mut self.reconnecting, true) {
             log::warn!(target: "umqtt", "{lost}; reconnecting");
-            self.shared.notices.push(RECONNECT_START.to_owned());
+            self.shared.notify(RECONNECT_START.to_owned());
         } else {
             log::info!(target: "umqtt", "reconnecting to {} failed: {reason}", self.config.target);
         }

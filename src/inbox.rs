@@ -67,8 +67,14 @@ impl<T> Default for Mailbox<T> {
 }
 
 impl<T: Send + Weight> Mailbox<T> {
-    pub fn push(&self, message: T) {
+    /// Adds an item, first dropping the oldest while `limit` or more wait.
+    pub fn push_within(&self, message: T, limit: usize) {
         let mut state = lock(&self.state);
+        while state.messages.len() >= limit.max(1) {
+            if let Some(old) = state.messages.pop_front() {
+                self.bytes.fetch_sub(old.weight(), Ordering::Relaxed);
+            }
+        }
         self.bytes.fetch_add(message.weight(), Ordering::Relaxed);
         state.messages.push_back(message);
         // Waiters only sleep on an empty inbox, so one wake-up per batch is enough.
@@ -193,5 +199,25 @@ impl<T: Send + Weight> Mailbox<T> {
             return Some(Taken::Items(items));
         }
         state.lost.clone().map(Taken::Lost)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_within_keeps_only_the_newest() {
+        let notices = Mailbox::<String>::default();
+        for n in 0..70 {
+            notices.push_within(format!("{n:02}"), 64);
+        }
+        assert_eq!(notices.bytes(), 64 * 2);
+        let Some(Taken::Items(kept)) = notices.try_take(100) else {
+            panic!("nothing taken");
+        };
+        assert_eq!(kept.first().map(String::as_str), Some("06"));
+        assert_eq!(kept.len(), 64);
+        assert_eq!(notices.bytes(), 0);
     }
 }
