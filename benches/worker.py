@@ -80,12 +80,6 @@ def client_id(tag: str) -> str:
     return f"bench-{tag}-{uuid.uuid4().hex[:8]}"
 
 
-def raise_nofile() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
 def end_count(payload: bytes | str) -> int:
     text = payload.decode() if isinstance(payload, bytes) else payload
     return int(text.split()[1])
@@ -231,14 +225,7 @@ def umqtt_rtt(a: argparse.Namespace) -> None:
 
 
 def umqtt_conn(a: argparse.Namespace) -> None:
-    from umqtt import MQTTClient
-
-    def connect() -> Any:
-        c = MQTTClient(client_id("conn"), HOST, a.port, keepalive=60)
-        c.connect()
-        return c
-
-    conn_report(connect, lambda c: c.disconnect(), a)
+    conn_report(lambda: umqtt_client("conn", a.port), lambda c: c.disconnect(), a)
 
 
 def umqtt_idle(a: argparse.Namespace) -> None:
@@ -715,7 +702,6 @@ def main() -> None:
     p.add_argument("--total", type=int, default=1000, help="idle: clients for the thread count")
     p.add_argument("--settle", type=float, default=1.0, help="idle: seconds before measuring")
     a = p.parse_args()
-    raise_nofile()
     fn = ROLES[a.lib][a.role]
     if asyncio.iscoroutinefunction(fn):
         asyncio.run(fn(a))
