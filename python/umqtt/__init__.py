@@ -56,9 +56,38 @@ def _describe(client: object, core: _native.Client) -> str:
 
 
 class _CoreClient:
-    """What every dialect's client has: the native core, its repr and the will."""
+    """What every dialect's client has: the native core, the attributes the device's client
+    has, its repr and the will."""
 
-    _core: _native.Client
+    def __init__(
+        self,
+        client_id: Text,
+        server: Text,
+        port: int | str,
+        user: Text | None,
+        password: Text | None,
+        keepalive: int,
+        ssl: Any,
+        ssl_params: dict[str, Any] | None,
+        **core_options: Any,
+    ) -> None:
+        self._core = _native.Client(
+            client_id,
+            server,
+            port,
+            user=user,
+            password=password,
+            keepalive=keepalive,
+            ssl=ssl,
+            ssl_params=ssl_params,
+            **core_options,
+        )
+        self.client_id = client_id
+        self.server = server
+        self.port = self._core.port
+        self.keepalive = keepalive
+        self.ssl = ssl
+        self.ssl_params = ssl_params
 
     def __repr__(self) -> str:
         return _describe(self, self._core)
@@ -105,15 +134,15 @@ class _ClientBase(_CoreClient):
         if isinstance(keepalive, int) and 0 < keepalive < 5:
             raise ValueError(_KEEPALIVE_TOO_SHORT)
         _check_version(version)
-        self._core = _native.Client(
+        super().__init__(
             client_id,
             server,
             port,
-            user=user,
-            password=password,
-            keepalive=keepalive,
-            ssl=ssl,
-            ssl_params=ssl_params,
+            user,
+            password,
+            keepalive,
+            ssl,
+            ssl_params,
             reconnect=bool(reconn),
             pingmaxnum=pingmaxnum,
             connect_timeout=connect_timeout,
@@ -122,12 +151,6 @@ class _ClientBase(_CoreClient):
             reconnect_delay=reconnect_delay,
             reconnect_max_delay=reconnect_max_delay,
         )
-        self.client_id = client_id
-        self.server = server
-        self.port = self._core.port
-        self.keepalive = keepalive
-        self.ssl = ssl
-        self.ssl_params = ssl_params
         self.reconn = reconn
         self.version = version
         self.pingmaxnum = pingmaxnum

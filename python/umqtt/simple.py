@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from . import Payload, Text, _CoreClient, _native, _require_callable
+from . import Payload, Text, _CoreClient, _require_callable
 from ._native import MQTTConnectError, MQTTConnectionLost, MQTTException
 
 __all__ = ["MQTTClient", "MQTTException"]
@@ -37,26 +37,20 @@ class MQTTClient(_CoreClient):
         ssl_params: dict[str, Any] | None = {},  # noqa: B006 - MicroPython's signature
         **options: Any,
     ) -> None:
-        self._core = _native.Client(
+        super().__init__(
             client_id,
             server,
             port,
-            user=user,
-            password=password,
-            keepalive=keepalive,
-            ssl=ssl,
-            ssl_params=ssl_params,
+            user,
+            password,
+            keepalive,
+            ssl,
+            ssl_params,
             reconnect=False,
             **options,
         )
-        self.client_id = client_id
-        self.server = server
-        self.port = self._core.port
         self.user = user
         self.pswd = password
-        self.keepalive = keepalive
-        self.ssl = ssl
-        self.ssl_params = ssl_params
         self.cb: Callable[[bytes, bytes], Any] | None = None
 
     def set_callback(self, f: Callable[[bytes, bytes], Any]) -> None:
