@@ -620,10 +620,7 @@ impl Client {
         max: usize,
     ) -> PyResult<Option<u8>> {
         let deadline = match timeout {
-            Some(seconds) if seconds <= 0.0 => Deadline::after(Some(0.0)),
-            Some(seconds) => {
-                Deadline::after(Some(options::seconds(seconds, "timeout")?.as_secs_f64()))
-            }
+            Some(seconds) => poll_deadline(seconds)?,
             None => Deadline::never(),
         };
         let messages = match self.core.shared.inbox.take(py, deadline, max.max(1))? {
@@ -652,16 +649,17 @@ impl Client {
     /// text), waiting up to `timeout` seconds; None if there was none.
     #[pyo3(signature = (timeout=0.0))]
     fn next_notice(&self, py: Python<'_>, timeout: f64) -> PyResult<Option<String>> {
-        let wait = if timeout <= 0.0 {
-            0.0
-        } else {
-            options::seconds(timeout, "timeout")?.as_secs_f64()
-        };
-        let deadline = Deadline::after(Some(wait));
-        Ok(match self.core.shared.notices.take(py, deadline, 1)? {
-            Taken::Items(mut notices) => notices.pop(),
-            Taken::Lost(_) | Taken::TimedOut => None,
-        })
+        Ok(
+            match self
+                .core
+                .shared
+                .notices
+                .take(py, poll_deadline(timeout)?, 1)?
+            {
+                Taken::Items(mut notices) => notices.pop(),
+                Taken::Lost(_) | Taken::TimedOut => None,
+            },
+        )
     }
 
     /// Lets requests in flight finish, sends DISCONNECT after everything queued, closes the socket.
@@ -1004,4 +1002,14 @@ fn subscription(
 /// The first byte of a PUBLISH packet: type, DUP, QoS and RETAIN.
 fn publish_header(message: &Publish) -> u8 {
     0x30 | (u8::from(message.dup) << 3) | ((message.qos as u8) << 1) | u8::from(message.retain)
+}
+
+/// A `timeout` argument of the polling calls: 0 or less looks once, else a valid number of seconds.
+fn poll_deadline(timeout: f64) -> PyResult<Deadline> {
+    if timeout <= 0.0 {
+        return Ok(Deadline::after(Some(0.0)));
+    }
+    Ok(Deadline::after(Some(
+        options::seconds(timeout, "timeout")?.as_secs_f64(),
+    )))
 }
