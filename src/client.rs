@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,7 +20,7 @@ use tokio::task::JoinHandle;
 use crate::acks::{Ack, Kind, ReplyReceiver};
 use crate::driver::{self, DriverConfig, Link, Received, Shared};
 use crate::errors::{self, DriverError, MQTTException};
-use crate::inbox::Taken;
+use crate::inbox::{Taken, Waiting};
 use crate::options::{self, ClientOptions};
 use crate::runtime::{self, block_on, lock, Deadline};
 
@@ -623,11 +624,17 @@ impl Client {
             Some(seconds) => poll_deadline(seconds)?,
             None => Deadline::never(),
         };
-        let messages = match self.core.shared.inbox.take(py, deadline, max.max(1))? {
-            Taken::Items(messages) => messages,
-            Taken::Lost(reason) => return Err(errors::connection_lost(py, reason)),
-            Taken::TimedOut => return Ok(None),
-        };
+        let messages =
+            match self
+                .core
+                .shared
+                .inbox
+                .take(py, deadline, max.max(1), Waiting::Driving)?
+            {
+                Taken::Items(messages) => messages,
+                Taken::Lost(reason) => return Err(errors::connection_lost(py, reason)),
+                Taken::TimedOut => return Ok(None),
+            };
         let mut last_header = None;
         let mut messages = messages.into_iter();
         while let Some(received) = messages.next() {
@@ -654,7 +661,7 @@ impl Client {
                 .core
                 .shared
                 .notices
-                .take(py, poll_deadline(timeout)?, 1)?
+                .take(py, poll_deadline(timeout)?, 1, Waiting::Asleep)?
             {
                 Taken::Items(mut notices) => notices.pop(),
                 Taken::Lost(_) | Taken::TimedOut => None,
@@ -874,12 +881,11 @@ impl Client {
     ) -> PyResult<Operation<impl Future<Output = Result<(), DriverError>> + Send + 'static>> {
         let request = self.publish_request(topic, msg, qos, retain)?;
         let (core, what) = (self.core.clone(), request.ack_name());
+        let at_once = request.kind().is_none();
         let publish = async move { core.request(request).await.map(drop) };
-        Ok(Operation::new(
-            publish,
-            Some(self.ack_timeout(timeout)?),
-            what,
-        ))
+        let mut operation = Operation::new(publish, Some(self.ack_timeout(timeout)?), what);
+        operation.at_once = at_once;
+        Ok(operation)
     }
 
     fn subscribe_op(
@@ -933,7 +939,16 @@ impl Client {
         T: Send,
     {
         let deadline = Deadline::after(operation.timeout.map(|t| t.as_secs_f64()));
-        match block_on(py, deadline, operation.future)? {
+        let mut future = std::pin::pin!(operation.future);
+        let done = match operation.at_once {
+            true => runtime::poll_now(future.as_mut())?,
+            false => Poll::Pending,
+        };
+        let outcome = match done {
+            Poll::Ready(result) => Some(result),
+            Poll::Pending => block_on(py, deadline, future)?,
+        };
+        match outcome {
             Some(result) => result.map_err(|error| error.into_pyerr(py)),
             None => Err(self.core.expired(operation.what).into_pyerr(py)),
         }
@@ -955,6 +970,7 @@ impl Client {
             future,
             timeout,
             what,
+            ..
         } = operation;
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             let outcome = match timeout {
@@ -974,6 +990,9 @@ struct Operation<F> {
     future: F,
     timeout: Option<Duration>,
     what: &'static str,
+    /// Usually done on its first poll (a QoS 0 publish is done once queued): a blocking call
+    /// tries that before it takes the runtime's core (see `runtime`).
+    at_once: bool,
 }
 
 impl<F> Operation<F> {
@@ -982,6 +1001,7 @@ impl<F> Operation<F> {
             future,
             timeout,
             what,
+            at_once: false,
         }
     }
 }

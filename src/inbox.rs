@@ -8,8 +8,18 @@ use std::sync::{Condvar, Mutex};
 
 use tokio::sync::Notify;
 
-use crate::runtime::{lock, Deadline};
+use crate::runtime::{block_on, lock, signal_slice, Deadline};
 use pyo3::prelude::*;
+
+/// How a thread waits for items.
+pub enum Waiting {
+    /// Drives the connections itself while it waits (see `runtime`), so the message it waits
+    /// for is read on its own thread: a thread waiting for messages.
+    Driving,
+    /// Sleeps until the driver wakes it, leaving the runtime to others: the error-callback
+    /// thread, which spends its life waiting for notices that rarely come.
+    Asleep,
+}
 
 /// What a wait on the inbox ended with.
 pub enum Taken<T> {
@@ -42,9 +52,9 @@ pub struct Mailbox<T> {
     bytes: AtomicUsize,
     /// Messages were added by `push_quietly` since the last `announce`.
     unannounced: AtomicBool,
-    /// Wakes blocked Python threads.
+    /// Wakes Python threads waiting `Asleep`.
     arrived: Condvar,
-    /// Wakes asyncio waiters.
+    /// Wakes `ready()`: asyncio waiters and threads waiting `Driving`.
     notify: Notify,
     /// Wakes a producer waiting for room (see `wait_for_room`).
     taken: Notify,
@@ -124,30 +134,45 @@ impl<T: Send + Weight> Mailbox<T> {
         lock(&self.state).messages.len()
     }
 
-    /// Takes up to `max` messages, waiting (GIL released, signals checked) until there is one,
-    /// the link is lost for good, or the deadline passes.
-    pub fn take(&self, py: Python<'_>, deadline: Deadline, max: usize) -> PyResult<Taken<T>> {
+    /// Takes up to `max` items, waiting (GIL released, signals checked) until there is one, the
+    /// link is lost for good, or the deadline passes.
+    pub fn take(
+        &self,
+        py: Python<'_>,
+        deadline: Deadline,
+        max: usize,
+        waiting: Waiting,
+    ) -> PyResult<Taken<T>> {
         loop {
-            let slice = crate::runtime::signal_slice(&deadline);
-            let taken = py.detach(|| {
-                let mut state = lock(&self.state);
-                if state.messages.is_empty() && state.lost.is_none() && !slice.is_zero() {
-                    state = self
-                        .arrived
-                        .wait_timeout(state, slice)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .0;
-                }
-                self.take_now(&mut state, max)
-            });
-            if let Some(taken) = taken {
+            if let Some(taken) = self.try_take(max) {
                 return Ok(taken);
             }
-            py.check_signals()?;
             if deadline.expired() {
                 return Ok(Taken::TimedOut);
             }
+            match waiting {
+                Waiting::Driving => {
+                    block_on(py, deadline, self.ready())?;
+                }
+                Waiting::Asleep => self.sleep(py, &deadline)?,
+            }
         }
+    }
+
+    /// Sleeps one signal slice at most, until an item arrives or the link is lost for good.
+    fn sleep(&self, py: Python<'_>, deadline: &Deadline) -> PyResult<()> {
+        let slice = signal_slice(deadline);
+        py.detach(|| {
+            let state = lock(&self.state);
+            if state.messages.is_empty() && state.lost.is_none() {
+                drop(
+                    self.arrived
+                        .wait_timeout(state, slice)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                );
+            }
+        });
+        py.check_signals()
     }
 
     /// Waits, without blocking a thread, until something can be taken or the link is lost for

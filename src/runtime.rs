@@ -1,28 +1,41 @@
 //! One tokio runtime shared by every client (and by asyncio through pyo3-async-runtimes), and the
 //! blocking wait that Python threads use: GIL released, signals checked every slice.
+//!
+//! The runtime is a current-thread runtime whose scheduler and I/O driver (its "core") are held by
+//! whichever thread is waiting on it: a Python thread blocked in a call drives every connection
+//! itself, so the packet it waits for is read by the thread that wants it, with no wake-up of a
+//! second thread in between. When no caller is waiting, the background thread `umqtt-io` holds the
+//! core; it hands it over when a caller arrives and takes it back once callers have been gone for
+//! `RECLAIM_AFTER` (a caller making call after call keeps the core between calls).
 
 use std::future::Future;
-use std::sync::OnceLock;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use tokio::runtime::Runtime;
+use tokio::sync::Notify;
 
 /// How often a blocked call wakes up to let Ctrl-C through.
 const SIGNAL_SLICE: Duration = Duration::from_millis(50);
 
+/// How long the core stays with callers after the last one left, before the background thread
+/// takes it back: a pause this long delays the I/O of idle connections by at most as much.
+const RECLAIM_AFTER: Duration = Duration::from_millis(1);
+
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+static HANDOVER: Handover = Handover::new();
+static BACKGROUND: OnceLock<Result<(), String>> = OnceLock::new();
 
 pub fn runtime() -> PyResult<&'static Runtime> {
-    if let Some(runtime) = RUNTIME.get() {
+    if let (Some(runtime), Some(Ok(()))) = (RUNTIME.get(), BACKGROUND.get()) {
         return Ok(runtime);
     }
-    let built = tokio::runtime::Builder::new_multi_thread()
-        // One worker: measured 11.7k vs 7.6k blocking QoS 1 publishes/s (same run, loaded
-        // machine) because the driver is not bounced between workers on every wake-up. The
-        // work is I/O-bound, and Python holds the other core anyway.
-        .worker_threads(1)
+    let built = tokio::runtime::Builder::new_current_thread()
         // pyo3-async-runtimes completes every asyncio future from a blocking-pool thread that
         // waits for the GIL; uncapped (512), a thousand completions at once mean hundreds of
         // threads. A few suffice: they queue for the GIL anyway. DNS lookups share them.
@@ -33,9 +46,114 @@ pub fn runtime() -> PyResult<&'static Runtime> {
         .build()
         .map_err(|e| PyRuntimeError::new_err(format!("cannot start the umqtt I/O runtime: {e}")))?;
     let runtime = RUNTIME.get_or_init(|| built);
+    BACKGROUND
+        .get_or_init(|| {
+            std::thread::Builder::new()
+                .name("umqtt-io".into())
+                .spawn(|| HANDOVER.drive_in_background(runtime))
+                .map(drop)
+                .map_err(|e| format!("cannot start the umqtt I/O thread: {e}"))
+        })
+        .clone()
+        .map_err(PyRuntimeError::new_err)?;
     // Err only means asyncio support was already initialised with this same runtime.
     let _ = pyo3_async_runtimes::tokio::init_with_runtime(runtime);
     Ok(runtime)
+}
+
+/// Who holds the runtime's core: the background thread, or the callers blocked in `block_on`.
+struct Handover {
+    /// Callers inside `Runtime::block_on` now.
+    callers: AtomicUsize,
+    /// Calls so far: tells the background thread whether a caller came and went while it slept.
+    entries: AtomicU64,
+    /// Tells the background thread, while it drives, that a caller wants the core.
+    wanted: Notify,
+    /// Tells the background thread, while it waits, that the last caller left; `awaiting_idle`
+    /// spares callers that system call when it does not wait.
+    awaiting_idle: AtomicBool,
+    idle_lock: Mutex<()>,
+    idle: Condvar,
+}
+
+impl Handover {
+    const fn new() -> Self {
+        Handover {
+            callers: AtomicUsize::new(0),
+            entries: AtomicU64::new(0),
+            awaiting_idle: AtomicBool::new(false),
+            wanted: Notify::const_new(),
+            idle_lock: Mutex::new(()),
+            idle: Condvar::new(),
+        }
+    }
+
+    fn drive_in_background(&self, runtime: &Runtime) {
+        loop {
+            runtime.block_on(self.until_wanted());
+            self.wait_until_idle();
+        }
+    }
+
+    async fn until_wanted(&self) {
+        loop {
+            let notified = self.wanted.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.callers.load(Ordering::SeqCst) > 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Returns once no caller has been in for `RECLAIM_AFTER`.
+    fn wait_until_idle(&self) {
+        loop {
+            let seen = self.entries.load(Ordering::SeqCst);
+            let mut guard = lock(&self.idle_lock);
+            self.awaiting_idle.store(true, Ordering::SeqCst);
+            while self.callers.load(Ordering::SeqCst) > 0 {
+                guard = self
+                    .idle
+                    .wait(guard)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            self.awaiting_idle.store(false, Ordering::SeqCst);
+            drop(guard);
+            std::thread::sleep(RECLAIM_AFTER);
+            if self.callers.load(Ordering::SeqCst) == 0
+                && self.entries.load(Ordering::SeqCst) == seen
+            {
+                return;
+            }
+        }
+    }
+
+    /// Runs `future` on the calling thread, taking the core from the background thread.
+    fn block_on<F: Future>(&self, runtime: &Runtime, future: F) -> F::Output {
+        self.callers.fetch_add(1, Ordering::SeqCst);
+        self.entries.fetch_add(1, Ordering::SeqCst);
+        let _leave = Leave(self);
+        self.wanted.notify_waiters();
+        runtime.block_on(future)
+    }
+}
+
+/// Counts a caller out, even when its future panicked.
+struct Leave<'a>(&'a Handover);
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        // SeqCst on both sides: either this sees `awaiting_idle` or the background thread sees
+        // no callers before it waits.
+        if self.0.callers.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.0.awaiting_idle.load(Ordering::SeqCst)
+        {
+            let _guard = lock(&self.0.idle_lock);
+            self.0.idle.notify_one();
+        }
+    }
 }
 
 /// A point in time after which a wait gives up; `None` waits for ever.
@@ -89,7 +207,9 @@ where
     loop {
         let slice = signal_slice(&deadline);
         let step = py.detach(|| {
-            runtime.block_on(async { tokio::time::timeout(slice, future.as_mut()).await })
+            HANDOVER.block_on(runtime, async {
+                tokio::time::timeout(slice, future.as_mut()).await
+            })
         });
         if let Ok(output) = step {
             return Ok(Some(output));
@@ -99,6 +219,14 @@ where
             return Ok(None);
         }
     }
+}
+
+/// Polls `future` once in the runtime's context (so it may create timers and sockets) without
+/// taking the core from the background thread: for calls that are usually done at once (a QoS 0
+/// publish). If it is not done, `block_on` polls it again, and whatever it waits for wakes that.
+pub fn poll_now<F: Future>(future: Pin<&mut F>) -> PyResult<Poll<F::Output>> {
+    let _context = runtime()?.enter();
+    Ok(future.poll(&mut Context::from_waker(Waker::noop())))
 }
 
 /// Locks a mutex, ignoring poisoning: every critical section here leaves the data consistent, and a

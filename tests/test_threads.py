@@ -133,3 +133,110 @@ def test_concurrent_check_msg_and_publish(client, inbox, topic):
         stop.set()
         poller.join(5)
     assert sorted(inbox.payloads(topic), key=int) == sent
+
+
+# --------------------------------------------------------------------------- who drives the I/O
+# A thread blocked in a call drives every connection itself; when no call is in progress a
+# background thread does (docs/design.md, "Who runs the I/O"). These tests pin down the
+# hand-over in both directions.
+
+
+def test_background_takes_over_after_a_blocking_call(client, inbox, peer, topic):
+    """After a blocking call returns, messages keep being read while the thread does other
+    things: check_msg() (which never waits) finds them."""
+    assert client.subscribe(topic, 1) is True
+    assert client.publish(f"{topic}/other", b"x", qos=1) is True  # the caller had the I/O
+    for n in range(3):
+        peer.publish(topic, b"%d" % n)
+    time.sleep(0.3)  # no umqtt call on any thread
+    client.check_msg()
+    assert inbox.payloads(topic) == [b"0", b"1", b"2"]
+
+
+def test_thread_waiting_for_messages_carries_other_clients(make_client, inbox, topic):
+    """A thread parked in wait_msg() drives the I/O of other clients: another thread's QoS 1/2
+    publishes on a second client all complete and all arrive."""
+    reader = make_client()
+    reader.set_callback(inbox.callback)
+    assert reader.connect() == 0
+    assert reader.subscribe(f"{topic}/#", 2) is True
+    writer = make_client()
+    assert writer.connect() == 0
+    sent = [b"%d" % n for n in range(60)]
+
+    def read_all() -> None:
+        while len(inbox.items) < len(sent):
+            reader.wait_msg()
+
+    waiter = Bounded(read_all, "reader")
+    time.sleep(0.1)  # the reader is parked in wait_msg()
+    assert [writer.publish(f"{topic}/{m.decode()}", m, qos=1 + int(m) % 2) for m in sent] == [
+        True
+    ] * len(sent)
+    waiter.join(15)
+    assert sorted(inbox.payloads(), key=int) == sent
+
+
+def test_asyncio_runs_while_a_thread_waits_for_messages(client, inbox, broker, topic):
+    """An asyncio client round-trips QoS 1 messages while another thread is blocked in
+    wait_msg() (its futures are completed by whichever thread runs the I/O)."""
+    import asyncio
+
+    import umqtt.aio
+
+    assert client.subscribe(f"{topic}/release", 1) is True
+    waiter = Bounded(client.wait_msg, "wait_msg")
+    time.sleep(0.1)
+
+    async def round_trips() -> list[bytes]:
+        async with umqtt.aio.MQTTClient(unique_id("aio"), broker.host, port=broker.port) as aio:
+            await aio.subscribe(f"{topic}/aio", 1)
+            got = []
+            messages = aio.messages()
+            for n in range(20):
+                await aio.publish(f"{topic}/aio", b"%d" % n, qos=1)
+                got.append((await asyncio.wait_for(messages.__anext__(), 5)).payload)
+            await messages.aclose()
+            return got
+
+    assert asyncio.run(asyncio.wait_for(round_trips(), 20)) == [b"%d" % n for n in range(20)]
+    assert not waiter.done
+    assert client.publish(f"{topic}/release", b"go", qos=1) is True
+    waiter.join(5)
+    assert inbox.payloads(f"{topic}/release") == [b"go"]
+
+
+EXIT_WHILE_WAITING_SCRIPT = textwrap.dedent(
+    """
+    import sys, threading, umqtt
+    host, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    c = umqtt.MQTTClient(name, host, port)
+    c.set_callback(lambda t, m: None)
+    c.connect()
+    c.subscribe("umqtt-test/exit/" + name)
+    threading.Thread(target=c.wait_msg, daemon=True).start()
+    threading.Event().wait(0.2)
+    print("exiting", flush=True)
+    """
+)
+
+
+def test_interpreter_exits_while_a_daemon_thread_waits(broker):
+    """A daemon thread blocked in wait_msg() (driving the I/O) does not hold up exit."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            EXIT_WHILE_WAITING_SCRIPT,
+            broker.host,
+            str(broker.port),
+            unique_id("exit"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "exiting"), done.stderr
