@@ -4,12 +4,14 @@
 //!   level later (`basicConfig`, `setLevel`) would never see more; the cache is dropped at most
 //!   once a second instead, keeping the per-record cost a cache lookup;
 //! - records are dropped once the interpreter is shutting down, when attaching to Python would
-//!   panic on a runtime thread.
+//!   panic on a runtime thread;
+//! - an exception escaping a handler is reported, not left pending on the logging thread.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use log::{LevelFilter, Log, Metadata, Record};
+use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::prelude::*;
 use pyo3_log::{Caching, ResetHandle};
 
@@ -49,11 +51,35 @@ impl Log for Bridge {
             return;
         }
         self.refresh();
-        self.inner.log(record);
+        if !self.inner.enabled(record.metadata()) {
+            return;
+        }
+        Python::attach(|py| {
+            let earlier = PyErr::take(py);
+            self.inner.log(record);
+            if let Some(raised) = PyErr::take(py) {
+                report_escaped(py, raised);
+            }
+            if let Some(earlier) = earlier {
+                earlier.restore(py);
+            }
+        });
     }
 
     fn flush(&self) {
         self.inner.flush();
+    }
+}
+
+/// An exception that escaped a handler or filter: pyo3-log would leave it pending on this thread,
+/// which may be a caller blocked in a umqtt call (see docs/design.md, "Threads and logging").
+fn report_escaped(py: Python<'_>, raised: PyErr) {
+    if raised.is_instance_of::<PyKeyboardInterrupt>(py) {
+        // Raised again in the main thread at its next check, as the signal itself would be.
+        // SAFETY: PyErr_SetInterrupt only sets a flag; it may be called from any thread.
+        unsafe { pyo3::ffi::PyErr_SetInterrupt() };
+    } else {
+        raised.write_unraisable(py, None);
     }
 }
 

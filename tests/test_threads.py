@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import socket
+import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from broker import Bounded, assert_ctrl_c_interrupts, bounded, unique_id, wait_until
@@ -224,7 +228,6 @@ EXIT_WHILE_WAITING_SCRIPT = textwrap.dedent(
 def test_interpreter_exits_while_a_daemon_thread_waits(broker):
     """A daemon thread blocked in wait_msg() (driving the I/O) does not hold up exit."""
     import subprocess
-    import sys
 
     done = subprocess.run(
         [
@@ -240,3 +243,66 @@ def test_interpreter_exits_while_a_daemon_thread_waits(broker):
         timeout=20,
     )
     assert (done.returncode, done.stdout.strip()) == (0, "exiting"), done.stderr
+
+
+# --------------------------------------------------------------------------- logging on the caller
+# A blocked call runs the I/O on its own thread, so Rust-side records may be logged there, inside
+# the call (docs/design.md, "Threads and logging").
+
+
+class RaisingHandler(logging.Handler):
+    """Raises `error` from emit() for the first record whose message contains `marker`."""
+
+    def __init__(self, error: type[BaseException], marker: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.error = error
+        self.marker = marker
+        self.raised = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.raised and self.marker in record.getMessage():
+            self.raised += 1
+            raise self.error("raised by a logging handler")
+
+
+@pytest.fixture
+def raising_handler(request: pytest.FixtureRequest) -> Iterator[RaisingHandler]:
+    """A RaisingHandler(request.param) on rumqttc's logger, which logs every SUBSCRIBE at DEBUG."""
+    logger = logging.getLogger("rumqttc")
+    handler = RaisingHandler(request.param, "Subscribe")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def subscribe_until_logged(client: Any, topic: str, handler: RaisingHandler) -> None:
+    """Subscribes until `handler` raised (the level cache is refreshed at most once a second)."""
+    deadline = time.monotonic() + 5
+    while not handler.raised and time.monotonic() < deadline:
+        assert client.subscribe(topic, 1) is True
+    assert handler.raised == 1
+    time.sleep(0.2)  # a re-armed KeyboardInterrupt is raised here at the latest
+
+
+@pytest.mark.parametrize("raising_handler", [KeyboardInterrupt], indirect=True)
+def test_ctrl_c_raised_in_a_log_handler_reaches_the_main_thread(client, topic, raising_handler):
+    """KeyboardInterrupt from a handler (a Ctrl-C that landed in it) is not lost, and does not
+    leave the call with a pending exception (SystemError)."""
+    with pytest.raises(KeyboardInterrupt):
+        subscribe_until_logged(client, topic, raising_handler)
+    assert client.subscribe(topic, 1) is True
+
+
+@pytest.mark.parametrize("raising_handler", [ValueError], indirect=True)
+def test_error_raised_in_a_log_handler_is_unraisable(client, topic, raising_handler, monkeypatch):
+    """Any other exception from a handler goes to sys.unraisablehook; the calls succeed."""
+    unraisable: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    subscribe_until_logged(client, topic, raising_handler)
+    assert [type(u.exc_value) for u in unraisable] == [ValueError]
+    assert client.subscribe(topic, 1) is True
