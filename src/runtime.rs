@@ -8,6 +8,7 @@
 //! core; it hands it over when a caller arrives and takes it back once callers have been gone for
 //! `RECLAIM_AFTER` (a caller making call after call keeps the core between calls).
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -27,36 +28,36 @@ const SIGNAL_SLICE: Duration = Duration::from_millis(50);
 /// takes it back: a pause this long delays the I/O of idle connections by at most as much.
 const RECLAIM_AFTER: Duration = Duration::from_millis(1);
 
-static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+static RUNTIME: OnceLock<Result<&'static Runtime, String>> = OnceLock::new();
 static HANDOVER: Handover = Handover::new();
-static BACKGROUND: OnceLock<Result<(), String>> = OnceLock::new();
 
 pub fn runtime() -> PyResult<&'static Runtime> {
-    if let (Some(runtime), Some(Ok(()))) = (RUNTIME.get(), BACKGROUND.get()) {
-        return Ok(runtime);
-    }
+    RUNTIME
+        .get_or_init(start)
+        .clone()
+        .map_err(PyRuntimeError::new_err)
+}
+
+/// Builds the runtime, starts the background thread and hands the runtime to asyncio support,
+/// all before any caller can see it (`OnceLock` runs this once; other callers wait for it).
+fn start() -> Result<&'static Runtime, String> {
     let built = tokio::runtime::Builder::new_current_thread()
         // pyo3-async-runtimes completes every asyncio future from a blocking-pool thread that
         // waits for the GIL; uncapped (512), a thousand completions at once mean hundreds of
         // threads. A few suffice: they queue for the GIL anyway. DNS lookups share them.
         .max_blocking_threads(6)
         .thread_keep_alive(Duration::from_secs(2))
-        .thread_name("umqtt-io")
+        .thread_name("umqtt-blocking")
         .enable_all()
         .build()
-        .map_err(|e| PyRuntimeError::new_err(format!("cannot start the umqtt I/O runtime: {e}")))?;
-    let runtime = RUNTIME.get_or_init(|| built);
-    BACKGROUND
-        .get_or_init(|| {
-            std::thread::Builder::new()
-                .name("umqtt-io".into())
-                .spawn(|| HANDOVER.drive_in_background(runtime))
-                .map(drop)
-                .map_err(|e| format!("cannot start the umqtt I/O thread: {e}"))
-        })
-        .clone()
-        .map_err(PyRuntimeError::new_err)?;
-    // Err only means asyncio support was already initialised with this same runtime.
+        .map_err(|e| format!("cannot start the umqtt I/O runtime: {e}"))?;
+    // Lives as long as the process, like the static it would otherwise be.
+    let runtime: &'static Runtime = Box::leak(Box::new(built));
+    std::thread::Builder::new()
+        .name("umqtt-io".into())
+        .spawn(|| HANDOVER.drive_in_background(runtime))
+        .map_err(|e| format!("cannot start the umqtt I/O thread: {e}"))?;
+    // Err only means asyncio support was initialised before, which `OnceLock` rules out.
     let _ = pyo3_async_runtimes::tokio::init_with_runtime(runtime);
     Ok(runtime)
 }
@@ -65,7 +66,8 @@ pub fn runtime() -> PyResult<&'static Runtime> {
 struct Handover {
     /// Callers inside `Runtime::block_on` now.
     callers: AtomicUsize,
-    /// Calls so far: tells the background thread whether a caller came and went while it slept.
+    /// Calls so far that waited: tells the background thread whether a caller came, drove the
+    /// I/O and went while it slept.
     entries: AtomicU64,
     /// Tells the background thread, while it drives, that a caller wants the core.
     wanted: Notify,
@@ -107,7 +109,7 @@ impl Handover {
         }
     }
 
-    /// Returns once no caller has been in for `RECLAIM_AFTER`.
+    /// Returns once no caller has been in for `RECLAIM_AFTER`, or none that waited.
     fn wait_until_idle(&self) {
         loop {
             let seen = self.entries.load(Ordering::SeqCst);
@@ -133,25 +135,43 @@ impl Handover {
     /// Runs `future` on the calling thread, taking the core from the background thread.
     fn block_on<F: Future>(&self, runtime: &Runtime, future: F) -> F::Output {
         self.callers.fetch_add(1, Ordering::SeqCst);
-        self.entries.fetch_add(1, Ordering::SeqCst);
-        let _leave = Leave(self);
+        let waited = Cell::new(false);
+        let _leave = Leave {
+            handover: self,
+            waited: &waited,
+        };
         self.wanted.notify_waiters();
-        runtime.block_on(future)
+        let mut future = std::pin::pin!(future);
+        runtime.block_on(std::future::poll_fn(|context| {
+            let poll = future.as_mut().poll(context);
+            waited.set(waited.get() || poll.is_pending());
+            poll
+        }))
     }
 }
 
-/// Counts a caller out, even when its future panicked.
-struct Leave<'a>(&'a Handover);
+/// Counts a caller out, even when its future panicked. Only a call that waited (and so ran the
+/// I/O) counts as an entry that defers the take-back: a thread making calls refused at once
+/// (publishing on a dead link in a loop) drives nothing, and must not keep the I/O of every
+/// other connection waiting.
+struct Leave<'a> {
+    handover: &'a Handover,
+    waited: &'a Cell<bool>,
+}
 
 impl Drop for Leave<'_> {
     fn drop(&mut self) {
+        let handover = self.handover;
+        if self.waited.get() {
+            handover.entries.fetch_add(1, Ordering::SeqCst);
+        }
         // SeqCst on both sides: either this sees `awaiting_idle` or the background thread sees
         // no callers before it waits.
-        if self.0.callers.fetch_sub(1, Ordering::SeqCst) == 1
-            && self.0.awaiting_idle.load(Ordering::SeqCst)
+        if handover.callers.fetch_sub(1, Ordering::SeqCst) == 1
+            && handover.awaiting_idle.load(Ordering::SeqCst)
         {
-            let _guard = lock(&self.0.idle_lock);
-            self.0.idle.notify_one();
+            let _guard = lock(&handover.idle_lock);
+            handover.idle.notify_one();
         }
     }
 }

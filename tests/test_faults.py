@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import pytest
@@ -201,3 +202,32 @@ def test_frozen_broker_detected_by_keepalive_and_pingmaxnum(
     assert tolerant < 3 * keepalive + 5, f"pingmaxnum=1: dead link noticed after {tolerant:.1f} s"
     assert wait_until(lambda: errors.texts, 5), "error callback not called"
     assert isinstance(errors.texts[0], str)
+
+
+def test_calls_refused_at_once_do_not_stop_other_connections(
+    fresh_broker, lost_link, errors, client, peer, topic
+):
+    """A thread retrying a QoS 1 publish on a dead link in a tight loop (every call refused at
+    once, none waits) does not keep the I/O of other connections from running: a QoS 0 publish on
+    a healthy client, queued without waiting, is still sent (docs/design.md, "Who runs the I/O")."""
+    live = f"{topic}/live"
+    peer.subscribe(live)
+    fresh_broker.kill()
+    assert wait_until(lambda: errors.texts, 5)
+    stop = threading.Event()
+
+    def retry() -> int:
+        calls = 0
+        while not stop.is_set():
+            assert lost_link.publish(f"{topic}/dead", b"x", qos=1) is False
+            calls += 1
+        return calls
+
+    retrier = Bounded(retry, "retry")
+    try:
+        time.sleep(0.1)
+        assert client.publish(live, b"sent", qos=0) is True
+        assert [m.payload for m in peer.wait_for(live, 1, timeout=5)] == [b"sent"]
+    finally:
+        stop.set()
+    assert retrier.join(5) > 0
