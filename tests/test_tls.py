@@ -367,6 +367,22 @@ def assert_mentions(message: str, *words: str) -> None:
 # --------------------------------------------------------------------------- one-way TLS
 
 
+# musl's default thread stack (glibc's is 8 MiB). Measured 2026-12-07 (release build): TLS needs
+# more than 48 KiB and 64 KiB suffice; plain MQTT needs more than 32 KiB and 48 KiB suffice.
+SMALL_THREAD_STACK = 128 * 1024
+
+
+def test_tls_from_a_thread_with_a_small_stack(tls_broker, tls_client, pki, topic):
+    """A blocked call runs the I/O, TLS handshake included, on the caller's own thread
+    (docs/design.md, "Who runs the I/O"): a thread with musl's 128 KiB stack is enough."""
+    c = tls_client("tls", ca_only(pki))
+    default = threading.stack_size(SMALL_THREAD_STACK)
+    try:
+        Bounded(lambda: flows(tls_broker, c, "tls", topic), "flows").join(30)
+    finally:
+        threading.stack_size(default)
+
+
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_ca_certs_round_trip_in_every_dialect(tls_broker, tls_client, pki, topic, dialect):
     c = tls_client("tls", ca_only(pki), dialect=dialect)
