@@ -646,6 +646,31 @@ def test_quecpython_puback_only_after_the_callback_ended(
         c.connect(clean_session=True)  # drop the session from the shared broker
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="the quick-ACK patch is for Linux only")
+@pytest.mark.parametrize("read", ["unread", "check_msg"])
+def test_qos1_publish_to_an_own_subscription_is_not_held_by_delayed_acks(
+    mqtt_broker_factory, make_client, inbox, topic, read
+):
+    """Since a QoS 1 message is acknowledged only once handled, the client sends nothing back
+    when it arrives; Linux then delays the TCP ACK up to 40 ms, and a broker with Nagle's
+    algorithm on (mosquitto's default, set explicitly here) holds the PUBACK of the client's own
+    publish until that ACK. Measured before the quick-ACK patch: 40 publishes in 1.76 s (0.90 s
+    with the messages left unread); after: under 10 ms. The bound, 0.4 s, is far from both."""
+    nagle = mqtt_broker_factory(extra_config=["set_tcp_nodelay false"])
+    c = make_client(on=nagle)
+    c.set_callback(inbox.callback)
+    assert c.connect() == 0
+    assert c.subscribe(topic, 1) is True
+    started = time.monotonic()
+    for n in range(40):
+        assert c.publish(topic, b"%d" % n, qos=1) is True
+        if read == "check_msg":
+            c.check_msg()
+    elapsed = time.monotonic() - started
+    assert len(inbox.pump(c, 40, topic)) == 40
+    assert elapsed < 0.4, f"40 QoS 1 publishes took {elapsed:.2f} s: delayed ACKs hold the PUBACKs"
+
+
 # --------------------------------------------------------------------------- disconnect()
 
 

@@ -408,6 +408,10 @@ async fn network_connect(
         _ => options.broker_address(),
     };
 
+    // umqtt patch: the TCP socket, for `Network::set_quick_ack_socket` (None through a proxy).
+    #[cfg(target_os = "linux")]
+    #[cfg_attr(not(feature = "proxy"), allow(unused_assignments))]
+    let mut tcp_socket = None;
     let tcp_stream: Box<dyn AsyncReadWrite> = {
         #[cfg(feature = "proxy")]
         match options.proxy() {
@@ -422,11 +426,16 @@ async fn network_connect(
         {
             let addr = format!("{domain}:{port}");
             let tcp = socket_connect(addr, network_options).await?;
+            #[cfg(target_os = "linux")]
+            {
+                tcp_socket = Some(std::os::fd::AsRawFd::as_raw_fd(&tcp));
+            }
             Box::new(tcp)
         }
     };
 
-    let network = match options.transport() {
+    #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
+    let mut network = match options.transport() {
         Transport::Tcp => Network::new(
             tcp_stream,
             options.max_incoming_packet_size,
@@ -499,6 +508,10 @@ async fn network_connect(
         }
     };
 
+    #[cfg(target_os = "linux")]
+    if let Some(socket) = tcp_socket {
+        network.set_quick_ack_socket(socket);
+    }
     Ok(network)
 }
 

@@ -13,6 +13,9 @@ pub struct Network {
     framed: Framed<Box<dyn AsyncReadWrite>, Codec>,
     /// Maximum readv count
     max_readb_count: usize,
+    /// umqtt patch: the TCP socket under `framed`, to keep acknowledging at once (`quick_ack`).
+    #[cfg(target_os = "linux")]
+    quick_ack_socket: Option<std::os::fd::RawFd>,
 }
 
 impl Network {
@@ -31,6 +34,39 @@ impl Network {
         Network {
             framed,
             max_readb_count: 10,
+            #[cfg(target_os = "linux")]
+            quick_ack_socket: None,
+        }
+    }
+
+    /// umqtt patch: acknowledge every TCP segment from the broker at once (Linux only).
+    /// Linux delays an ACK up to 40 ms while it expects to piggyback it on a reply, and an MQTT
+    /// client may not reply for a while (a QoS 1 message is acknowledged once the application has
+    /// handled it). A broker with Nagle's algorithm on, mosquitto's default, then holds back its
+    /// next small packet, such as the PUBACK of our own publish, until that ACK: 44 ms per QoS 1
+    /// publish to a topic the client subscribes to. The kernel leaves quick-ACK mode by itself,
+    /// so `quick_ack` sets it again after every read and every flush.
+    #[cfg(target_os = "linux")]
+    pub fn set_quick_ack_socket(&mut self, socket: std::os::fd::RawFd) {
+        self.quick_ack_socket = Some(socket);
+        self.quick_ack();
+    }
+
+    fn quick_ack(&self) {
+        #[cfg(target_os = "linux")]
+        if let Some(socket) = self.quick_ack_socket {
+            let on: libc::c_int = 1;
+            // SAFETY: `socket` is the descriptor of the stream `framed` owns, so it is open while
+            // `self` lives; the option is a plain int. A failure only means delayed ACKs again.
+            unsafe {
+                libc::setsockopt(
+                    socket,
+                    libc::IPPROTO_TCP,
+                    libc::TCP_QUICKACK,
+                    (&on as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
         }
     }
 
@@ -49,6 +85,7 @@ impl Network {
     pub async fn readb(&mut self, state: &mut MqttState) -> Result<(), StateError> {
         // wait for the first read
         let mut res = self.framed.next().await;
+        self.quick_ack();
         let mut count = 1;
         loop {
             match res {
@@ -85,10 +122,13 @@ impl Network {
     }
 
     pub async fn flush(&mut self) -> Result<(), crate::state::StateError> {
-        self.framed
+        let flushed = self
+            .framed
             .flush()
             .await
-            .map_err(StateError::Deserialization)
+            .map_err(StateError::Deserialization);
+        self.quick_ack();
+        flushed
     }
 }
 
