@@ -74,13 +74,30 @@ impl Log for Bridge {
 /// An exception that escaped a handler or filter: pyo3-log would leave it pending on this thread,
 /// which may be a caller blocked in a umqtt call (see docs/design.md, "Threads and logging").
 fn report_escaped(py: Python<'_>, raised: PyErr) {
-    if raised.is_instance_of::<PyKeyboardInterrupt>(py) {
-        // Raised again in the main thread at its next check, as the signal itself would be.
+    if raised.is_instance_of::<PyKeyboardInterrupt>(py) && ctrl_c_raises_here(py) {
+        // A Ctrl-C that landed in the handler: raised again at the main thread's next check, by
+        // the same default handler that raised it.
         // SAFETY: PyErr_SetInterrupt only sets a flag; it may be called from any thread.
         unsafe { pyo3::ffi::PyErr_SetInterrupt() };
     } else {
         raised.write_unraisable(py, None);
     }
+}
+
+/// True on the main thread while SIGINT has Python's default handler: only there can a Ctrl-C
+/// raise KeyboardInterrupt inside a log handler, and only there does `PyErr_SetInterrupt` raise it
+/// again (an application's own handler would run twice; SIG_IGN or SIG_DFL would do nothing).
+fn ctrl_c_raises_here(py: Python<'_>) -> bool {
+    let check = || -> PyResult<bool> {
+        let threading = py.import("threading")?;
+        let signal = py.import("signal")?;
+        let on_main = threading
+            .call_method0("current_thread")?
+            .is(&threading.call_method0("main_thread")?);
+        let handler = signal.call_method1("getsignal", (signal.getattr("SIGINT")?,))?;
+        Ok(on_main && handler.is(&signal.getattr("default_int_handler")?))
+    };
+    check().unwrap_or(false)
 }
 
 /// Called by `atexit`: from here on, Rust logs are dropped.

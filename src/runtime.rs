@@ -39,7 +39,8 @@ pub fn runtime() -> PyResult<&'static Runtime> {
 }
 
 /// Builds the runtime, starts the background thread and hands the runtime to asyncio support,
-/// all before any caller can see it (`OnceLock` runs this once; other callers wait for it).
+/// all before any caller can see it (`OnceLock` runs this once; other callers wait for it). A
+/// failure (no thread or no epoll for this process) is kept and raised by every later call.
 fn start() -> Result<&'static Runtime, String> {
     let built = tokio::runtime::Builder::new_current_thread()
         // pyo3-async-runtimes completes every asyncio future from a blocking-pool thread that
@@ -109,27 +110,39 @@ impl Handover {
         }
     }
 
-    /// Returns once no caller has been in for `RECLAIM_AFTER`, or none that waited.
+    /// Returns once the callers that took the core have been gone for `RECLAIM_AFTER` with no
+    /// call coming back to wait; or as soon as they are gone if none of them waited: calls done
+    /// on their first poll (refused at once, say) drove nothing, and the core must not sit idle.
     fn wait_until_idle(&self) {
+        let mut counted = self.entries.load(Ordering::SeqCst);
         loop {
+            self.wait_for_no_callers();
+            // `Leave` counts an entry before it counts the caller out, so this sees every call
+            // that waited, up to the last one out.
             let seen = self.entries.load(Ordering::SeqCst);
-            let mut guard = lock(&self.idle_lock);
-            self.awaiting_idle.store(true, Ordering::SeqCst);
-            while self.callers.load(Ordering::SeqCst) > 0 {
-                guard = self
-                    .idle
-                    .wait(guard)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if seen == counted {
+                return;
             }
-            self.awaiting_idle.store(false, Ordering::SeqCst);
-            drop(guard);
             std::thread::sleep(RECLAIM_AFTER);
             if self.callers.load(Ordering::SeqCst) == 0
                 && self.entries.load(Ordering::SeqCst) == seen
             {
                 return;
             }
+            counted = seen;
         }
+    }
+
+    fn wait_for_no_callers(&self) {
+        let mut guard = lock(&self.idle_lock);
+        self.awaiting_idle.store(true, Ordering::SeqCst);
+        while self.callers.load(Ordering::SeqCst) > 0 {
+            guard = self
+                .idle
+                .wait(guard)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        self.awaiting_idle.store(false, Ordering::SeqCst);
     }
 
     /// Runs `future` on the calling thread, taking the core from the background thread.
@@ -152,8 +165,8 @@ impl Handover {
 
 /// Counts a caller out, even when its future panicked. Only a call that waited (and so ran the
 /// I/O) counts as an entry that defers the take-back: a thread making calls refused at once
-/// (publishing on a dead link in a loop) drives nothing, and must not keep the I/O of every
-/// other connection waiting.
+/// (publishing on a dead link in a loop) drives nothing, and must not leave the I/O of every
+/// other connection undriven for a pause after each call.
 struct Leave<'a> {
     handover: &'a Handover,
     waited: &'a Cell<bool>,

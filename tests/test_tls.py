@@ -367,22 +367,6 @@ def assert_mentions(message: str, *words: str) -> None:
 # --------------------------------------------------------------------------- one-way TLS
 
 
-# musl's default thread stack (glibc's is 8 MiB). Measured 2026-12-07 (release build): TLS needs
-# more than 48 KiB and 64 KiB suffice; plain MQTT needs more than 32 KiB and 48 KiB suffice.
-SMALL_THREAD_STACK = 128 * 1024
-
-
-def test_tls_from_a_thread_with_a_small_stack(tls_broker, tls_client, pki, topic):
-    """A blocked call runs the I/O, TLS handshake included, on the caller's own thread
-    (docs/design.md, "Who runs the I/O"): a thread with musl's 128 KiB stack is enough."""
-    c = tls_client("tls", ca_only(pki))
-    default = threading.stack_size(SMALL_THREAD_STACK)
-    try:
-        Bounded(lambda: flows(tls_broker, c, "tls", topic), "flows").join(30)
-    finally:
-        threading.stack_size(default)
-
-
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_ca_certs_round_trip_in_every_dialect(tls_broker, tls_client, pki, topic, dialect):
     c = tls_client("tls", ca_only(pki), dialect=dialect)
@@ -933,41 +917,76 @@ def run_python(
 
 
 ROUND_TRIP_SCRIPT = """
-    import json, sys, time
+    import json, sys, threading, time
     import umqtt
     cfg = json.loads(__import__("os").environ["UMQTT_TEST"])
-    c = umqtt.MQTTClient(cfg["id"], "127.0.0.1", cfg["port"], ssl=True, ssl_params=cfg["params"],
-                         reconn=False, connect_timeout=10)
-    got = []
-    c.set_callback(lambda t, m: got.append(m))
-    try:
-        c.connect()
-    except Exception as e:
-        print("FAILED:", e)
-        sys.exit(3)
-    c.subscribe(cfg["topic"], 1)
-    c.publish(cfg["topic"], b"via system roots", qos=1)
-    deadline = time.monotonic() + 10
-    while not got and time.monotonic() < deadline:
-        c.check_msg()
-        time.sleep(0.01)
-    c.disconnect()
-    print("GOT", got)
-    sys.exit(0 if got == [b"via system roots"] else 4)
+
+    def round_trip():
+        c = umqtt.MQTTClient(cfg["id"], "127.0.0.1", cfg["port"], ssl=True,
+                             ssl_params=cfg["params"], reconn=False, connect_timeout=10)
+        got = []
+        c.set_callback(lambda t, m: got.append(m))
+        try:
+            c.connect()
+        except Exception as e:
+            print("FAILED:", e)
+            return 3
+        c.subscribe(cfg["topic"], 1)
+        c.publish(cfg["topic"], b"via system roots", qos=1)
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            c.check_msg()
+            time.sleep(0.01)
+        c.disconnect()
+        print("GOT", got)
+        return 0 if got == [b"via system roots"] else 4
+
+    # On a thread with the stack size the test asks for (0: the platform's default).
+    threading.stack_size(cfg["stack"])
+    codes = []
+    worker = threading.Thread(target=lambda: codes.append(round_trip()))
+    worker.start()
+    worker.join()
+    sys.exit(codes[0] if codes else 5)
 """
 
 
-def system_store_run(
-    tls_broker: TlsMosquitto, topic: str, env: dict[str, str], params: dict[str, Any] | None = None
+def round_trip_run(
+    tls_broker: TlsMosquitto,
+    topic: str,
+    env: dict[str, str],
+    params: dict[str, Any] | None = None,
+    stack: int = 0,
 ) -> tuple[str, str]:
+    """ROUND_TRIP_SCRIPT in a fresh interpreter: the client id, and what it printed."""
     cid = unique_id()
-    cfg = {"id": cid, "port": tls_broker.ports["tls"], "params": params or {}, "topic": topic}
+    cfg = {
+        "id": cid,
+        "port": tls_broker.ports["tls"],
+        "params": params or {},
+        "topic": topic,
+        "stack": stack,
+    }
     result = run_python(ROUND_TRIP_SCRIPT, {**env, "UMQTT_TEST": json.dumps(cfg)})
     return cid, f"rc={result.returncode}\n{result.stdout}\n{result.stderr}"
 
 
+# musl's default thread stack (glibc's is 8 MiB). Measured 2026-12-07 (release build): TLS needs
+# more than 48 KiB and 64 KiB suffice; plain MQTT needs more than 32 KiB and 48 KiB suffice.
+SMALL_THREAD_STACK = 128 * 1024
+
+
+def test_tls_from_a_thread_with_a_small_stack(tls_broker, pki, topic):
+    """A blocked call runs the I/O, TLS handshake included, on the caller's own thread
+    (docs/design.md, "Who runs the I/O"): a thread with musl's 128 KiB stack is enough. In a
+    child process, so that a stack overflow fails this test instead of ending the run."""
+    cid, out = round_trip_run(tls_broker, topic, {}, ca_only(pki), stack=SMALL_THREAD_STACK)
+    assert "rc=0" in out, out
+    assert tls_broker.listener_port_of(cid) == tls_broker.ports["tls"]
+
+
 def test_ssl_cert_file_makes_empty_ssl_params_work(tls_broker, pki, topic):
-    cid, out = system_store_run(tls_broker, topic, {"SSL_CERT_FILE": pki.path("ca.pem")})
+    cid, out = round_trip_run(tls_broker, topic, {"SSL_CERT_FILE": pki.path("ca.pem")})
     assert "rc=0" in out, out
     assert tls_broker.listener_port_of(cid) == tls_broker.ports["tls"]
 
@@ -980,7 +999,7 @@ def test_ssl_cert_dir_makes_empty_ssl_params_work(tls_broker, pki, tmp_path, top
         "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n"
     )
     (tmp_path / "broken.pem").write_text("-----BEGIN CERTIFICATE-----\n!!!\n")
-    cid, out = system_store_run(tls_broker, topic, {"SSL_CERT_DIR": str(tmp_path)})
+    cid, out = round_trip_run(tls_broker, topic, {"SSL_CERT_DIR": str(tmp_path)})
     assert "rc=0" in out, out
     assert tls_broker.listener_port_of(cid) == tls_broker.ports["tls"]
 
@@ -992,7 +1011,7 @@ def test_ssl_cert_file_with_junk_is_loaded_leniently(tls_broker, pki, tmp_path, 
         + pki.text("wrong-ca.pem")
         + pki.text("ca.pem")
     )
-    _, out = system_store_run(tls_broker, topic, {"SSL_CERT_FILE": str(bundle)})
+    _, out = round_trip_run(tls_broker, topic, {"SSL_CERT_FILE": str(bundle)})
     assert "rc=0" in out, out
 
 
@@ -1004,7 +1023,7 @@ def test_cert_none_works_without_any_system_roots(tls_broker, tmp_path, topic):
         "SSL_CERT_FILE": str(tmp_path / "empty.pem"),
         "SSL_CERT_DIR": str(tmp_path / "empty-dir"),
     }
-    _, out = system_store_run(tls_broker, topic, env, {"cert_reqs": ssl.CERT_NONE})
+    _, out = round_trip_run(tls_broker, topic, env, {"cert_reqs": ssl.CERT_NONE})
     assert "rc=0" in out, out
 
 
@@ -1012,7 +1031,7 @@ def test_cert_none_works_without_any_system_roots(tls_broker, tmp_path, topic):
 def test_without_the_ca_empty_ssl_params_fails(tls_broker, pki, topic, other_ca):
     """The control: the same script, with SSL_CERT_FILE naming another CA or unset, fails."""
     env = {"SSL_CERT_FILE": pki.path("wrong-ca.pem")} if other_ca else {}
-    _, out = system_store_run(tls_broker, topic, env)
+    _, out = round_trip_run(tls_broker, topic, env)
     assert "rc=3" in out, out
     assert_mentions(out, "ca_certs", "cadata", "CERT_NONE")
 

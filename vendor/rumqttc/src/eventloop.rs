@@ -419,6 +419,10 @@ async fn network_connect(
             None => {
                 let addr = format!("{domain}:{port}");
                 let tcp = socket_connect(addr, network_options).await?;
+                #[cfg(target_os = "linux")]
+                {
+                    tcp_socket = Some(std::os::fd::AsRawFd::as_raw_fd(&tcp));
+                }
                 Box::new(tcp)
             }
         }

@@ -72,7 +72,9 @@ impl Network {
 
     /// Reads and returns a single packet from network
     pub async fn read(&mut self) -> Result<Incoming, StateError> {
-        match self.framed.next().await {
+        let read = self.framed.next().await;
+        self.quick_ack();
+        match read {
             Some(Ok(packet)) => Ok(packet),
             Some(Err(mqttbytes::Error::InsufficientBytes(_))) => unreachable!(),
             Some(Err(e)) => Err(StateError::Deserialization(e)),
