@@ -6,7 +6,8 @@
 //! itself, so the packet it waits for is read by the thread that wants it, with no wake-up of a
 //! second thread in between. When no caller is waiting, the background thread `umqtt-io` holds the
 //! core; it hands it over when a caller arrives and takes it back once callers have been gone for
-//! `RECLAIM_AFTER` (a caller making call after call keeps the core between calls).
+//! one to two `RECLAIM_AFTER` pauses (a caller making call after call keeps the core between
+//! calls).
 
 use std::cell::Cell;
 use std::future::Future;
@@ -24,8 +25,9 @@ use tokio::sync::Notify;
 /// How often a blocked call wakes up to let Ctrl-C through.
 const SIGNAL_SLICE: Duration = Duration::from_millis(50);
 
-/// How long the core stays with callers after the last one left, before the background thread
-/// takes it back: a pause this long delays the I/O of idle connections by at most as much.
+/// How often the background thread looks whether callers are gone, while calls keep coming: it
+/// takes the core back one to two pauses after the last one, so the I/O of idle connections waits
+/// at most that long.
 const RECLAIM_AFTER: Duration = Duration::from_millis(1);
 
 static RUNTIME: OnceLock<Result<&'static Runtime, String>> = OnceLock::new();
@@ -110,25 +112,26 @@ impl Handover {
         }
     }
 
-    /// Returns once the callers that took the core have been gone for `RECLAIM_AFTER` with no
-    /// call coming back to wait; or as soon as they are gone if none of them waited: calls done
-    /// on their first poll (refused at once, say) drove nothing, and the core must not sit idle.
+    /// Returns once no caller is in and none that waited has left for a `RECLAIM_AFTER` pause; or
+    /// as soon as no caller is in if none of those since the hand-over waited: calls done on their
+    /// first poll (refused at once, say) drove nothing, and the core must not sit idle. While
+    /// calls keep coming this wakes once per pause, and callers need not wake it; only a caller
+    /// that stays in through a whole pause (a long `wait_msg()`) is waited for on the condvar.
     fn wait_until_idle(&self) {
         let mut counted = self.entries.load(Ordering::SeqCst);
         loop {
-            self.wait_for_no_callers();
-            // `Leave` counts an entry before it counts the caller out, so this sees every call
-            // that waited, up to the last one out.
+            if self.callers.load(Ordering::SeqCst) > 0
+                && self.entries.load(Ordering::SeqCst) == counted
+            {
+                self.wait_for_no_callers();
+            }
+            // `Leave` counts an entry before it counts the caller out, so with no caller in this
+            // sees every call that waited.
             let seen = self.entries.load(Ordering::SeqCst);
-            if seen == counted {
+            if self.callers.load(Ordering::SeqCst) == 0 && seen == counted {
                 return;
             }
             std::thread::sleep(RECLAIM_AFTER);
-            if self.callers.load(Ordering::SeqCst) == 0
-                && self.entries.load(Ordering::SeqCst) == seen
-            {
-                return;
-            }
             counted = seen;
         }
     }
