@@ -151,16 +151,17 @@ impl Handover {
     /// Runs `future` on the calling thread, taking the core from the background thread.
     fn block_on<F: Future>(&self, runtime: &Runtime, future: F) -> F::Output {
         self.callers.fetch_add(1, Ordering::SeqCst);
-        let waited = Cell::new(false);
-        let _leave = Leave {
+        let leave = Leave {
             handover: self,
-            waited: &waited,
+            waited: Cell::new(false),
         };
         self.wanted.notify_waiters();
         let mut future = std::pin::pin!(future);
         runtime.block_on(std::future::poll_fn(|context| {
             let poll = future.as_mut().poll(context);
-            waited.set(waited.get() || poll.is_pending());
+            if poll.is_pending() {
+                leave.waited.set(true);
+            }
             poll
         }))
     }
@@ -172,7 +173,7 @@ impl Handover {
 /// other connection undriven for a pause after each call.
 struct Leave<'a> {
     handover: &'a Handover,
-    waited: &'a Cell<bool>,
+    waited: Cell<bool>,
 }
 
 impl Drop for Leave<'_> {

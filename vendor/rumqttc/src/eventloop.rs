@@ -408,7 +408,7 @@ async fn network_connect(
         _ => options.broker_address(),
     };
 
-    // umqtt patch: the TCP socket, for `Network::set_quick_ack_socket` (None through a proxy).
+    // umqtt patch: the TCP socket, for `Network::with_quick_ack_socket` (None through a proxy).
     #[cfg(target_os = "linux")]
     #[cfg_attr(not(feature = "proxy"), allow(unused_assignments))]
     let mut tcp_socket = None;
@@ -438,8 +438,7 @@ async fn network_connect(
         }
     };
 
-    #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
-    let mut network = match options.transport() {
+    let network = match options.transport() {
         Transport::Tcp => Network::new(
             tcp_stream,
             options.max_incoming_packet_size,
@@ -513,9 +512,7 @@ async fn network_connect(
     };
 
     #[cfg(target_os = "linux")]
-    if let Some(socket) = tcp_socket {
-        network.set_quick_ack_socket(socket);
-    }
+    let network = network.with_quick_ack_socket(tcp_socket);
     Ok(network)
 }
 

@@ -47,9 +47,10 @@ impl Network {
     /// publish to a topic the client subscribes to. The kernel leaves quick-ACK mode by itself,
     /// so `quick_ack` sets it again after every read and every flush.
     #[cfg(target_os = "linux")]
-    pub fn set_quick_ack_socket(&mut self, socket: std::os::fd::RawFd) {
-        self.quick_ack_socket = Some(socket);
+    pub fn with_quick_ack_socket(mut self, socket: Option<std::os::fd::RawFd>) -> Self {
+        self.quick_ack_socket = socket;
         self.quick_ack();
+        self
     }
 
     fn quick_ack(&self) {
