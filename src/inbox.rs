@@ -54,6 +54,9 @@ pub struct Mailbox<T> {
     unannounced: AtomicBool,
     /// Wakes Python threads waiting `Asleep`.
     arrived: Condvar,
+    /// Threads waiting on `arrived`; changed under the `state` lock. std's condvar makes a system
+    /// call on every notify, waiter or not, and a message reader waits `Driving` (see `wake`).
+    asleep: AtomicUsize,
     /// Wakes `ready()`: asyncio waiters and threads waiting `Driving`.
     notify: Notify,
     /// Wakes a producer waiting for room (see `wait_for_room`).
@@ -70,6 +73,7 @@ impl<T> Default for Mailbox<T> {
             bytes: AtomicUsize::new(0),
             unannounced: AtomicBool::new(false),
             arrived: Condvar::new(),
+            asleep: AtomicUsize::new(0),
             notify: Notify::new(),
             taken: Notify::new(),
         }
@@ -110,8 +114,12 @@ impl<T: Send + Weight> Mailbox<T> {
         }
     }
 
+    /// A sleeper counts itself in under the `state` lock, and every producer adds under that lock
+    /// before it wakes, so any sleeper that could miss the new item is counted here.
     fn wake(&self) {
-        self.arrived.notify_all();
+        if self.asleep.load(Ordering::SeqCst) > 0 {
+            self.arrived.notify_all();
+        }
         self.notify.notify_waiters();
     }
 
@@ -165,11 +173,13 @@ impl<T: Send + Weight> Mailbox<T> {
         py.detach(|| {
             let state = lock(&self.state);
             if state.messages.is_empty() && state.lost.is_none() {
-                drop(
-                    self.arrived
-                        .wait_timeout(state, slice)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner),
-                );
+                self.asleep.fetch_add(1, Ordering::SeqCst);
+                let (state, _) = self
+                    .arrived
+                    .wait_timeout(state, slice)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                self.asleep.fetch_sub(1, Ordering::SeqCst);
+                drop(state);
             }
         });
         py.check_signals()
