@@ -45,7 +45,7 @@ impl Network {
     /// handled it). A broker with Nagle's algorithm on, mosquitto's default, then holds back its
     /// next small packet, such as the PUBACK of our own publish, until that ACK: 44 ms per QoS 1
     /// publish to a topic the client subscribes to. The kernel leaves quick-ACK mode by itself,
-    /// so `quick_ack` sets it again after every read and every flush.
+    /// so `quick_ack` sets it again after every read and every flush that sends something.
     #[cfg(target_os = "linux")]
     pub fn with_quick_ack_socket(mut self, socket: Option<std::os::fd::RawFd>) -> Self {
         self.quick_ack_socket = socket;
@@ -125,12 +125,16 @@ impl Network {
     }
 
     pub async fn flush(&mut self) -> Result<(), crate::state::StateError> {
+        // umqtt patch: the event loop flushes after every read, mostly with nothing to send.
+        let sending = !self.framed.write_buffer().is_empty();
         let flushed = self
             .framed
             .flush()
             .await
             .map_err(StateError::Deserialization);
-        self.quick_ack();
+        if sending {
+            self.quick_ack();
+        }
         flushed
     }
 }
