@@ -74,6 +74,8 @@ struct Handover {
     entries: AtomicU64,
     /// Tells the background thread, while it drives, that a caller wants the core.
     wanted: Notify,
+    /// The background thread is in `Runtime::block_on` (holds the core, or is about to).
+    background_driving: AtomicBool,
     /// Tells the background thread, while it waits, that the last caller left; `awaiting_idle`
     /// spares callers that system call when it does not wait.
     awaiting_idle: AtomicBool,
@@ -88,6 +90,7 @@ impl Handover {
             entries: AtomicU64::new(0),
             awaiting_idle: AtomicBool::new(false),
             wanted: Notify::const_new(),
+            background_driving: AtomicBool::new(false),
             idle_lock: Mutex::new(()),
             idle: Condvar::new(),
         }
@@ -95,7 +98,9 @@ impl Handover {
 
     fn drive_in_background(&self, runtime: &Runtime) {
         loop {
+            self.background_driving.store(true, Ordering::SeqCst);
             runtime.block_on(self.until_wanted());
+            self.background_driving.store(false, Ordering::SeqCst);
             self.wait_until_idle();
         }
     }
@@ -146,6 +151,12 @@ impl Handover {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
         self.awaiting_idle.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether a thread drives the runtime now (or is about to). A guess that may be stale by the
+    /// time it is used: it only chooses the cheaper way for `poll_now`, never what is correct.
+    fn core_is_held(&self) -> bool {
+        self.callers.load(Ordering::SeqCst) > 0 || self.background_driving.load(Ordering::SeqCst)
     }
 
     /// Runs `future` on the calling thread, taking the core from the background thread.
@@ -258,12 +269,25 @@ where
     }
 }
 
-/// Polls `future` once in the runtime's context (so it may create timers and sockets) without
-/// taking the core from the background thread: for calls that are usually done at once (a QoS 0
-/// publish). If it is not done, `block_on` polls it again, and whatever it waits for wakes that.
-pub fn poll_now<F: Future>(future: Pin<&mut F>) -> PyResult<Poll<F::Output>> {
-    let _context = runtime()?.enter();
-    Ok(future.poll(&mut Context::from_waker(Waker::noop())))
+/// Polls `future` once, for calls that are usually done then (a QoS 0 publish), without waiting
+/// for the core: a thread that holds it (the background thread, or a caller) would have to give it
+/// up first. When one does, this polls outside the core, in the runtime's context (so the future
+/// may create timers and sockets); the connection's task it wakes is then run by the holder,
+/// woken through the runtime's eventfd. When nobody does, it polls inside the core, which queues
+/// that task there without a system call for the next holder: the caller's next blocking call (in
+/// a publish-then-`wait_msg()` loop) or the background thread, which takes the core back within a
+/// `RECLAIM_AFTER` pause, as it would for the eventfd. Never blocks, so it keeps the GIL. If the
+/// future is not done, `block_on` polls it again, and whatever it waits for wakes that.
+pub fn poll_now<F: Future>(mut future: Pin<&mut F>) -> PyResult<Poll<F::Output>> {
+    let runtime = runtime()?;
+    if HANDOVER.core_is_held() || tokio::runtime::Handle::try_current().is_ok() {
+        let _context = runtime.enter();
+        return Ok(future.poll(&mut Context::from_waker(Waker::noop())));
+    }
+    // `Runtime::block_on` polls its future before anything else, and this one is done then.
+    Ok(runtime.block_on(std::future::poll_fn(|context| {
+        Poll::Ready(future.as_mut().poll(context))
+    })))
 }
 
 /// Locks a mutex, ignoring poisoning: every critical section here leaves the data consistent, and a

@@ -157,6 +157,17 @@ def test_background_takes_over_after_a_blocking_call(client, inbox, peer, topic)
     assert inbox.payloads(topic) == [b"0", b"1", b"2"]
 
 
+def test_qos0_publish_right_after_a_blocking_call_is_sent_without_another_call(client, peer, topic):
+    """Right after a blocking call returns, nobody holds the I/O for a moment; a QoS 0 publish
+    then is queued inside the runtime without waking anyone. The background thread sends it
+    when it takes over: the thread need not make another call (or wait) for it to go out."""
+    peer.subscribe(topic)
+    for n in range(1, 6):
+        assert client.publish(f"{topic}/other", b"x", qos=1) is True  # the caller had the I/O
+        assert client.publish(topic, b"%d" % n, qos=0) is True
+        assert len(peer.wait_for(topic, n, timeout=1)) == n, f"message {n} was not sent"
+
+
 def test_thread_waiting_for_messages_carries_other_clients(make_client, inbox, topic):
     """A thread parked in wait_msg() drives the I/O of other clients: another thread's QoS 1/2
     publishes on a second client all complete and all arrive."""
