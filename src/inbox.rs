@@ -55,7 +55,7 @@ pub struct Mailbox<T> {
     /// Wakes Python threads waiting `Asleep`.
     arrived: Condvar,
     /// Threads waiting on `arrived`; changed under the `state` lock. std's condvar makes a system
-    /// call on every notify, waiter or not, and a message reader waits `Driving` (see `wake`).
+    /// call on every notify on Linux, waiter or not, and a message reader waits `Driving`.
     asleep: AtomicUsize,
     /// Wakes `ready()`: asyncio waiters and threads waiting `Driving`.
     notify: Notify,

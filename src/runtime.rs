@@ -7,7 +7,7 @@
 //! second thread in between. When no caller is waiting, the background thread `umqtt-io` holds the
 //! core; it hands it over when a caller arrives and takes it back once callers have been gone for
 //! one to two `RECLAIM_AFTER` pauses (a caller making call after call keeps the core between
-//! calls).
+//! calls). A QoS 0 publish made while nobody holds the core takes it for one poll (`poll_now`).
 
 use std::cell::Cell;
 use std::future::Future;
@@ -275,9 +275,11 @@ where
 /// may create timers and sockets); the connection's task it wakes is then run by the holder,
 /// woken through the runtime's eventfd. When nobody does, it polls inside the core, which queues
 /// that task there without a system call for the next holder: the caller's next blocking call (in
-/// a publish-then-`wait_msg()` loop) or the background thread, which takes the core back within a
-/// `RECLAIM_AFTER` pause, as it would for the eventfd. Never blocks, so it keeps the GIL. If the
-/// future is not done, `block_on` polls it again, and whatever it waits for wakes that.
+/// a publish-then-`wait_msg()` loop) or the background thread, which takes the core back within
+/// one to two `RECLAIM_AFTER` pauses, as it would for the eventfd. Never blocks, so it keeps the
+/// GIL: that first poll must therefore neither log nor run Python code (a log handler waiting for
+/// a lock held by a thread that waits for this core would deadlock). If the future is not done,
+/// `block_on` polls it again, and whatever it waits for wakes that.
 pub fn poll_now<F: Future>(mut future: Pin<&mut F>) -> PyResult<Poll<F::Output>> {
     let runtime = runtime()?;
     if HANDOVER.core_is_held() || tokio::runtime::Handle::try_current().is_ok() {
