@@ -2,7 +2,7 @@ use crate::{framed::Network, Transport};
 use crate::{Incoming, MqttState, NetworkOptions, Packet, Request, StateError};
 use crate::{MqttOptions, Outgoing};
 
-use crate::framed::AsyncReadWrite;
+use crate::framed::{AsyncReadWrite, QuickAckSocket};
 use crate::mqttbytes::v4::*;
 use flume::{bounded, Receiver, Sender};
 use tokio::net::{lookup_host, TcpSocket, TcpStream};
@@ -408,34 +408,15 @@ async fn network_connect(
         _ => options.broker_address(),
     };
 
-    // umqtt patch: the TCP socket, for `Network::with_quick_ack_socket` (None through a proxy).
-    #[cfg(target_os = "linux")]
-    #[cfg_attr(not(feature = "proxy"), allow(unused_assignments))]
-    let mut tcp_socket = None;
-    let tcp_stream: Box<dyn AsyncReadWrite> = {
+    // umqtt patch: with the TCP socket, for `Network::with_quick_ack_socket` (None through a proxy).
+    let (tcp_stream, tcp_socket) = {
         #[cfg(feature = "proxy")]
         match options.proxy() {
-            Some(proxy) => proxy.connect(&domain, port, network_options).await?,
-            None => {
-                let addr = format!("{domain}:{port}");
-                let tcp = socket_connect(addr, network_options).await?;
-                #[cfg(target_os = "linux")]
-                {
-                    tcp_socket = Some(std::os::fd::AsRawFd::as_raw_fd(&tcp));
-                }
-                Box::new(tcp)
-            }
+            Some(proxy) => (proxy.connect(&domain, port, network_options).await?, None),
+            None => direct_connect(&domain, port, network_options).await?,
         }
         #[cfg(not(feature = "proxy"))]
-        {
-            let addr = format!("{domain}:{port}");
-            let tcp = socket_connect(addr, network_options).await?;
-            #[cfg(target_os = "linux")]
-            {
-                tcp_socket = Some(std::os::fd::AsRawFd::as_raw_fd(&tcp));
-            }
-            Box::new(tcp)
-        }
+        direct_connect(&domain, port, network_options).await?
     };
 
     let network = match options.transport() {
@@ -511,9 +492,21 @@ async fn network_connect(
         }
     };
 
+    Ok(network.with_quick_ack_socket(tcp_socket))
+}
+
+/// umqtt patch: a direct TCP connection, with its socket for `Network::with_quick_ack_socket`.
+async fn direct_connect(
+    domain: &str,
+    port: u16,
+    network_options: NetworkOptions,
+) -> io::Result<(Box<dyn AsyncReadWrite>, Option<QuickAckSocket>)> {
+    let tcp = socket_connect(format!("{domain}:{port}"), network_options).await?;
     #[cfg(target_os = "linux")]
-    let network = network.with_quick_ack_socket(tcp_socket);
-    Ok(network)
+    let socket = Some(std::os::fd::AsRawFd::as_raw_fd(&tcp));
+    #[cfg(not(target_os = "linux"))]
+    let socket = None;
+    Ok((Box::new(tcp), socket))
 }
 
 async fn mqtt_connect(

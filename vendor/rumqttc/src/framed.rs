@@ -5,6 +5,13 @@ use tokio_util::codec::Framed;
 use crate::mqttbytes::{self, v4::*};
 use crate::{Incoming, MqttState, StateError};
 
+/// umqtt patch: the descriptor of a TCP socket, for `Network::with_quick_ack_socket` (Linux only:
+/// elsewhere there is never one).
+#[cfg(target_os = "linux")]
+pub(crate) type QuickAckSocket = std::os::fd::RawFd;
+#[cfg(not(target_os = "linux"))]
+pub(crate) type QuickAckSocket = std::convert::Infallible;
+
 /// Network transforms packets <-> frames efficiently. It takes
 /// advantage of pre-allocation, buffering and vectorization when
 /// appropriate to achieve performance
@@ -14,8 +21,7 @@ pub struct Network {
     /// Maximum readv count
     max_readb_count: usize,
     /// umqtt patch: the TCP socket under `framed`, to keep acknowledging at once (`quick_ack`).
-    #[cfg(target_os = "linux")]
-    quick_ack_socket: Option<std::os::fd::RawFd>,
+    quick_ack_socket: Option<QuickAckSocket>,
 }
 
 impl Network {
@@ -34,7 +40,6 @@ impl Network {
         Network {
             framed,
             max_readb_count: 10,
-            #[cfg(target_os = "linux")]
             quick_ack_socket: None,
         }
     }
@@ -46,16 +51,20 @@ impl Network {
     /// next small packet, such as the PUBACK of our own publish, until that ACK: 44 ms per QoS 1
     /// publish to a topic the client subscribes to. The kernel leaves quick-ACK mode by itself,
     /// so `quick_ack` sets it again after every read and every flush that sends something.
-    #[cfg(target_os = "linux")]
-    pub fn with_quick_ack_socket(mut self, socket: Option<std::os::fd::RawFd>) -> Self {
+    pub(crate) fn with_quick_ack_socket(mut self, socket: Option<QuickAckSocket>) -> Self {
         self.quick_ack_socket = socket;
         self.quick_ack();
         self
     }
 
     fn quick_ack(&self) {
+        let Some(socket) = self.quick_ack_socket else {
+            return;
+        };
+        #[cfg(not(target_os = "linux"))]
+        match socket {}
         #[cfg(target_os = "linux")]
-        if let Some(socket) = self.quick_ack_socket {
+        {
             let on: libc::c_int = 1;
             // SAFETY: `socket` is the descriptor of the stream `framed` owns, so it is open while
             // `self` lives; the option is a plain int. A failure only means delayed ACKs again.
