@@ -35,6 +35,9 @@ WORKER = HERE / "worker.py"
 RESULTS = HERE / "results"
 LIBS = ("umqtt", "paho", "gmqtt")
 DISTRIBUTIONS = {"umqtt": "umqtt", "paho": "paho-mqtt", "gmqtt": "gmqtt"}
+# The round trip's floor: a pure-Python client on a bare socket (worker.py `socket_rtt`), run in
+# the rtt scenario beside the libraries, so the table says what this machine allows any client.
+FLOOR = "socket"
 MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 BROKER_NOFILE = 8192
 
@@ -489,6 +492,33 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def contenders(scenario: str, libs: list[str]) -> list[str]:
+    """Who runs a scenario: the libraries, and in the round trip the bare-socket floor too."""
+    return [*libs, FLOOR] if scenario == "rtt" else list(libs)
+
+
+def floor_figures(medians: dict[str, dict[str, Any]]) -> dict[str, float] | None:
+    """The floor's round trip and its ratios to paho, when both ran."""
+    rtt = medians.get("rtt", {})
+    floor, paho = rtt.get(FLOOR), rtt.get("paho")
+    if not floor or not paho:
+        return None
+    figures = {}
+    for figure in ("p50_us", "p99_us"):
+        figures[figure] = floor[figure]
+        figures[f"{figure}_ratio_to_paho"] = floor[figure] / paho[figure]
+    return figures
+
+
+def floor_line(floor: dict[str, float]) -> str:
+    return (
+        "\nRound-trip floor on this machine, a pure-Python client on a bare socket (one send and"
+        f" one recv, no MQTT library): p50 {floor['p50_us']:.0f} µs"
+        f" ({floor['p50_us_ratio_to_paho']:.2f}x paho), p99 {floor['p99_us']:.0f} µs"
+        f" ({floor['p99_us_ratio_to_paho']:.2f}x paho)."
+    )
+
+
 def available_libs(wanted: list[str]) -> tuple[list[str], dict[str, str]]:
     libs, versions = [], {}
     for lib in wanted:
@@ -554,10 +584,11 @@ def main() -> None:
     try:
         for rep in range(a.repeat):
             results: dict[str, dict[str, Any]] = {}
-            order = libs[rep % len(libs) :] + libs[: rep % len(libs)]  # rotate who goes first
             for name in only:
                 results[name] = {}
-                for lib in order:
+                entrants = contenders(name, libs)
+                shift = rep % len(entrants)
+                for lib in entrants[shift:] + entrants[:shift]:  # rotate who goes first
                     waited = wait_quiet(a.wait_quiet) if a.wait_quiet > 0 else 0.0
                     t0 = time.monotonic()
                     noise = Noise(broker.proc.pid)
@@ -589,12 +620,15 @@ def main() -> None:
     medians: dict[str, dict[str, Any]] = {}
     for name in only:
         medians[name] = {}
-        for lib in libs:
+        for lib in contenders(name, libs):
             got = [r[name][lib] for r in runs if lib in r.get(name, {})]
             if got:
                 medians[name][lib] = median_of(got)
     text, rows = table(medians, libs, profile["idle"]["total"])
     print(text)
+    floor = floor_figures(medians)
+    if floor:
+        print(floor_line(floor))
     print(
         f"\n{profile_name} profile, {a.repeat} repeat(s){' (medians)' if a.repeat > 1 else ''}, "
         f"{elapsed:.0f} s; mosquitto {broker.version}; "
@@ -633,6 +667,7 @@ def main() -> None:
         },
         "config": profile,
         "rows": rows,
+        "floor": floor,
         "medians": medians,
         "runs": runs,
         "errors": errors,

@@ -2,11 +2,12 @@
 
     python benches/worker.py ROLE LIB --port P [options]
 
-ROLE is sub, pub, rtt, conn or idle; LIB is umqtt, paho or gmqtt. benches/run.py starts these;
-they talk to it through stdout: a subscriber prints ``READY`` once its subscriptions are granted,
-and every role ends by printing one JSON object (its figures) as its last line. Timestamps are
-``time.monotonic()``, which on Linux is one clock for every process of the machine, so run.py can
-subtract a publisher's start from a subscriber's last arrival.
+ROLE is sub, pub, rtt, conn or idle; LIB is umqtt, paho or gmqtt, or socket (rtt only: the floor,
+a bare socket and no MQTT library). benches/run.py starts these; they talk to it through stdout: a
+subscriber prints ``READY`` once its subscriptions are granted, and every role ends by printing one
+JSON object (its figures) as its last line. Timestamps are ``time.monotonic()``, which on Linux is
+one clock for every process of the machine, so run.py can subtract a publisher's start from a
+subscriber's last arrival.
 
 End of a throughput run: after its last data message the publisher publishes ``END <count>`` at
 QoS 1 to a control topic and waits for the PUBACK (so everything before it has left the process).
@@ -24,6 +25,7 @@ import itertools
 import json
 import os
 import resource
+import socket
 import statistics
 import sys
 import threading
@@ -656,6 +658,57 @@ async def idle_steps(make: Any, settle: Any, a: argparse.Namespace, clients: lis
     os._exit(0)  # skip tearing down hundreds of clients one by one
 
 
+# =============================================================================== the floor
+# Not a library: the least a Python client can do per round trip (one send, one recv on a blocking
+# socket, packets built by hand, nothing checked). run.py runs it beside the libraries in the rtt
+# scenario, so the table says what this machine allows any Python client.
+
+
+def mqtt_packet(first_byte: int, body: bytes) -> bytes:
+    length, remaining = bytearray(), len(body)
+    while True:  # MQTT's variable-length "remaining length"
+        remaining, digit = divmod(remaining, 128)
+        length.append(digit | (128 if remaining else 0))
+        if not remaining:
+            return bytes([first_byte]) + bytes(length) + body
+
+
+def mqtt_string(text: str) -> bytes:
+    raw = text.encode()
+    return len(raw).to_bytes(2, "big") + raw
+
+
+def recv_exactly(s: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = s.recv(size - len(data))
+        if not chunk:
+            raise RuntimeError("socket floor: the broker closed the connection")
+        data += chunk
+    return data
+
+
+def socket_rtt(a: argparse.Namespace) -> None:
+    s = socket.create_connection((HOST, a.port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    connect = b"\x00\x04MQTT\x04\x02" + (60).to_bytes(2, "big") + mqtt_string(client_id("rtt"))
+    s.sendall(mqtt_packet(0x10, connect))
+    if recv_exactly(s, 4)[3] != 0:
+        raise RuntimeError("socket floor: CONNACK refused")
+    s.sendall(mqtt_packet(0x82, b"\x00\x01" + mqtt_string(a.topic) + bytes([a.qos])))
+    recv_exactly(s, 5)  # SUBACK
+    publish = mqtt_packet(0x30, mqtt_string(a.topic) + b"x" * a.size)
+    samples = []
+    for _ in range(a.warmup + a.count):
+        t0 = time.perf_counter()
+        s.sendall(publish)
+        recv_exactly(s, len(publish))  # the broker forwards the same bytes back
+        samples.append(time.perf_counter() - t0)
+    s.sendall(b"\xe0\x00")  # DISCONNECT
+    s.close()
+    rtt_report(samples[a.warmup :])
+
+
 # =============================================================================== main
 
 ROLES: dict[str, dict[str, Any]] = {
@@ -680,6 +733,7 @@ ROLES: dict[str, dict[str, Any]] = {
         "conn": gmqtt_conn,
         "idle": gmqtt_idle,
     },
+    "socket": {"rtt": socket_rtt},
 }
 
 
@@ -702,6 +756,8 @@ def main() -> None:
     p.add_argument("--total", type=int, default=1000, help="idle: clients for the thread count")
     p.add_argument("--settle", type=float, default=1.0, help="idle: seconds before measuring")
     a = p.parse_args()
+    if a.role not in ROLES[a.lib]:
+        p.error(f"{a.lib} has no role {a.role}")
     fn = ROLES[a.lib][a.role]
     if asyncio.iscoroutinefunction(fn):
         asyncio.run(fn(a))
