@@ -1,5 +1,9 @@
+use std::pin::Pin;
+use std::time::Duration;
+
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{self, Instant, Sleep};
 use tokio_util::codec::Framed;
 
 use crate::mqttbytes::{self, v4::*};
@@ -12,6 +16,89 @@ pub(crate) type QuickAckSocket = std::os::fd::RawFd;
 #[cfg(not(target_os = "linux"))]
 pub(crate) type QuickAckSocket = std::convert::Infallible;
 
+/// umqtt patch: how long a TCP ACK the kernel delays may wait to be piggybacked on our next packet
+/// before `QuickAck` sends it on its own (tokio's timer rounds this up to its next 1 ms tick).
+const PIGGYBACK_WINDOW: Duration = Duration::from_millis(1);
+
+/// umqtt patch: keeps the kernel from delaying our TCP ACKs by up to 40 ms (Linux only).
+///
+/// Linux delays an ACK while it expects to piggyback it on a reply ("ping-pong" mode, entered when
+/// we send data soon after receiving some). An MQTT client may not reply for a while (a QoS 1
+/// message is acknowledged once the application has handled it), and a broker with Nagle's
+/// algorithm on, mosquitto's default, holds back its next small packet, such as the PUBACK of our
+/// own publish, until that ACK: 44 ms per QoS 1 publish to a topic the client subscribes to.
+/// `TCP_QUICKACK` sends a delayed ACK at once and leaves ping-pong mode until we send again. It is
+/// set only when an ACK may be waiting in that mode (data read since our last send): at once when
+/// we wait for a reply from the broker (a QoS 1/2 acknowledgement, a PINGRESP), else after
+/// `PIGGYBACK_WINDOW` if we have sent nothing by then. A client that publishes right after each message
+/// it receives (a request/response loop) thus carries its ACKs on its packets: a separate ACK
+/// segment per message cost its round trip 11 µs.
+pub(crate) struct QuickAck {
+    socket: QuickAckSocket,
+    /// Data was sent since the last `TCP_QUICKACK`: the kernel may be in ping-pong mode.
+    sent: bool,
+    /// An ACK may be delayed and nothing we sent has carried it yet: `window` is running.
+    ack_pending: bool,
+    window: Option<Pin<Box<Sleep>>>,
+}
+
+impl QuickAck {
+    /// After a read: sends the ACK now, or once `PIGGYBACK_WINDOW` passed with nothing sent.
+    fn after_read(&mut self, awaiting_reply: bool) {
+        if !self.sent {
+            return;
+        }
+        if awaiting_reply {
+            self.send_now();
+            return;
+        }
+        if !self.ack_pending {
+            self.ack_pending = true;
+            let at = Instant::now() + PIGGYBACK_WINDOW;
+            match &mut self.window {
+                Some(window) => window.as_mut().reset(at),
+                None => self.window = Some(Box::pin(time::sleep_until(at))),
+            }
+        }
+    }
+
+    /// After a flush that sent data: it carried the ACK, and may have entered ping-pong mode.
+    fn after_send(&mut self) {
+        self.sent = true;
+        self.ack_pending = false;
+    }
+
+    /// Ready when a delayed ACK has waited `PIGGYBACK_WINDOW`; pending for ever when none waits.
+    async fn window_closed(&mut self) {
+        match (&mut self.window, self.ack_pending) {
+            (Some(window), true) => window.as_mut().await,
+            _ => std::future::pending().await,
+        }
+    }
+
+    fn send_now(&mut self) {
+        self.sent = false;
+        self.ack_pending = false;
+        #[cfg(not(target_os = "linux"))]
+        match self.socket {}
+        #[cfg(target_os = "linux")]
+        {
+            let on: libc::c_int = 1;
+            // SAFETY: `socket` is the descriptor of the stream `framed` owns, so it is open while
+            // `self` lives; the option is a plain int. A failure only means delayed ACKs again.
+            unsafe {
+                libc::setsockopt(
+                    self.socket,
+                    libc::IPPROTO_TCP,
+                    libc::TCP_QUICKACK,
+                    (&on as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+        }
+    }
+}
+
 /// Network transforms packets <-> frames efficiently. It takes
 /// advantage of pre-allocation, buffering and vectorization when
 /// appropriate to achieve performance
@@ -20,8 +107,8 @@ pub struct Network {
     framed: Framed<Box<dyn AsyncReadWrite>, Codec>,
     /// Maximum readv count
     max_readb_count: usize,
-    /// umqtt patch: the TCP socket under `framed`, to keep acknowledging at once (`quick_ack`).
-    quick_ack_socket: Option<QuickAckSocket>,
+    /// umqtt patch: the TCP socket under `framed`, to keep its ACKs from being delayed.
+    quick_ack: Option<QuickAck>,
 }
 
 impl Network {
@@ -40,50 +127,48 @@ impl Network {
         Network {
             framed,
             max_readb_count: 10,
-            quick_ack_socket: None,
+            quick_ack: None,
         }
     }
 
-    /// umqtt patch: acknowledge every TCP segment from the broker at once (Linux only).
-    /// Linux delays an ACK up to 40 ms while it expects to piggyback it on a reply, and an MQTT
-    /// client may not reply for a while (a QoS 1 message is acknowledged once the application has
-    /// handled it). A broker with Nagle's algorithm on, mosquitto's default, then holds back its
-    /// next small packet, such as the PUBACK of our own publish, until that ACK: 44 ms per QoS 1
-    /// publish to a topic the client subscribes to. The kernel leaves quick-ACK mode by itself,
-    /// so `quick_ack` sets it again after every read and every flush that sends something.
+    /// umqtt patch: see `QuickAck` (Linux only).
     pub(crate) fn with_quick_ack_socket(mut self, socket: Option<QuickAckSocket>) -> Self {
-        self.quick_ack_socket = socket;
-        self.quick_ack();
+        self.quick_ack = socket.map(|socket| QuickAck {
+            socket,
+            sent: false,
+            ack_pending: false,
+            window: None,
+        });
         self
     }
 
-    fn quick_ack(&self) {
-        let Some(socket) = self.quick_ack_socket else {
-            return;
+    /// umqtt patch: the next packet, sending a delayed ACK whose `PIGGYBACK_WINDOW` is over meanwhile.
+    async fn next_packet(&mut self) -> Option<Result<Packet, mqttbytes::Error>> {
+        let Some(quick_ack) = &mut self.quick_ack else {
+            return self.framed.next().await;
         };
-        #[cfg(not(target_os = "linux"))]
-        match socket {}
-        #[cfg(target_os = "linux")]
-        {
-            let on: libc::c_int = 1;
-            // SAFETY: `socket` is the descriptor of the stream `framed` owns, so it is open while
-            // `self` lives; the option is a plain int. A failure only means delayed ACKs again.
-            unsafe {
-                libc::setsockopt(
-                    socket,
-                    libc::IPPROTO_TCP,
-                    libc::TCP_QUICKACK,
-                    (&on as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                );
+        loop {
+            tokio::select! {
+                biased;
+                packet = self.framed.next() => return packet,
+                () = quick_ack.window_closed() => quick_ack.send_now(),
+            }
+        }
+    }
+
+    /// umqtt patch: after a read, unless a reply already waits to be flushed (it carries the ACK).
+    fn after_read(&mut self, awaiting_reply: bool) {
+        if let Some(quick_ack) = &mut self.quick_ack {
+            if self.framed.write_buffer().is_empty() {
+                quick_ack.after_read(awaiting_reply);
             }
         }
     }
 
     /// Reads and returns a single packet from network
     pub async fn read(&mut self) -> Result<Incoming, StateError> {
-        let read = self.framed.next().await;
-        self.quick_ack();
+        let read = self.next_packet().await;
+        self.after_read(false);
         match read {
             Some(Ok(packet)) => Ok(packet),
             Some(Err(mqttbytes::Error::InsufficientBytes(_))) => unreachable!(),
@@ -96,8 +181,7 @@ impl Network {
     /// after the connection is established to read a bunch of incoming packets
     pub async fn readb(&mut self, state: &mut MqttState) -> Result<(), StateError> {
         // wait for the first read
-        let mut res = self.framed.next().await;
-        self.quick_ack();
+        let mut res = self.next_packet().await;
         let mut count = 1;
         loop {
             match res {
@@ -121,7 +205,7 @@ impl Network {
                 _ => break,
             };
         }
-
+        self.after_read(state.inflight > 0 || state.await_pingresp);
         Ok(())
     }
 
@@ -141,8 +225,8 @@ impl Network {
             .flush()
             .await
             .map_err(StateError::Deserialization);
-        if sending {
-            self.quick_ack();
+        if let Some(quick_ack) = self.quick_ack.as_mut().filter(|_| sending) {
+            quick_ack.after_send();
         }
         flushed
     }
