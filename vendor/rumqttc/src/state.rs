@@ -349,7 +349,9 @@ impl MqttState {
             self.inflight += 1;
         };
 
-        debug!(
+        // umqtt patch: trace, not debug: a record is built and offered to Python's logging
+        // (a logger lookup) for every publish, even when nothing listens at debug level.
+        trace!(
             "Publish. Topic = {}, Pkid = {:?}, Payload Size = {:?}",
             publish.topic,
             publish.pkid,
