@@ -29,10 +29,11 @@ const PIGGYBACK_WINDOW: Duration = Duration::from_millis(1);
 /// own publish, until that ACK: 44 ms per QoS 1 publish to a topic the client subscribes to.
 /// `TCP_QUICKACK` sends a delayed ACK at once and leaves ping-pong mode until we send again. It is
 /// set only when an ACK may be waiting in that mode (data read since our last send): at once when
-/// we wait for a reply from the broker (a QoS 1/2 acknowledgement, a PINGRESP), else after
-/// `PIGGYBACK_WINDOW` if we have sent nothing by then. A client that publishes right after each message
-/// it receives (a request/response loop) thus carries its ACKs on its packets: a separate ACK
-/// segment per message cost its round trip 11 µs.
+/// we wait for a reply from the broker (a QoS 1/2 acknowledgement, a PINGRESP), else once
+/// `PIGGYBACK_WINDOW` has passed with nothing sent. A client that publishes soon after each message
+/// it receives (a request/response loop) thus carries its ACKs on its packets, with no system call;
+/// a `TCP_QUICKACK` after every read and send (a separate ACK segment per message) cost its round
+/// trip 5 to 8 µs of about 150.
 pub(crate) struct QuickAck {
     socket: QuickAckSocket,
     /// Data was sent since the last `TCP_QUICKACK`: the kernel may be in ping-pong mode.
@@ -43,7 +44,7 @@ pub(crate) struct QuickAck {
 }
 
 impl QuickAck {
-    /// After a read: sends the ACK now, or once `PIGGYBACK_WINDOW` passed with nothing sent.
+    /// After a read: sends the ACK now, or starts `window` (unless it runs already).
     fn after_read(&mut self, awaiting_reply: bool) {
         if !self.sent {
             return;
@@ -142,7 +143,7 @@ impl Network {
         self
     }
 
-    /// umqtt patch: the next packet, sending a delayed ACK whose `PIGGYBACK_WINDOW` is over meanwhile.
+    /// umqtt patch: the next packet, meanwhile sending a delayed ACK whose window has closed.
     async fn next_packet(&mut self) -> Option<Result<Packet, mqttbytes::Error>> {
         let Some(quick_ack) = &mut self.quick_ack else {
             return self.framed.next().await;
