@@ -22,7 +22,7 @@ use crate::driver::{self, DriverConfig, Link, Received, Shared};
 use crate::errors::{self, DriverError, MQTTException};
 use crate::inbox::{Taken, Waiting};
 use crate::options::{self, ClientOptions};
-use crate::runtime::{self, block_on, lock, Deadline};
+use crate::runtime::{self, block_on, lock, BusyPoll, Deadline, LastRequest};
 
 /// How many requests may wait in rumqttc's channel before senders back off.
 const REQUEST_CHANNEL_CAPACITY: usize = 256;
@@ -45,6 +45,7 @@ struct Core {
     will: Mutex<Option<LastWill>>,
     shared: Arc<Shared>,
     session: Mutex<Option<Session>>,
+    last_request: LastRequest,
 }
 
 #[pyclass(frozen, module = "umqtt._native")]
@@ -524,6 +525,7 @@ impl Client {
                 will: Mutex::new(None),
                 shared: Arc::new(shared),
                 session: Mutex::new(None),
+                last_request: LastRequest::default(),
             }),
         })
     }
@@ -624,17 +626,16 @@ impl Client {
             Some(seconds) => poll_deadline(seconds)?,
             None => Deadline::never(),
         };
-        let messages =
-            match self
-                .core
-                .shared
-                .inbox
-                .take(py, deadline, max.max(1), Waiting::Driving)?
-            {
-                Taken::Items(messages) => messages,
-                Taken::Lost(reason) => return Err(errors::connection_lost(py, reason)),
-                Taken::TimedOut => return Ok(None),
-            };
+        let messages = match self.core.shared.inbox.take(
+            py,
+            deadline,
+            max.max(1),
+            Waiting::Driving(self.core.last_request.busy_poll()),
+        )? {
+            Taken::Items(messages) => messages,
+            Taken::Lost(reason) => return Err(errors::connection_lost(py, reason)),
+            Taken::TimedOut => return Ok(None),
+        };
         let mut last_header = None;
         let mut messages = messages.into_iter();
         while let Some(received) = messages.next() {
@@ -939,6 +940,7 @@ impl Client {
         T: Send,
     {
         let deadline = Deadline::after(operation.timeout.map(|t| t.as_secs_f64()));
+        let sent = self.core.last_request.mark();
         let mut future = std::pin::pin!(operation.future);
         let done = match operation.at_once {
             true => runtime::poll_now(future.as_mut())?,
@@ -946,7 +948,7 @@ impl Client {
         };
         let outcome = match done {
             Poll::Ready(result) => Some(result),
-            Poll::Pending => block_on(py, deadline, future)?,
+            Poll::Pending => block_on(py, deadline, BusyPoll::after(sent), future)?,
         };
         match outcome {
             Some(result) => result.map_err(|error| error.into_pyerr(py)),

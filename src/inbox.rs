@@ -8,14 +8,15 @@ use std::sync::{Condvar, Mutex};
 
 use tokio::sync::Notify;
 
-use crate::runtime::{block_on, lock, signal_slice, Deadline};
+use crate::runtime::{block_on, lock, signal_slice, BusyPoll, Deadline};
 use pyo3::prelude::*;
 
 /// How a thread waits for items.
 pub enum Waiting {
     /// Drives the connections itself while it waits (see `runtime`), so the message it waits
-    /// for is read on its own thread: a thread waiting for messages.
-    Driving,
+    /// for is read on its own thread: a thread waiting for messages; it busy-polls first when
+    /// it expects one soon.
+    Driving(BusyPoll),
     /// Sleeps until the driver wakes it, leaving the runtime to others: the error-callback
     /// thread, which spends its life waiting for notices that rarely come.
     Asleep,
@@ -159,8 +160,8 @@ impl<T: Send + Weight> Mailbox<T> {
                 return Ok(Taken::TimedOut);
             }
             match waiting {
-                Waiting::Driving => {
-                    block_on(py, deadline, self.ready())?;
+                Waiting::Driving(busy_poll) => {
+                    block_on(py, deadline, busy_poll, self.ready())?;
                 }
                 Waiting::Asleep => self.sleep(py, &deadline)?,
             }

@@ -8,8 +8,14 @@
 //! core; it hands it over when a caller arrives and takes it back once callers have been gone for
 //! one to two `RECLAIM_AFTER` pauses (a caller making call after call keeps the core between
 //! calls). A QoS 0 publish made while nobody holds the core takes it for one poll (`poll_now`).
+//!
+//! A caller that expects a reply soon (it just sent a request, or a `wait_msg()` follows one)
+//! busy-polls for it: while it holds the core, the runtime's before-park hook turns the sleep in
+//! `epoll_wait` into a zero-timeout poll until the budget (`set_busy_poll`, 200 µs by default)
+//! after the request is spent. Waking a sleeping thread costs about 100 µs on a VM; the reply
+//! from a local broker comes within that budget, so the round trip loses the wake-up.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -17,7 +23,7 @@ use std::sync::{Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
@@ -29,6 +35,21 @@ const SIGNAL_SLICE: Duration = Duration::from_millis(50);
 /// takes the core back one to two pauses after the last one, so the I/O of idle connections waits
 /// at most that long.
 const RECLAIM_AFTER: Duration = Duration::from_millis(1);
+
+/// The busy-poll budget when neither `set_busy_poll` nor the environment says otherwise.
+const DEFAULT_BUSY_POLL_MICROS: u64 = 200;
+/// Longer busy polls only burn a core: a reply that takes this long is not a local one.
+const MAX_BUSY_POLL_MICROS: i64 = 10_000;
+/// Sets the busy-poll budget for a process that runs a script unchanged.
+const BUSY_POLL_VARIABLE: &str = "UMQTT_BUSY_POLL_US";
+
+static BUSY_POLL_MICROS: AtomicU64 = AtomicU64::new(DEFAULT_BUSY_POLL_MICROS);
+
+thread_local! {
+    /// Until when this thread's blocked caller busy-polls, and its waker: the before-park hook
+    /// of the thread that holds the core wakes it instead of letting the runtime sleep.
+    static BUSY_POLLING: RefCell<Option<(Instant, Waker)>> = const { RefCell::new(None) };
+}
 
 static RUNTIME: OnceLock<Result<&'static Runtime, String>> = OnceLock::new();
 static HANDOVER: Handover = Handover::new();
@@ -51,6 +72,7 @@ fn start() -> Result<&'static Runtime, String> {
         .max_blocking_threads(6)
         .thread_keep_alive(Duration::from_secs(2))
         .thread_name("umqtt-blocking")
+        .on_thread_park(busy_poll_before_park)
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the umqtt I/O runtime: {e}"))?;
@@ -160,7 +182,7 @@ impl Handover {
     }
 
     /// Runs `future` on the calling thread, taking the core from the background thread.
-    fn block_on<F: Future>(&self, runtime: &Runtime, future: F) -> F::Output {
+    fn block_on<F: Future>(&self, runtime: &Runtime, busy_poll: BusyPoll, future: F) -> F::Output {
         self.callers.fetch_add(1, Ordering::SeqCst);
         let leave = Leave {
             handover: self,
@@ -172,6 +194,7 @@ impl Handover {
             let poll = future.as_mut().poll(context);
             if poll.is_pending() {
                 leave.waited.set(true);
+                busy_poll.arm(context.waker());
             }
             poll
         }))
@@ -189,6 +212,7 @@ struct Leave<'a> {
 
 impl Drop for Leave<'_> {
     fn drop(&mut self) {
+        swap_busy_polling(None);
         let handover = self.handover;
         if self.waited.get() {
             handover.entries.fetch_add(1, Ordering::SeqCst);
@@ -202,6 +226,98 @@ impl Drop for Leave<'_> {
             handover.idle.notify_one();
         }
     }
+}
+
+/// Until when a blocked caller busy-polls for the reply it expects; `NONE` sleeps at once.
+#[derive(Clone, Copy, Debug)]
+pub struct BusyPoll(Option<Instant>);
+
+impl BusyPoll {
+    pub const NONE: BusyPoll = BusyPoll(None);
+
+    /// For the reply to a request sent at `sent`: the process's budget from then.
+    pub fn after(sent: Instant) -> Self {
+        match BUSY_POLL_MICROS.load(Ordering::Relaxed) {
+            0 => BusyPoll::NONE,
+            micros => BusyPoll(sent.checked_add(Duration::from_micros(micros))),
+        }
+    }
+
+    /// Leaves `waker` for the before-park hook while the budget lasts.
+    fn arm(self, waker: &Waker) {
+        if let Some(until) = self.0.filter(|until| Instant::now() < *until) {
+            swap_busy_polling(Some((until, waker.clone())));
+        }
+    }
+}
+
+/// Runs on the thread that holds the core when it has nothing left to run: if that thread's
+/// caller busy-polls, waking it makes the runtime poll the sockets with a zero timeout and poll
+/// the caller again, instead of sleeping. Threads waiting for the core never run it: they sleep.
+fn busy_poll_before_park() {
+    if let Some((until, waker)) = swap_busy_polling(None) {
+        if Instant::now() < until {
+            // Lets another runnable thread on this CPU go first (the broker, on a busy machine);
+            // returns at once when there is none.
+            std::thread::yield_now();
+            waker.wake();
+        }
+    }
+}
+
+/// Replaces this thread's busy poll, returning the one it had; a thread being torn down has none.
+fn swap_busy_polling(busy_poll: Option<(Instant, Waker)>) -> Option<(Instant, Waker)> {
+    BUSY_POLLING
+        .try_with(|slot| slot.replace(busy_poll))
+        .ok()
+        .flatten()
+}
+
+/// When a client last sent a request, so that a `wait_msg()` soon after a publish busy-polls
+/// for the message it brings back.
+#[derive(Default)]
+pub struct LastRequest(Mutex<Option<Instant>>);
+
+impl LastRequest {
+    pub fn mark(&self) -> Instant {
+        let now = Instant::now();
+        *lock(&self.0) = Some(now);
+        now
+    }
+
+    pub fn busy_poll(&self) -> BusyPoll {
+        lock(&self.0).map_or(BusyPoll::NONE, BusyPoll::after)
+    }
+}
+
+/// Sets how long, in microseconds, a blocking call that expects a reply busy-polls for it before
+/// the thread sleeps (0: never); returns the previous budget. Applies to calls made after it.
+#[pyfunction]
+pub fn set_busy_poll(microseconds: &Bound<'_, PyAny>) -> PyResult<u64> {
+    let micros = bounded_micros(microseconds, "set_busy_poll(microseconds)")?;
+    Ok(BUSY_POLL_MICROS.swap(micros, Ordering::Relaxed))
+}
+
+/// Reads `UMQTT_BUSY_POLL_US` when the module is imported: a bad value fails the import, with
+/// the variable named, rather than running with a budget nobody chose.
+pub fn busy_poll_from_environment(py: Python<'_>) -> PyResult<()> {
+    let Some(value) = std::env::var_os(BUSY_POLL_VARIABLE) else {
+        return Ok(());
+    };
+    let text = value.to_string_lossy();
+    let number = text.trim().parse::<i64>().map_err(|_| {
+        PyValueError::new_err(format!(
+            "{BUSY_POLL_VARIABLE} must be a whole number of microseconds, not {text:?}"
+        ))
+    })?;
+    let micros = bounded_micros(number.into_pyobject(py)?.as_any(), BUSY_POLL_VARIABLE)?;
+    BUSY_POLL_MICROS.store(micros, Ordering::Relaxed);
+    Ok(())
+}
+
+fn bounded_micros(value: &Bound<'_, PyAny>, what: &str) -> PyResult<u64> {
+    let micros = crate::options::bounded_int(value, what, 0..=MAX_BUSY_POLL_MICROS)?;
+    Ok(micros.unsigned_abs())
 }
 
 /// A point in time after which a wait gives up; `None` waits for ever.
@@ -240,7 +356,12 @@ pub fn signal_slice(deadline: &Deadline) -> Duration {
 
 /// Runs `future` to completion on the calling thread with the GIL released, raising
 /// `KeyboardInterrupt` (or whatever a signal handler raises) promptly. Returns `None` on timeout.
-pub fn block_on<F>(py: Python<'_>, deadline: Deadline, future: F) -> PyResult<Option<F::Output>>
+pub fn block_on<F>(
+    py: Python<'_>,
+    deadline: Deadline,
+    busy_poll: BusyPoll,
+    future: F,
+) -> PyResult<Option<F::Output>>
 where
     F: Future + Send,
     F::Output: Send,
@@ -255,7 +376,7 @@ where
     loop {
         let slice = signal_slice(&deadline);
         let step = py.detach(|| {
-            HANDOVER.block_on(runtime, async {
+            HANDOVER.block_on(runtime, busy_poll, async {
                 tokio::time::timeout(slice, future.as_mut()).await
             })
         });

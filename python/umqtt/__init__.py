@@ -13,7 +13,13 @@ import weakref
 from typing import Any, Callable, Union
 
 from . import _native
-from ._native import MQTTConnectError, MQTTConnectionLost, MQTTException, MQTTTimeout
+from ._native import (
+    MQTTConnectError,
+    MQTTConnectionLost,
+    MQTTException,
+    MQTTTimeout,
+    set_busy_poll,
+)
 
 __all__ = [
     "MQTTClient",
@@ -21,6 +27,7 @@ __all__ = [
     "MQTTConnectionLost",
     "MQTTException",
     "MQTTTimeout",
+    "set_busy_poll",
 ]
 __version__: str = _native.__version__
 

@@ -14,10 +14,13 @@ __all__ = [
     "MQTTTimeout",
     "Message",
     "__version__",
+    "set_busy_poll",
 ]
 
 __version__: str
 MQTT_MAX_PACKET_SIZE: int
+
+def set_busy_poll(microseconds: int) -> int: ...
 
 class MQTTException(Exception):
     """Base class of every error umqtt raises."""
