@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pyo3::exceptions::PyValueError;
@@ -22,7 +22,7 @@ use crate::driver::{self, DriverConfig, Link, Received, Shared};
 use crate::errors::{self, DriverError, MQTTException};
 use crate::inbox::{Taken, Waiting};
 use crate::options::{self, ClientOptions};
-use crate::runtime::{self, block_on, lock, BusyPoll, Deadline, LastRequest};
+use crate::runtime::{self, block_on, lock, BusyPoll, Deadline};
 
 /// How many requests may wait in rumqttc's channel before senders back off.
 const REQUEST_CHANNEL_CAPACITY: usize = 256;
@@ -46,6 +46,25 @@ struct Core {
     shared: Arc<Shared>,
     session: Mutex<Option<Session>>,
     last_request: LastRequest,
+}
+
+/// When a client last sent a request, so that a `wait_msg()` soon after a publish busy-polls
+/// for the message it brings back (see `runtime`).
+#[derive(Default)]
+struct LastRequest(Mutex<Option<Instant>>);
+
+impl LastRequest {
+    /// Records a request sent now; returns the time, from which its own reply is polled for.
+    fn mark(&self) -> Instant {
+        let now = Instant::now();
+        *lock(&self.0) = Some(now);
+        now
+    }
+
+    /// How long a wait for messages starting now polls: until the budget after the last request.
+    fn busy_poll(&self) -> BusyPoll {
+        lock(&self.0).map_or(BusyPoll::NONE, BusyPoll::after)
+    }
 }
 
 #[pyclass(frozen, module = "umqtt._native")]
@@ -734,7 +753,7 @@ impl Client {
             core.shared.inbox.ready().await;
             Ok(())
         };
-        self.awaitable(py, Operation::new(ready, None, "message"))
+        self.awaitable(py, Operation::new(ready, None, "message", Ending::Packet))
     }
 
     /// An arrived message, or None at once; raises `MQTTConnectionLost` once the link is gone for
@@ -869,7 +888,7 @@ impl Client {
         let timeout = self.connect_timeout(clean_session, timeout)?;
         let core = self.core.clone();
         let connect = async move { core.connect(clean_session, timeout).await };
-        Ok(Operation::new(connect, None, "CONNACK"))
+        Ok(Operation::new(connect, None, "CONNACK", Ending::Packet))
     }
 
     fn publish_op(
@@ -882,11 +901,13 @@ impl Client {
     ) -> PyResult<Operation<impl Future<Output = Result<(), DriverError>> + Send + 'static>> {
         let request = self.publish_request(topic, msg, qos, retain)?;
         let (core, what) = (self.core.clone(), request.ack_name());
-        let at_once = request.kind().is_none();
+        let ends_with = match request.kind() {
+            Some(_) => Ending::Packet,
+            None => Ending::Queued,
+        };
         let publish = async move { core.request(request).await.map(drop) };
-        let mut operation = Operation::new(publish, Some(self.ack_timeout(timeout)?), what);
-        operation.at_once = at_once;
-        Ok(operation)
+        let timeout = Some(self.ack_timeout(timeout)?);
+        Ok(Operation::new(publish, timeout, what, ends_with))
     }
 
     fn subscribe_op(
@@ -903,6 +924,7 @@ impl Client {
             subscribe,
             Some(self.ack_timeout(timeout)?),
             "SUBACK",
+            Ending::Packet,
         ))
     }
 
@@ -919,6 +941,7 @@ impl Client {
             unsubscribe,
             Some(self.ack_timeout(timeout)?),
             "UNSUBACK",
+            Ending::Packet,
         ))
     }
 
@@ -930,7 +953,7 @@ impl Client {
             core.end_session(true).await;
             Ok(())
         };
-        Operation::new(disconnect, None, "DISCONNECT")
+        Operation::new(disconnect, None, "DISCONNECT", Ending::Closed)
     }
 
     /// Runs an operation on the calling thread, GIL released, until it ends or its time is up.
@@ -942,13 +965,17 @@ impl Client {
         let deadline = Deadline::after(operation.timeout.map(|t| t.as_secs_f64()));
         let sent = self.core.last_request.mark();
         let mut future = std::pin::pin!(operation.future);
-        let done = match operation.at_once {
-            true => runtime::poll_now(future.as_mut())?,
-            false => Poll::Pending,
+        let done = match operation.ends_with {
+            Ending::Queued => runtime::poll_now(future.as_mut())?,
+            Ending::Packet | Ending::Closed => Poll::Pending,
+        };
+        let busy_poll = match operation.ends_with {
+            Ending::Packet => BusyPoll::after(sent),
+            Ending::Queued | Ending::Closed => BusyPoll::NONE,
         };
         let outcome = match done {
             Poll::Ready(result) => Some(result),
-            Poll::Pending => block_on(py, deadline, BusyPoll::after(sent), future)?,
+            Poll::Pending => block_on(py, deadline, busy_poll, future)?,
         };
         match outcome {
             Some(result) => result.map_err(|error| error.into_pyerr(py)),
@@ -992,18 +1019,30 @@ struct Operation<F> {
     future: F,
     timeout: Option<Duration>,
     what: &'static str,
-    /// Usually done on its first poll (a QoS 0 publish is done once queued): a blocking call
-    /// tries that before it takes the runtime's core (see `runtime`).
-    at_once: bool,
+    ends_with: Ending,
+}
+
+/// What ends an operation's wait, which decides how a blocking call waits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// A packet from the broker (CONNACK, SUBACK, UNSUBACK, PUBACK, PUBCOMP, a message): a
+    /// blocking call busy-polls for it.
+    Packet,
+    /// Handing the request to the driver (a QoS 0 publish): usually done on the first poll, which
+    /// a blocking call tries before it takes the runtime's core (see `runtime`). When it must wait
+    /// after all (a full queue, an outage), no packet would end that wait sooner: no busy poll.
+    Queued,
+    /// The driver's own work (DISCONNECT written, the task gone): no reply comes.
+    Closed,
 }
 
 impl<F> Operation<F> {
-    fn new(future: F, timeout: Option<Duration>, what: &'static str) -> Self {
+    fn new(future: F, timeout: Option<Duration>, what: &'static str, ends_with: Ending) -> Self {
         Operation {
             future,
             timeout,
             what,
-            at_once: false,
+            ends_with,
         }
     }
 }

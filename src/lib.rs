@@ -20,7 +20,7 @@ fn _native(py: Python<'_>, module: &Bound<'_, PyModule>) -> PyResult<()> {
     // One crypto provider for the whole process; Err means one is already installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
     errors::register(py, module)?;
-    runtime::busy_poll_from_environment(py)?;
+    runtime::busy_poll_from_environment()?;
     module.add_function(wrap_pyfunction!(runtime::set_busy_poll, module)?)?;
     module.add_class::<client::Client>()?;
     module.add_class::<client::Message>()?;

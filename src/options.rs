@@ -75,7 +75,7 @@ fn payload_type_error(value: &Bound<'_, PyAny>) -> PyErr {
     ))
 }
 
-fn integer(value: &Bound<'_, PyAny>, what: &str) -> PyResult<i64> {
+pub fn integer(value: &Bound<'_, PyAny>, what: &str) -> PyResult<i64> {
     if !value.is_instance_of::<PyInt>() {
         return Err(PyTypeError::new_err(format!(
             "{what} must be an int, not {}",

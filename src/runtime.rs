@@ -39,7 +39,7 @@ const RECLAIM_AFTER: Duration = Duration::from_millis(1);
 /// The busy-poll budget when neither `set_busy_poll` nor the environment says otherwise.
 const DEFAULT_BUSY_POLL_MICROS: u64 = 200;
 /// Longer busy polls only burn a core: a reply that takes this long is not a local one.
-const MAX_BUSY_POLL_MICROS: i64 = 10_000;
+const MAX_BUSY_POLL_MICROS: u64 = 10_000;
 /// Sets the busy-poll budget for a process that runs a script unchanged.
 const BUSY_POLL_VARIABLE: &str = "UMQTT_BUSY_POLL_US";
 
@@ -72,6 +72,9 @@ fn start() -> Result<&'static Runtime, String> {
         .max_blocking_threads(6)
         .thread_keep_alive(Duration::from_secs(2))
         .thread_name("umqtt-blocking")
+        // Runs before the core's holder would sleep. Since tokio 1.54 (tokio#8212), a wake-up
+        // from it makes the runtime poll the I/O driver with a zero timeout instead of skipping
+        // it; before, busy polling would never have read the socket.
         .on_thread_park(busy_poll_before_park)
         .enable_all()
         .build()
@@ -201,10 +204,11 @@ impl Handover {
     }
 }
 
-/// Counts a caller out, even when its future panicked. Only a call that waited (and so ran the
-/// I/O) counts as an entry that defers the take-back: a thread making calls refused at once
-/// (publishing on a dead link in a loop) drives nothing, and must not leave the I/O of every
-/// other connection undriven for a pause after each call.
+/// Counts a caller out, even when its future panicked, and disarms its busy poll: a later call
+/// on this thread that expects no reply must not poll on this one's leftover waker. Only a call
+/// that waited (and so ran the I/O) counts as an entry that defers the take-back: a thread making
+/// calls refused at once (publishing on a dead link in a loop) drives nothing, and must not leave
+/// the I/O of every other connection undriven for a pause after each call.
 struct Leave<'a> {
     handover: &'a Handover,
     waited: Cell<bool>,
@@ -273,34 +277,18 @@ fn swap_busy_polling(busy_poll: Option<(Instant, Waker)>) -> Option<(Instant, Wa
         .flatten()
 }
 
-/// When a client last sent a request, so that a `wait_msg()` soon after a publish busy-polls
-/// for the message it brings back.
-#[derive(Default)]
-pub struct LastRequest(Mutex<Option<Instant>>);
-
-impl LastRequest {
-    pub fn mark(&self) -> Instant {
-        let now = Instant::now();
-        *lock(&self.0) = Some(now);
-        now
-    }
-
-    pub fn busy_poll(&self) -> BusyPoll {
-        lock(&self.0).map_or(BusyPoll::NONE, BusyPoll::after)
-    }
-}
-
 /// Sets how long, in microseconds, a blocking call that expects a reply busy-polls for it before
 /// the thread sleeps (0: never); returns the previous budget. Applies to calls made after it.
 #[pyfunction]
 pub fn set_busy_poll(microseconds: &Bound<'_, PyAny>) -> PyResult<u64> {
-    let micros = bounded_micros(microseconds, "set_busy_poll(microseconds)")?;
+    const WHAT: &str = "set_busy_poll(microseconds)";
+    let micros = busy_poll_micros(crate::options::integer(microseconds, WHAT)?, WHAT)?;
     Ok(BUSY_POLL_MICROS.swap(micros, Ordering::Relaxed))
 }
 
 /// Reads `UMQTT_BUSY_POLL_US` when the module is imported: a bad value fails the import, with
 /// the variable named, rather than running with a budget nobody chose.
-pub fn busy_poll_from_environment(py: Python<'_>) -> PyResult<()> {
+pub fn busy_poll_from_environment() -> PyResult<()> {
     let Some(value) = std::env::var_os(BUSY_POLL_VARIABLE) else {
         return Ok(());
     };
@@ -310,14 +298,20 @@ pub fn busy_poll_from_environment(py: Python<'_>) -> PyResult<()> {
             "{BUSY_POLL_VARIABLE} must be a whole number of microseconds, not {text:?}"
         ))
     })?;
-    let micros = bounded_micros(number.into_pyobject(py)?.as_any(), BUSY_POLL_VARIABLE)?;
+    let micros = busy_poll_micros(number, BUSY_POLL_VARIABLE)?;
     BUSY_POLL_MICROS.store(micros, Ordering::Relaxed);
     Ok(())
 }
 
-fn bounded_micros(value: &Bound<'_, PyAny>, what: &str) -> PyResult<u64> {
-    let micros = crate::options::bounded_int(value, what, 0..=MAX_BUSY_POLL_MICROS)?;
-    Ok(micros.unsigned_abs())
+fn busy_poll_micros(number: i64, what: &str) -> PyResult<u64> {
+    u64::try_from(number)
+        .ok()
+        .filter(|micros| *micros <= MAX_BUSY_POLL_MICROS)
+        .ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "{what} must be between 0 and {MAX_BUSY_POLL_MICROS} microseconds, not {number}"
+            ))
+        })
 }
 
 /// A point in time after which a wait gives up; `None` waits for ever.
