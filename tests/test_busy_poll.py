@@ -86,6 +86,28 @@ def test_set_busy_poll_returns_the_previous_budget(set_busy_poll: Callable[[int]
     assert set_busy_poll(7) == 0
 
 
+def subscribed(make_client: Callable[..., Any], topic: str) -> tuple[Any, list[bytes]]:
+    """A connected client subscribed to `topic`, and the list its messages are appended to."""
+    delivered: list[bytes] = []
+    c = make_client()
+    c.set_callback(lambda t, m: delivered.append(m))
+    c.connect()
+    assert c.subscribe(topic)
+    return c, delivered
+
+
+def wait_for_message_sent_later(waiter: Any, sender: Any, topic: str, delay: float) -> float:
+    """Runs `waiter.wait_msg()` while `sender` publishes to `topic` after `delay` seconds, from
+    another thread; returns the CPU time the waiting thread used."""
+    later = threading.Timer(delay, lambda: sender.publish(topic, b"later"))
+    later.start()
+    cpu_before = time.thread_time()
+    waiter.wait_msg()
+    cpu = time.thread_time() - cpu_before
+    later.join()
+    return cpu
+
+
 def sleeps_per_round_trip(client: Any, topic: str, delivered: list[bytes]) -> float:
     """Publishes to a topic the client is subscribed to and waits for each message to come back;
     returns how often per round trip the calling thread went to sleep (voluntary switches)."""
@@ -105,11 +127,7 @@ def test_a_reply_within_the_budget_is_awaited_without_sleeping(
     set_busy_poll: Callable[[int], int],
     record_property: Callable[[str, Any], None],
 ) -> None:
-    delivered: list[bytes] = []
-    c = make_client()
-    c.set_callback(lambda t, m: delivered.append(m))
-    c.connect()
-    assert c.subscribe(topic)
+    c, delivered = subscribed(make_client, topic)
     set_busy_poll(MAX_BUDGET)
     busy = sleeps_per_round_trip(c, topic, delivered)
     set_busy_poll(0)
@@ -128,23 +146,16 @@ def test_busy_polling_stops_when_the_budget_is_spent(
     make_client: Callable[..., Any], topic: str, set_busy_poll: Callable[[int], int]
 ) -> None:
     set_busy_poll(MAX_BUDGET)
-    delivered: list[bytes] = []
-    waiter = make_client()
-    waiter.set_callback(lambda t, m: delivered.append(m))
-    waiter.connect()
-    assert waiter.subscribe(topic)
+    waiter, delivered = subscribed(make_client, topic)
     sender = make_client()
     sender.connect()
     # The waiter's publish goes nowhere: the wait_msg() after it expects a reply that does not
-    # come; the message it gets is sent half a second later, from another thread.
+    # come; the message it gets is sent half a second later.
     assert waiter.publish(topic + "/elsewhere", b"request")
-    later = threading.Timer(0.5, lambda: sender.publish(topic, b"late"))
-    later.start()
-    cpu_before, wall_before = time.thread_time(), time.monotonic()
-    waiter.wait_msg()
-    cpu, wall = time.thread_time() - cpu_before, time.monotonic() - wall_before
-    later.join()
-    assert delivered == [b"late"]
+    wall_before = time.monotonic()
+    cpu = wait_for_message_sent_later(waiter, sender, topic, 0.5)
+    wall = time.monotonic() - wall_before
+    assert delivered == [b"later"]
     assert wall >= 0.4
     # 10 ms of polling at most, then asleep: far below the half second a poll without a bound
     # would burn, or the 100 ms of one that started again every 50 ms signal slice.
@@ -155,23 +166,12 @@ def test_a_wait_for_messages_long_after_the_last_request_does_not_busy_poll(
     make_client: Callable[..., Any], topic: str, set_busy_poll: Callable[[int], int]
 ) -> None:
     set_busy_poll(MAX_BUDGET)
-    delivered: list[bytes] = []
-    waiter = make_client()
-    waiter.set_callback(lambda t, m: delivered.append(m))
-    waiter.connect()
-    assert waiter.subscribe(topic)
+    waiter, delivered = subscribed(make_client, topic)
     sender = make_client()
     sender.connect()
     time.sleep(2 * MAX_BUDGET / 1e6)  # the subscribe's budget is spent
     waits = 20
-    cpu = 0.0
-    for i in range(waits):
-        later = threading.Timer(0.02, lambda: sender.publish(topic, b"message"))
-        later.start()
-        cpu_before = time.thread_time()
-        waiter.wait_msg()
-        cpu += time.thread_time() - cpu_before
-        later.join()
-        assert len(delivered) == i + 1
+    cpu = sum(wait_for_message_sent_later(waiter, sender, topic, 0.02) for _ in range(waits))
+    assert delivered == [b"later"] * waits
     # A subscriber that sent nothing waits asleep: polling would cost 10 ms per wait (0.2 s).
     assert cpu < 0.05, f"{cpu:.3f} s of CPU in {waits} waits of 20 ms"
