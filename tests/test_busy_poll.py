@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import pytest
@@ -96,9 +97,32 @@ def subscribed(make_client: Callable[..., Any], topic: str) -> tuple[Any, list[b
     return c, delivered
 
 
-def wait_for_message_sent_later(waiter: Any, sender: Any, topic: str, delay: float) -> float:
-    """Runs `waiter.wait_msg()` while `sender` publishes to `topic` after `delay` seconds, from
-    another thread; returns the CPU time the waiting thread used."""
+@dataclass
+class WaiterAndSender:
+    """A client subscribed to `topic` that waits for messages, and one that sends them."""
+
+    waiter: Any
+    delivered: list[bytes]
+    sender: Any
+    topic: str
+
+
+@pytest.fixture
+def waiter_and_sender(
+    make_client: Callable[..., Any], topic: str, set_busy_poll: Callable[[int], int]
+) -> WaiterAndSender:
+    """Both clients, connected, with the longest busy-poll budget."""
+    set_busy_poll(MAX_BUDGET)
+    waiter, delivered = subscribed(make_client, topic)
+    sender = make_client()
+    sender.connect()
+    return WaiterAndSender(waiter, delivered, sender, topic)
+
+
+def wait_for_message_sent_later(clients: WaiterAndSender, delay: float) -> float:
+    """Runs `wait_msg()` on the waiter while the sender publishes to its topic after `delay`
+    seconds, from another thread; returns the CPU time the waiting thread used."""
+    waiter, sender, topic = clients.waiter, clients.sender, clients.topic
     later = threading.Timer(delay, lambda: sender.publish(topic, b"later"))
     later.start()
     cpu_before = time.thread_time()
@@ -142,20 +166,15 @@ def test_a_reply_within_the_budget_is_awaited_without_sleeping(
     assert busy <= asleep / 2, figures
 
 
-def test_busy_polling_stops_when_the_budget_is_spent(
-    make_client: Callable[..., Any], topic: str, set_busy_poll: Callable[[int], int]
-) -> None:
-    set_busy_poll(MAX_BUDGET)
-    waiter, delivered = subscribed(make_client, topic)
-    sender = make_client()
-    sender.connect()
+def test_busy_polling_stops_when_the_budget_is_spent(waiter_and_sender: WaiterAndSender) -> None:
+    clients = waiter_and_sender
     # The waiter's publish goes nowhere: the wait_msg() after it expects a reply that does not
     # come; the message it gets is sent half a second later.
-    assert waiter.publish(topic + "/elsewhere", b"request")
+    assert clients.waiter.publish(clients.topic + "/elsewhere", b"request")
     wall_before = time.monotonic()
-    cpu = wait_for_message_sent_later(waiter, sender, topic, 0.5)
+    cpu = wait_for_message_sent_later(clients, 0.5)
     wall = time.monotonic() - wall_before
-    assert delivered == [b"later"]
+    assert clients.delivered == [b"later"]
     assert wall >= 0.4
     # 10 ms of polling at most, then asleep: far below the half second a poll without a bound
     # would burn, or the 100 ms of one that started again every 50 ms signal slice.
@@ -163,15 +182,12 @@ def test_busy_polling_stops_when_the_budget_is_spent(
 
 
 def test_a_wait_for_messages_long_after_the_last_request_does_not_busy_poll(
-    make_client: Callable[..., Any], topic: str, set_busy_poll: Callable[[int], int]
+    waiter_and_sender: WaiterAndSender,
 ) -> None:
-    set_busy_poll(MAX_BUDGET)
-    waiter, delivered = subscribed(make_client, topic)
-    sender = make_client()
-    sender.connect()
+    clients = waiter_and_sender
     time.sleep(2 * MAX_BUDGET / 1e6)  # the subscribe's budget is spent
     waits = 20
-    cpu = sum(wait_for_message_sent_later(waiter, sender, topic, 0.02) for _ in range(waits))
-    assert delivered == [b"later"] * waits
+    cpu = sum(wait_for_message_sent_later(clients, 0.02) for _ in range(waits))
+    assert clients.delivered == [b"later"] * waits
     # A subscriber that sent nothing waits asleep: polling would cost 10 ms per wait (0.2 s).
     assert cpu < 0.05, f"{cpu:.3f} s of CPU in {waits} waits of 20 ms"
