@@ -965,13 +965,10 @@ impl Client {
         let deadline = Deadline::after(operation.timeout.map(|t| t.as_secs_f64()));
         let sent = self.core.last_request.mark();
         let mut future = std::pin::pin!(operation.future);
-        let done = match operation.ends_with {
-            Ending::Queued => runtime::poll_now(future.as_mut())?,
-            Ending::Packet | Ending::Closed => Poll::Pending,
-        };
-        let busy_poll = match operation.ends_with {
-            Ending::Packet => BusyPoll::after(sent),
-            Ending::Queued | Ending::Closed => BusyPoll::NONE,
+        let (done, busy_poll) = match operation.ends_with {
+            Ending::Packet => (Poll::Pending, BusyPoll::after(sent)),
+            Ending::Queued => (runtime::poll_now(future.as_mut())?, BusyPoll::NONE),
+            Ending::Closed => (Poll::Pending, BusyPoll::NONE),
         };
         let outcome = match done {
             Poll::Ready(result) => Some(result),
@@ -1023,7 +1020,6 @@ struct Operation<F> {
 }
 
 /// What ends an operation's wait, which decides how a blocking call waits.
-#[derive(Clone, Copy, PartialEq, Eq)]
 enum Ending {
     /// A packet from the broker (CONNACK, SUBACK, UNSUBACK, PUBACK, PUBCOMP, a message): a
     /// blocking call busy-polls for it.

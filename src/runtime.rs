@@ -247,9 +247,9 @@ impl BusyPoll {
         }
     }
 
-    /// Leaves `waker` for the before-park hook while the budget lasts.
+    /// Leaves `waker` for the before-park hook, which checks whether the budget lasts.
     fn arm(self, waker: &Waker) {
-        if let Some(until) = self.0.filter(|until| Instant::now() < *until) {
+        if let Some(until) = self.0 {
             swap_busy_polling(Some((until, waker.clone())));
         }
     }
