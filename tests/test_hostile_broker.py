@@ -566,12 +566,25 @@ def test_publish_parked_on_a_packet_id_collision_gets_its_own_ack(hostile, capfd
     """A broker that holds back the PUBACK of id 1 while it acknowledges the rest: B's 100th
     publish wants id 1 again (rumqttc cycles ids 1..100) and is parked until that ack; the
     publishes queued behind it (threads C*) go out in one batch once it is released. Each
-    publish() must return True on its own PUBACK: A's (id 1) first, and none may time out."""
+    publish() must return True on its own PUBACK, and none may time out.
+
+    Which thread returns first is a race (the thread that holds the core may finish before the
+    one it woke), so the order is checked on the wire, as the broker saw it: A's PUBACK (id 1)
+    went out before B's parked publish (id 1 again) came in, and every publish was answered by
+    exactly one PUBACK."""
     seen: list[tuple[int, bytes]] = []
+    wire: list[tuple[str, int, bytes]] = []  # ("PUBLISH" | "PUBACK", packet id, payload), in order
+    wire_lock = threading.Lock()
     released = threading.Event()
 
+    def puback(b: HostileBroker, pkid: int, payload: bytes) -> None:
+        # Logged before it is sent: the client cannot answer a PUBACK it has not received yet.
+        with wire_lock:
+            wire.append(("PUBACK", pkid, payload))
+            b.send(packet(0x40, struct.pack("!H", pkid)))
+
     def release(b: HostileBroker) -> None:
-        b.send(packet(0x40, struct.pack("!H", 1)))
+        puback(b, 1, seen[0][1])
         released.set()
 
     def script(b: HostileBroker) -> None:
@@ -581,20 +594,21 @@ def test_publish_parked_on_a_packet_id_collision_gets_its_own_ack(hostile, capfd
                 b.send(PINGRESP)
                 continue
             pkid = pkid_of(first, body)
-            seen.append((pkid, body[4 + struct.unpack("!H", body[:2])[0] :]))
+            payload = body[4 + struct.unpack("!H", body[:2])[0] :]
+            seen.append((pkid, payload))
+            with wire_lock:
+                wire.append(("PUBLISH", pkid, payload))
             if len(seen) == 1:
                 threading.Timer(1.5, release, (b,)).start()
             else:
-                b.send(packet(0x40, struct.pack("!H", pkid)))
+                puback(b, pkid, payload)
 
     b = hostile(script)
     c = connect(b, ack_timeout=8)
     results: dict[str, list[bool]] = {}
-    finished: list[str] = []
 
     def publisher(name: str, count: int) -> None:
         results[name] = [c.publish("t", f"{name}{i}", qos=1) for i in range(count)]
-        finished.append(name)
 
     def start(name: str, count: int) -> threading.Thread:
         t = threading.Thread(target=publisher, args=(name, count))
@@ -615,9 +629,15 @@ def test_publish_parked_on_a_packet_id_collision_gets_its_own_ack(hostile, capfd
     assert b.done.wait(5) and b.error is None, b.error
     assert sorted(results) == ["A", "B", "C0", "C1", "C2", "C3"], results
     assert all(all(r) for r in results.values()), results
-    assert finished[:2] == ["A", "B"], finished
     assert seen[0] == (1, b"A0")
     assert seen[100] == (1, b"B99"), "the parked publish was not the first sent after the release"
     assert len({p for _, p in seen}) == len(seen) == 121, "a publish was sent twice or lost"
+    # On the wire: A's PUBACK before B99 was sent, and B99's own PUBACK after it.
+    a_ack = wire.index(("PUBACK", 1, b"A0"))
+    b99 = wire.index(("PUBLISH", 1, b"B99"))
+    assert a_ack < b99 < wire.index(("PUBACK", 1, b"B99")), wire[a_ack - 2 : b99 + 3]
+    published = [(pkid, p) for kind, pkid, p in wire if kind == "PUBLISH"]
+    acked = [(pkid, p) for kind, pkid, p in wire if kind == "PUBACK"]
+    assert sorted(acked) == sorted(published), "a publish was not acknowledged exactly once"
     c.disconnect()
     no_panic(capfd)
