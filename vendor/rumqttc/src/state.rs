@@ -898,7 +898,7 @@ mod test {
         }
     }
 
-    // umqtt patch 3: tables that grow with use.
+    // umqtt patch: tables that grow with use.
 
     #[test]
     fn new_state_allocates_no_tables() {
@@ -945,6 +945,18 @@ mod test {
     }
 
     #[test]
+    fn incoming_qos2_with_the_highest_packet_id_is_tracked() {
+        let mut mqtt = MqttState::new(100, false);
+        let publish = build_incoming_publish(QoS::ExactlyOnce, u16::MAX);
+        mqtt.handle_incoming_publish(&publish).unwrap();
+        assert!(mqtt.incoming_pub.contains(u16::MAX as usize));
+        mqtt.handle_incoming_pubrel(&PubRel::new(u16::MAX)).unwrap();
+        assert!(!mqtt.incoming_pub.contains(u16::MAX as usize));
+    }
+
+    // umqtt patch: a parked publish is pending after a link failure.
+
+    #[test]
     fn clean_returns_the_publish_parked_on_a_collision() {
         let mut mqtt = MqttState::new(2, false);
         for _ in 0..3 {
@@ -955,15 +967,5 @@ mod test {
         let pending = mqtt.clean();
         assert!(mqtt.collision.is_none());
         assert_eq!(pending.len(), 3);
-    }
-
-    #[test]
-    fn incoming_qos2_with_the_highest_packet_id_is_tracked() {
-        let mut mqtt = MqttState::new(100, false);
-        let publish = build_incoming_publish(QoS::ExactlyOnce, u16::MAX);
-        mqtt.handle_incoming_publish(&publish).unwrap();
-        assert!(mqtt.incoming_pub.contains(u16::MAX as usize));
-        mqtt.handle_incoming_pubrel(&PubRel::new(u16::MAX)).unwrap();
-        assert!(!mqtt.incoming_pub.contains(u16::MAX as usize));
     }
 }
