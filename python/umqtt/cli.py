@@ -21,23 +21,28 @@ _EXIT_ERROR = 1
 _EXIT_TIMEOUT = 27  # what mosquitto_sub exits with when -W expires
 
 
-def _common_options(parser: argparse.ArgumentParser) -> None:
-    """Options both commands take, named as mosquitto_pub/mosquitto_sub name them."""
+def _connection_options(parser: argparse.ArgumentParser) -> None:
+    """Where and how to connect, named as mosquitto_pub/mosquitto_sub name them."""
     parser.add_argument("--help", action="help", help="show this help and exit")
     parser.add_argument("-h", "--host", default="localhost", help="broker host (localhost)")
     parser.add_argument("-p", "--port", type=int, default=0, help="port (1883, 8883 with TLS)")
-    parser.add_argument("-i", "--id", help="client id (default: umqtt-cli-<random>)")
+    parser.add_argument("-i", "--id", help="client id (default: a random one)")
     parser.add_argument("-u", "--username", help="user name")
     parser.add_argument("-P", "--pw", help="password")
-    parser.add_argument("-q", "--qos", type=int, default=0, choices=(0, 1, 2), help="QoS (0)")
-    parser.add_argument("-k", "--keepalive", type=int, default=60, help="keepalive seconds (60)")
-    parser.add_argument("-t", "--topic", action="append", required=True, help="topic (repeatable)")
     tls = parser.add_argument_group("TLS (any of these turns TLS on)")
     tls.add_argument("--tls", action="store_true", help="TLS, verified with the system's CAs")
     tls.add_argument("--cafile", help="CA certificate(s) to verify the broker with (PEM file)")
     tls.add_argument("--cert", help="client certificate for mutual TLS (PEM file)")
     tls.add_argument("--key", help="client private key for mutual TLS (PEM file)")
     tls.add_argument("--insecure", action="store_true", help="do not verify the broker")
+
+
+def _common_options(parser: argparse.ArgumentParser) -> None:
+    """Options both pub and sub take."""
+    _connection_options(parser)
+    parser.add_argument("-q", "--qos", type=int, default=0, choices=(0, 1, 2), help="QoS (0)")
+    parser.add_argument("-k", "--keepalive", type=int, default=60, help="keepalive seconds (60)")
+    parser.add_argument("-t", "--topic", action="append", required=True, help="topic (repeatable)")
 
 
 def _parser() -> argparse.ArgumentParser:
