@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m umqtt", description="MQTT from the command line, on the umqtt core."
     )
     parser.add_argument("--version", action="version", version=f"umqtt {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{pub,sub}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{pub,sub,doctor}")
 
     pub = commands.add_parser("pub", add_help=False, help="publish a message")
     _common_options(pub)
@@ -67,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("-C", "--count", type=int, metavar="N", help="exit after N messages")
     sub.add_argument("-W", "--timeout", type=float, metavar="S", help="exit after S seconds")
     sub.add_argument("-v", "--verbose", action="store_true", help="print 'topic payload'")
+
+    from . import doctor  # imports this module's option helpers, so not at the top
+
+    doctor.add_parser(commands)
     return parser
 
 
@@ -148,6 +152,10 @@ def _subscribe(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "doctor":
+        from .doctor import run as diagnose
+
+        return diagnose(args)
     run = _publish if args.command == "pub" else _subscribe
     try:
         return run(args)
