@@ -321,6 +321,15 @@ def test_tls_with_the_right_ca_passes_and_describes_the_certificate(mqtt_broker_
     assert leaf["issuer"].startswith("O=trustme") and len(leaf["sha256"]) == 64
 
 
+def test_a_broker_that_demands_a_client_certificate_asks_for_one(mqtt_broker_factory, capsys):
+    broker = mqtt_broker_factory(tls=True, require_certificate=True)
+    d = diagnose(capsys, *at(broker, broker.tls_port), "--cafile", str(broker.ca_path))
+    assert d.status == 1 and d.failed == "tls"
+    words = d.words("tls")
+    assert "rejected the handshake" in words  # the core's verdict
+    assert "demands a client certificate" in words and "--cert FILE --key FILE" in words
+
+
 # --------------------------------------------------------------------------- CONNECT
 
 

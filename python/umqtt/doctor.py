@@ -582,7 +582,7 @@ class Doctor:
         }
         if outcome.reached_mqtt or (answer.speaks_tls and outcome.kind() != "tls"):
             step.passed(
-                f"{answer.version}, {_summary(answer.leaf)}; verified with {self.trusted()}",
+                f"{answer.version}, {_summary(answer.leaf)}; checked against {self.trusted()}",
                 **details,
             )
             return True
@@ -651,7 +651,8 @@ class Doctor:
                 f"the certificate expired on {leaf.get('not_after', '?')}"
                 + _days_ago(leaf.get("not_after")),
                 "renew the broker's certificate (mosquitto: the file its `certfile` names) and "
-                "restart the broker; if that date is still to come, this machine's clock is wrong",
+                "restart the broker; or, if this machine's clock is wrong (it reads "
+                f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}), set it right",
             )
         if "not valid yet" in error:
             return (
