@@ -20,6 +20,7 @@ from ._native import (
     MQTTTimeout,
     set_busy_poll,
 )
+from ._sslcontext import SSLContext, tls_arguments
 
 __all__ = [
     "MQTTClient",
@@ -27,6 +28,7 @@ __all__ = [
     "MQTTConnectionLost",
     "MQTTException",
     "MQTTTimeout",
+    "SSLContext",
     "set_busy_poll",
 ]
 __version__: str = _native.__version__
@@ -78,6 +80,7 @@ class _CoreClient:
         ssl_params: dict[str, Any] | None,
         **core_options: Any,
     ) -> None:
+        core_ssl, core_ssl_params = tls_arguments(ssl, ssl_params)
         self._core = _native.Client(
             client_id,
             server,
@@ -85,8 +88,8 @@ class _CoreClient:
             user=user,
             password=password,
             keepalive=keepalive,
-            ssl=ssl,
-            ssl_params=ssl_params,
+            ssl=core_ssl,
+            ssl_params=core_ssl_params,
             **core_options,
         )
         self.client_id = client_id

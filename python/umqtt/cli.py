@@ -1,7 +1,9 @@
-"""``python -m umqtt pub|sub``: publish or subscribe from a shell, like mosquitto_pub/mosquitto_sub.
+"""``python -m umqtt pub|sub``: publish or subscribe from a shell, like mosquitto_pub/mosquitto_sub;
+``python -m umqtt run``: run a device script on the PC (see umqtt.runner).
 
 python -m umqtt pub -t sensors/1 -m 21.5 -q 1
 python -m umqtt sub -t 'sensors/#' -C 10 -v
+python -m umqtt run main.py
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from . import MQTTException, __version__
+from . import MQTTException, __version__, runner
 from .simple import MQTTClient
 
 _EXIT_ERROR = 1
@@ -50,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m umqtt", description="MQTT from the command line, on the umqtt core."
     )
     parser.add_argument("--version", action="version", version=f"umqtt {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{pub,sub,doctor}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{pub,sub,run,doctor}")
 
     pub = commands.add_parser("pub", add_help=False, help="publish a message")
     _common_options(pub)
@@ -67,6 +69,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("-C", "--count", type=int, metavar="N", help="exit after N messages")
     sub.add_argument("-W", "--timeout", type=float, metavar="S", help="exit after S seconds")
     sub.add_argument("-v", "--verbose", action="store_true", help="print 'topic payload'")
+
+    run = commands.add_parser(
+        "run",
+        help="run a QuecPython/MicroPython device script on this PC",
+        description="Run a device script unchanged: python -m umqtt run [OPTIONS] SCRIPT [ARGS...]",
+    )
+    runner.add_arguments(run)
 
     from . import doctor  # imports this module's option helpers, so not at the top
 
@@ -150,8 +159,15 @@ def _subscribe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_script(args: argparse.Namespace) -> int:
+    """``run``: the runner reports the script's own errors itself (traceback, exit status)."""
+    return runner.main(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "run":
+        return _run_script(args)
     if args.command == "doctor":
         from .doctor import run as diagnose
 

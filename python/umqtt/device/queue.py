@@ -1,0 +1,31 @@
+"""QuecPython's ``queue``: ``Queue(max_size=100)`` with ``put``, a blocking ``get``,
+``empty`` and ``size`` (the device's name for ``qsize``)."""
+
+from __future__ import annotations
+
+import queue as _queue
+from typing import Any
+
+
+class Queue:
+    def __init__(self, max_size: int = 100) -> None:
+        self._queue: _queue.Queue[Any] = _queue.Queue(max_size)
+
+    def put(self, data: Any = None) -> bool:
+        """Blocks while the queue is full; True."""
+        self._queue.put(data)
+        return True
+
+    def get(self) -> Any:
+        """Blocks until there is data."""
+        return self._queue.get()
+
+    def empty(self) -> bool:
+        return self._queue.empty()
+
+    def size(self) -> int:
+        return self._queue.qsize()
+
+
+Full = _queue.Full
+Empty = _queue.Empty

@@ -1,0 +1,5 @@
+"""MicroPython's ``ujson``: CPython's ``json`` (``dumps``, ``loads``, ``dump``, ``load``)."""
+
+from __future__ import annotations
+
+from json import *  # noqa: F403
