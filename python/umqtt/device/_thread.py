@@ -45,12 +45,21 @@ def start_new_thread(
     if not isinstance(args, tuple):
         raise TypeError("start_new_thread's args must be a tuple")
     thread = threading.Thread(
-        target=function, args=args, kwargs=kwargs or {}, name=getattr(function, "__name__", None)
+        target=_thread_body,
+        args=(function, args, kwargs or {}),
+        name=getattr(function, "__name__", None),
     )
     thread.daemon = True
     thread.start()
     track_thread(thread)
     return thread.ident or 0
+
+
+def _thread_body(function: Callable[..., Any], args: tuple[Any, ...], kwargs: Any) -> None:
+    try:
+        function(*args, **kwargs)
+    except SystemExit:
+        pass  # stop_thread(), or a device restart: the thread just ends
 
 
 def threadIsRunning(thread_id: int) -> bool:

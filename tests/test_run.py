@@ -1,0 +1,293 @@
+"""python -m umqtt run: a device script as __main__, its folder as `usr`, /usr/ paths, exit
+statuses, Ctrl-C, device restarts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from umqtt import runner
+
+RUN_TIMEOUT = 60
+
+
+def write(folder: Path, files: dict[str, str]) -> Path:
+    """Writes a project (file name -> source, dedented); returns the folder's main.py."""
+    for name, text in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return folder / "main.py"
+
+
+def umqtt_run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "umqtt", "run", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        cwd=cwd,
+    )
+
+
+def test_script_runs_as_main_with_its_arguments_and_usr_imports(tmp_path: Path) -> None:
+    main = write(
+        tmp_path,
+        {
+            "main.py": """
+                import sys
+                from usr.helper import greet
+                from usr import settings
+                import helper
+                print(__name__, sys.argv[1:], greet(), settings.NAME, helper.greet is greet)
+            """,
+            "helper.py": "def greet():\n    return 'hi'\n",
+            "settings.py": "NAME = 'dtu'\n",
+        },
+    )
+    done = umqtt_run(main, "--flag", "x y", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    # `usr.helper` and `helper` are two modules, as on the device (/usr is on its path too).
+    assert done.stdout == "__main__ ['--flag', 'x y'] hi dtu False\n"
+
+
+def test_exit_statuses(tmp_path: Path) -> None:
+    main = write(tmp_path, {"main.py": "import sys\nsys.exit(3)\n"})
+    assert umqtt_run(main).returncode == 3
+    main = write(
+        tmp_path,
+        {
+            "main.py": "from usr.broken import explode\nexplode()\n",
+            "broken.py": "def explode():\n    raise RuntimeError('sensor missing')\n",
+        },
+    )
+    done = umqtt_run(main)
+    assert done.returncode == 1
+    assert "Traceback (most recent call last)" in done.stderr
+    assert 'broken.py", line 2, in explode' in done.stderr
+    assert done.stderr.strip().endswith("RuntimeError: sensor missing")
+    assert "runner.py" not in done.stderr  # the script's traceback, not ours
+
+
+def test_unknown_device_module_fails_with_the_way_out(tmp_path: Path) -> None:
+    main = write(tmp_path, {"main.py": "import gnss\n"})
+    done = umqtt_run(main)
+    assert done.returncode == 1
+    assert "device module 'gnss' is not simulated by umqtt.device" in done.stderr
+    assert "put your own gnss.py" in done.stderr
+
+
+def test_usr_paths_map_to_fs_and_only_for_the_project(tmp_path: Path) -> None:
+    project, fs, elsewhere = tmp_path / "project", tmp_path / "fs", tmp_path / "lib"
+    fs.mkdir()
+    (fs / "config.json").write_text('{"server": "broker"}')
+    write(elsewhere, {"outsider.py": "def read(path):\n    return open(path).read()\n"})
+    main = write(
+        project,
+        {
+            "main.py": f"""
+                import sys, os, uos, ujson
+                sys.path.append({str(elsewhere)!r})
+                import outsider
+                print(ujson.load(open('/usr/config.json'))['server'])
+                os.mkdir('/usr/logs')
+                print(sorted(uos.listdir('/usr')), os.path.isdir({str(fs / "logs")!r}))
+                try:
+                    outsider.read('/usr/config.json')  # not the project's code: not mapped
+                except OSError as e:
+                    print('outsider:', type(e).__name__)
+            """
+        },
+    )
+    done = umqtt_run("--fs", fs, main)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "broker",
+        "['config.json', 'logs'] True",
+        "outsider: FileNotFoundError",
+    ]
+
+
+def test_device_names_of_cpython_modules_only_inside_the_project(tmp_path: Path) -> None:
+    main = write(
+        tmp_path,
+        {
+            "main.py": """
+                import time, _thread, gc, queue, os
+                import logging
+                import umqtt
+                print(time.ticks_diff(time.ticks_ms(), time.ticks_ms()) <= 0, gc.mem_free() > 0)
+                print(hasattr(_thread, 'stop_thread'), hasattr(queue.Queue(), 'size'))
+                print(logging.OWN, hasattr(umqtt.log, 'warning'))
+                import sys
+                print(hasattr(sys.modules['time'], 'ticks_ms'))  # CPython's time is untouched
+            """,
+            "logging.py": "OWN = 'own logging'\n",
+        },
+    )
+    done = umqtt_run(main)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["True True", "True True", "own logging True", "False"]
+
+
+def test_profile_values_reach_the_script(tmp_path: Path) -> None:
+    profile = tmp_path / "device.json"
+    profile.write_text(json.dumps({"imei": "869999999999999", "csq": 12, "attached": True}))
+    main = write(
+        tmp_path,
+        {"main.py": "import modem, net\nprint(modem.getDevImei(), net.csqQueryPoll())\n"},
+    )
+    done = umqtt_run("--profile", profile, main)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "869999999999999 12\n"
+    profile.write_text('{"imie": 1}')
+    done = umqtt_run("--profile", profile, main)
+    assert done.returncode == 2 and "unknown device profile key(s) imie" in done.stderr
+
+
+def test_waits_for_threads_and_timers(tmp_path: Path) -> None:
+    main = write(
+        tmp_path,
+        {
+            "main.py": """
+                import _thread, utime, osTimer
+                def worker():
+                    utime.sleep_ms(300)
+                    print('thread done')
+                count = [0]
+                def tick(arg):
+                    count[0] += 1
+                    if count[0] == 3:
+                        timer.stop()
+                        print('timer done')
+                _thread.start_new_thread(worker, ())
+                timer = osTimer()
+                timer.start(50, 1, tick)
+                print('main done')
+            """
+        },
+    )
+    done = umqtt_run(main)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "main done"
+    assert sorted(done.stdout.splitlines()[1:]) == ["thread done", "timer done"]
+
+
+def test_ctrl_c_ends_everything(tmp_path: Path) -> None:
+    main = write(
+        tmp_path,
+        {
+            "main.py": """
+                import _thread, utime
+                def forever():
+                    while True:
+                        utime.sleep(1)
+                _thread.start_new_thread(forever, ())
+                print('running', flush=True)
+                while True:
+                    utime.sleep(1)
+            """
+        },
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "umqtt", "run", str(main)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "running\n"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(RUN_TIMEOUT) == runner.EXIT_INTERRUPTED
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+def test_power_restart_ends_the_script_with_a_message(tmp_path: Path) -> None:
+    main = write(
+        tmp_path,
+        {
+            "main.py": """
+                import _thread, utime
+                from misc import Power
+                def watchdog():
+                    utime.sleep_ms(100)
+                    Power.powerRestart()
+                _thread.start_new_thread(watchdog, ())
+                while True:
+                    utime.sleep(1)  # the main thread is blocked when the restart comes
+            """
+        },
+    )
+    started = time.monotonic()
+    done = umqtt_run(main)
+    assert done.returncode == 0, done.stderr
+    assert "misc.Power.powerRestart() was called" in done.stderr
+    assert "--restart" in done.stderr
+    assert time.monotonic() - started < RUN_TIMEOUT / 2
+
+
+def test_restart_runs_the_script_again_from_the_top(tmp_path: Path) -> None:
+    main = write(
+        tmp_path,
+        {
+            "main.py": """
+                import machine, ql_fs
+                state = ql_fs.read_json('/usr/boots.json') or {'boots': 0}
+                state['boots'] += 1
+                ql_fs.touch('/usr/boots.json', state)
+                print('boot', state['boots'], flush=True)
+                if state['boots'] < 3:
+                    machine.reset()
+            """
+        },
+    )
+    done = umqtt_run("--restart", main)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["boot 1", "boot 2", "boot 3"]
+    assert done.stderr.count("machine.reset(): restarting") == 2
+    (tmp_path / "boots.json").unlink()
+    done = umqtt_run(main)  # without --restart: once, then the message
+    assert done.stdout.splitlines() == ["boot 1"]
+    assert "machine.reset() was called" in done.stderr
+
+
+def test_run_in_process_restores_the_interpreter(tmp_path: Path) -> None:
+    main = write(
+        tmp_path,
+        {
+            "main.py": "import utime, sys\nfrom usr.helper import X\nRESULT = (X, sys.argv)\n",
+            "helper.py": "X = 1\n",
+        },
+    )
+    argv, path, meta_path = list(sys.argv), list(sys.path), list(sys.meta_path)
+    assert runner.run(str(main), ["a"]) == (0, None)
+    assert sys.argv == argv and sys.path == path and sys.meta_path == meta_path
+    assert not any(name == "usr" or name.startswith("usr.") for name in sys.modules)
+    assert "utime" not in sys.modules
+    assert "helper" not in sys.modules
+
+
+def test_console_script_and_help(tmp_path: Path) -> None:
+    umqtt_command = Path(sys.executable).with_name("umqtt")
+    if not umqtt_command.exists():
+        pytest.skip("the umqtt console script is not installed next to this interpreter")
+    main = write(tmp_path, {"main.py": "print('ok')\n"})
+    done = subprocess.run(
+        [str(umqtt_command), "run", str(main)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and done.stdout == "ok\n", done.stderr
+    done = subprocess.run(
+        [str(umqtt_command), "run", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert "--profile FILE" in done.stdout and "--restart" in done.stdout
+    assert os.path.basename(str(umqtt_command)) == "umqtt"
