@@ -73,9 +73,11 @@ class SSLContext(_RememberingContext):
     def load_verify_locations(
         self, cafile: Any = None, capath: Any = None, cadata: Any = None
     ) -> None:
+        """A CA file's path (``/usr/...`` mapped), or ``cadata``: PEM text or DER bytes."""
         if cafile is not None:
-            data = _content(cafile)
-            cadata = data.decode() if data.lstrip().startswith(b"-----") else data
+            cadata = _content(cafile)
+        if isinstance(cadata, (bytes, bytearray)) and cadata.lstrip().startswith(b"-----"):
+            cadata = bytes(cadata).decode()  # CPython takes PEM as text, DER as bytes
         super().load_verify_locations(None, map_path(capath), cadata)
 
 
@@ -108,9 +110,7 @@ def wrap_socket(
     elif server_hostname is None:
         context.check_hostname = False
     if cadata is not None:
-        context.load_verify_locations(
-            cadata=cadata if not isinstance(cadata, str) else cadata.encode()
-        )
+        context.load_verify_locations(cadata=cadata)
     if cert is not None or key is not None:
         cert_bytes = cert.encode() if isinstance(cert, str) else cert
         key_bytes = key.encode() if isinstance(key, str) else key
