@@ -9,7 +9,6 @@ import ssl
 from typing import Any, Callable
 
 import pytest
-
 import umqtt
 from umqtt.device import ssl as device_ssl
 from umqtt.device import ussl
