@@ -229,8 +229,9 @@ def test_power_restart_ends_the_script_with_a_message(tmp_path: Path) -> None:
         },
     )
     started = time.monotonic()
-    done = umqtt_run(main)
+    done = umqtt_run("--verbose", main)
     assert done.returncode == 0, done.stderr
+    assert "umqtt.device: misc.Power.powerRestart(): the device restarts" in done.stderr
     assert "misc.Power.powerRestart() was called" in done.stderr
     assert "--restart" in done.stderr
     assert time.monotonic() - started < RUN_TIMEOUT / 2

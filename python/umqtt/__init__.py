@@ -7,6 +7,9 @@ this module only chooses return values, exceptions and callback policy, as the d
 
 from __future__ import annotations
 
+from . import _cwd_guard  # noqa: F401 - before anything else is imported
+
+# isort: split
 import logging
 import threading
 import weakref

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import signal
 import sys
@@ -46,6 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--fs", metavar="DIR", help="folder that stands for the device's /usr (the script's)"
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show the simulated device's actions (GPIO, buses, power, radio) on stderr",
     )
     parser.add_argument(
         "--restart",
@@ -184,6 +191,11 @@ def main(args: argparse.Namespace) -> int:
     if not os.path.isfile(args.script):
         print(f"umqtt run: no such script: {args.script}", file=sys.stderr)
         return 2
+    if args.verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        _support.log.addHandler(handler)
+        _support.log.setLevel(logging.INFO)
     status, restart_call = run(args.script, args.args, fs=args.fs, profile=profile)
     if restart_call is not None:
         if args.restart:

@@ -37,13 +37,23 @@ def device_name(module_name: str) -> str:
     return module_name.rsplit(".", 1)[-1]
 
 
-class NotSimulatedMembers:
-    """A device class whose missing methods say they are not simulated (not a bare
-    AttributeError), naming the device class."""
+def _class_name(cls: type) -> str:
+    return f"{device_name(cls.__module__)}.{cls.__qualname__}"
+
+
+class _NotSimulatedType(type):
+    """Missing class attributes (``UART.GPIO99``) say they are not simulated."""
+
+    def __getattr__(cls, name: str) -> NoReturn:
+        raise not_simulated(_class_name(cls), name)
+
+
+class NotSimulatedMembers(metaclass=_NotSimulatedType):
+    """A device class whose missing methods and attributes say they are not simulated (not a
+    bare AttributeError), naming the device class."""
 
     def __getattr__(self, name: str) -> NoReturn:
-        cls = type(self)
-        raise not_simulated(f"{device_name(cls.__module__)}.{cls.__qualname__}", name)
+        raise not_simulated(_class_name(type(self)), name)
 
 
 # --------------------------------------------------------------------------- the profile

@@ -139,10 +139,6 @@ class ExtInt(NotSimulatedMembers):
         return [0, 0]
 
 
-# QuecPython names its pins Pin.GPIO1 .. Pin.GPIO48 (and ExtInt.GPIO1 ..).
-for _number in range(1, 49):
-    setattr(Pin, f"GPIO{_number}", _number)
-    setattr(ExtInt, f"GPIO{_number}", _number)
 
 
 # --------------------------------------------------------------------------- buses
@@ -212,7 +208,12 @@ class UART(NotSimulatedMembers):
         return len(data)
 
     def set_callback(self, fun: Callable[[Any], Any]) -> int:
+        """``fun([0, port, count])`` when data arrives: once, soon, for what the profile gave
+        this port (nothing else ever arrives)."""
         self._callback = fun
+        pending = self.any()
+        if pending:
+            threading.Timer(0.01, fun, args=([0, self.id, pending],)).start()
         return 0
 
     def control_485(self, pin: Any, direction: int) -> int:
@@ -408,6 +409,13 @@ class RTC(NotSimulatedMembers):
             return tuple(value)
         y, mo, d, h, mi, s, wd, _ = utime.localtime()
         return (y, mo, d, wd, h, mi, s, 0)
+
+
+# QuecPython names its pins Pin.GPIO1 .. Pin.GPIO48 (also on ExtInt, and on UART for an RS-485
+# direction pin).
+for _number in range(1, 49):
+    for _cls in (Pin, ExtInt, UART):
+        setattr(_cls, f"GPIO{_number}", _number)
 
 
 def reset() -> NoReturn:

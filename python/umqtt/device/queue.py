@@ -1,5 +1,5 @@
-"""QuecPython's ``queue``: ``Queue(max_size=100)`` with ``put``, a blocking ``get``,
-``empty`` and ``size`` (the device's name for ``qsize``)."""
+"""QuecPython's ``queue``: ``Queue(maxsize=100)`` (the documentation's ``max_size`` too) with
+``put``, a blocking ``get``, ``empty`` and ``size`` (the device's name for ``qsize``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 
 class Queue:
-    def __init__(self, max_size: int = 100) -> None:
-        self._queue: _queue.Queue[Any] = _queue.Queue(max_size)
+    def __init__(self, maxsize: int = 100, max_size: int | None = None) -> None:
+        self._queue: _queue.Queue[Any] = _queue.Queue(maxsize if max_size is None else max_size)
 
     def put(self, data: Any = None) -> bool:
         """Blocks while the queue is full; True."""
