@@ -258,6 +258,9 @@ def test_peripherals_read_the_profile_and_log_writes(caplog: pytest.LogCaptureFi
     uart = machine.UART(machine.UART.UART2, 115200, 8, 0, 1, 0)
     assert uart.any() == 11 and uart.readline() == b"hello\n" and uart.read(100) == b"world"
     assert uart.read(10) == b""
+    signalled: list[Any] = []
+    machine.UART(2).set_callback(signalled.append)  # data "arrives": the device calls back
+    assert wait_until(lambda: signalled == [[0, 2, 11]], 5)
     uart.write("AT\r\n")
     assert "UART 2 write b'AT\\r\\n'" in caplog.text
     sensor = dht.DHT22(machine.Pin(4))
@@ -313,7 +316,7 @@ def test_usr_paths_stay_inside_the_folder(tmp_path: Path) -> None:
 
 
 def test_queue_sys_bus_log_and_zlib(capsys: pytest.CaptureFixture[str]) -> None:
-    q = queue.Queue(2)
+    q = queue.Queue(maxsize=2)  # the device's keyword (its documentation says max_size)
     q.put(1)
     assert q.size() == 1 and not q.empty() and q.get() == 1
     got: list[Any] = []
@@ -351,6 +354,8 @@ def test_request_and_usocket_are_real() -> None:
         assert reply.status_code == 200 and reply.json() == {"path": "/status"}
         assert "".join(request.get(url, sizeof=4).text) == '{"path": "/status"}'
         sock = usocket.socket(usocket.AF_INET, usocket.SOCK_STREAM)
+        sock.setsockopt(usocket.SOL_SOCKET, usocket.TCP_KEEPALIVE, 1)  # QuecPython's option
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
         sock.connect(usocket.getaddrinfo("127.0.0.1", server.server_port)[0][-1])
         sock.write(b"GET /x HTTP/1.0\r\n\r\n")
         assert sock.readline().startswith(b"HTTP/1.0 200")

@@ -130,9 +130,11 @@ def test_device_names_of_cpython_modules_only_inside_the_project(tmp_path: Path)
                 print(hasattr(sys.modules['time'], 'ticks_ms'))  # CPython's time is untouched
             """,
             "logging.py": "OWN = 'own logging'\n",
+            "threading.py": "raise ImportError('the project threading.py reached umqtt')\n",
         },
     )
-    done = umqtt_run(main)
+    # Started in the project's folder, which `python -m` puts first on sys.path.
+    done = umqtt_run("main.py", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["True True", "True True", "own logging True", "False"]
 

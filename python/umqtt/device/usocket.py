@@ -8,7 +8,6 @@ from __future__ import annotations
 import socket as _socket
 from typing import Any
 
-
 # QuecPython's option number is its own; any value that is no SOL_SOCKET option will do here.
 TCP_KEEPALIVE = 0x7001
 
