@@ -116,7 +116,7 @@ def test_usr_paths_map_to_fs_and_only_for_the_project(tmp_path: Path) -> None:
 
 
 def test_device_names_of_cpython_modules_only_inside_the_project(tmp_path: Path) -> None:
-    main = write(
+    write(
         tmp_path,
         {
             "main.py": """

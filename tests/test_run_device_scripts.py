@@ -132,3 +132,27 @@ def test_micropython_umqtt_simple_script(
     assert "command: b'led on'" in out and "command: b'stop'" in out
     assert watcher.wait_for(lambda t, msg: t == topic + "/online" and msg == b"0")
     assert mqtt_broker.wait_for_log("Received DISCONNECT from esp32-a1b2c3d4e5f6")
+
+
+def test_example_project(
+    tmp_path: Path,
+    mqtt_broker: Mosquitto,
+    mqtt_client: Callable[..., Any],
+    started: Callable[..., subprocess.Popen[str]],
+) -> None:
+    """examples/quecpython_project, which scripts/demo.sh runs, with its broker address changed."""
+    project = tmp_path / "example"
+    shutil.copytree(Path(__file__).parent.parent / "examples" / "quecpython_project", project)
+    config = json.loads((project / "config.json").read_text())
+    config.update(server=mqtt_broker.host, port=mqtt_broker.port, report_ms=100)
+    (project / "config.json").write_text(json.dumps(config))
+    watcher = Watcher(mqtt_client, "device/+/#")
+
+    code, out, err = finish(started(project / "main.py", cwd=tmp_path))
+
+    assert code == 0, err
+    assert "INFO:main:command: ping" in out and out.endswith("INFO:main:done\n")
+    replies = watcher.wait_for(lambda topic, msg: topic.endswith("/reply"))
+    assert [msg for _, msg in replies] == [b"pong"]
+    reports = watcher.wait_for(lambda topic, msg: topic.endswith("/telemetry"))
+    assert len(reports) == 3 and json.loads(reports[0][1])["csq"] == 31
