@@ -239,6 +239,24 @@ def test_power_restart_ends_the_script_with_a_message(tmp_path: Path) -> None:
     assert time.monotonic() - started < RUN_TIMEOUT / 2
 
 
+def test_reset_from_a_timer_after_the_main_code_returned(tmp_path: Path) -> None:
+    main = write(
+        tmp_path,
+        {
+            "main.py": """
+                import machine, osTimer
+                timer = osTimer()
+                timer.start(20, 0, lambda arg: machine.reset())
+                print('main done', flush=True)
+            """
+        },
+    )
+    done = umqtt_run(main)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "main done\n"
+    assert "machine.reset() was called" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_restart_runs_the_script_again_from_the_top(tmp_path: Path) -> None:
     main = write(
         tmp_path,

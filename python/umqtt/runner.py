@@ -38,6 +38,7 @@ from .device import _importer, _support
 EXIT_INTERRUPTED = 130
 _RESTARTS_ENV = "UMQTT_RUN_RESTARTS"
 _WAIT_POLL_SECONDS = 0.05
+_RESTART_SIGNAL_WAIT_SECONDS = 5.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,17 +65,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class _Restart:
-    """Which call restarted the device, set from any thread; wakes the main thread."""
+    """Which call restarted the device, set from any thread. A restart from another thread
+    interrupts the main thread (a real SIGINT to it, so a blocking call there returns at once);
+    the runner then waits for that interruption before it goes on, so it cannot surface later."""
 
     def __init__(self) -> None:
         self.call: str | None = None
+        self.interrupt_pending = False
+        self._lock = threading.Lock()
 
     def __call__(self, call: str) -> None:
-        self.call = call
-        main = threading.main_thread()
-        if threading.current_thread() is not main and main.ident is not None:
-            # A real signal to the main thread, so a blocking call there returns at once.
-            signal.pthread_kill(main.ident, signal.SIGINT)
+        with self._lock:
+            if self.call is not None:
+                return
+            self.call = call
+            main = threading.main_thread()
+            if threading.current_thread() is not main and main.ident is not None:
+                self.interrupt_pending = True
+                signal.pthread_kill(main.ident, signal.SIGINT)
+
+    def interrupted(self) -> None:
+        """The main thread got its KeyboardInterrupt."""
+        self.interrupt_pending = False
 
 
 def _preload_device_modules() -> None:
@@ -162,11 +174,14 @@ def _run_main(code: types.CodeType, main: types.ModuleType, restart: _Restart) -
     """The script's main code, then the wait for its threads and timers."""
     try:
         exec(code, main.__dict__)
-        while _support.busy() and restart.call is None:
+        while restart.call is None and _support.busy():
             time.sleep(_WAIT_POLL_SECONDS)
+        if restart.interrupt_pending:
+            time.sleep(_RESTART_SIGNAL_WAIT_SECONDS)  # its KeyboardInterrupt ends this sleep
     except _support.DeviceRestart as e:
         restart.call = e.call
     except KeyboardInterrupt:
+        restart.interrupted()
         if restart.call is None:
             print("KeyboardInterrupt", file=sys.stderr)
             return EXIT_INTERRUPTED

@@ -313,8 +313,11 @@ def set_restart_hook(hook: Callable[[str], None] | None) -> None:
 
 
 def restart(call: str) -> NoReturn:
-    """What a device restart does here: logged, the runner told, the calling thread ended."""
+    """What a device restart does here: logged, the runner told, the calling thread ended
+    (another thread than the main one with a plain SystemExit, which threads end on quietly)."""
     log.warning("%s: the device restarts", call)
     if _restart_hook is not None:
         _restart_hook(call)
+    if _restart_hook is not None and threading.current_thread() is not threading.main_thread():
+        raise SystemExit(0)
     raise DeviceRestart(call)
