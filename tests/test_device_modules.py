@@ -408,3 +408,55 @@ def test_install_makes_device_modules_importable_and_uninstall_forgets_them(
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("utime")
     sys.modules.pop("checkNet", None)
+
+
+def test_the_small_modules(
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from umqtt.device import (
+        esp,
+        fota,
+        gc,
+        micropython,
+        ntptime,
+        pm,
+        uasyncio,
+        ubinascii,
+        uhashlib,
+        ujson,
+        ustruct,
+        usys,
+        webrepl,
+    )
+
+    caplog.set_level(logging.INFO, logger="umqtt.device")
+    assert ubinascii.hexlify(b"\x01\xab", ":") == b"01:ab"
+    assert uhashlib.sha256(b"x").digest() == __import__("hashlib").sha256(b"x").digest()
+    assert ustruct.unpack("<H", ustruct.pack("<H", 513)) == (513,)
+    assert ujson.loads(ujson.dumps({"a": [1]})) == {"a": [1]}
+    assert micropython.const(5) == 5 and micropython.native(len) is len
+    scheduled = threading.Event()
+    micropython.schedule(lambda arg: scheduled.set(), None)
+    assert scheduled.wait(5)
+    assert ntptime.settime() == 0 and "the host clock is used" in caplog.text
+    lock = pm.create_wakelock("net", 3)
+    assert pm.wakelock_lock(lock) == 0 and pm.get_wakelock_num() == 1
+    pm.delete_wakelock(lock)
+    progress: list[Any] = []
+    assert fota.fota().httpDownload("http://example.invalid/fw.bin", "", progress.append) == 0
+    assert progress == [(0, 100)] and "nothing downloaded" in caplog.text
+    webrepl.start(password="x")
+    assert esp.flash_size() > 0 and gc.mem_free() == 512 * 1024
+    assert usys.argv is sys.argv  # live: the real sys's
+    try:
+        raise ValueError("shown")
+    except ValueError as e:
+        usys.print_exception(e)
+    assert "ValueError: shown" in capsys.readouterr().out
+
+    async def waits() -> float:
+        started = time.monotonic()
+        await uasyncio.sleep_ms(20)
+        return time.monotonic() - started
+
+    assert uasyncio.run(waits()) >= 0.02

@@ -151,7 +151,8 @@ def test_example_project(
     code, out, err = finish(started(project / "main.py", cwd=tmp_path))
 
     assert code == 0, err
-    assert "INFO:main:command: ping" in out and out.endswith("INFO:main:done\n")
+    assert "INFO:main:command: ping" in out, out
+    assert out.endswith("INFO:main:done\n"), out
     replies = watcher.wait_for(lambda topic, msg: topic.endswith("/reply"))
     assert [msg for _, msg in replies] == [b"pong"]
     reports = watcher.wait_for(lambda topic, msg: topic.endswith("/telemetry"))
