@@ -120,7 +120,9 @@ def test_device_names_of_cpython_modules_only_inside_the_project(tmp_path: Path)
         tmp_path,
         {
             "main.py": """
-                import time, _thread, gc, queue, os
+                import time, _thread, gc, queue, os, os.path
+                from os.path import join
+                assert os.path.join is join and hasattr(os, 'ilistdir')
                 import logging
                 import umqtt
                 print(time.ticks_diff(time.ticks_ms(), time.ticks_ms()) <= 0, gc.mem_free() > 0)

@@ -227,10 +227,11 @@ def device_builtins(project: ProjectFinder) -> dict[str, Any]:
                         shadowed[top] = project.load_shadowing(top)
                     return shadowed[top]
             elif top in PLAIN_NAME_MODULES:
-                module = importlib.import_module(f"umqtt.device.{PLAIN_NAME_MODULES[top]}")
                 if name != top:
-                    importlib.import_module(name)  # `import os.path`: CPython's submodule
-                return module
+                    submodule = importlib.import_module(name)  # CPython's os.path, ...
+                    if fromlist:
+                        return submodule  # `from os.path import join`
+                return importlib.import_module(f"umqtt.device.{PLAIN_NAME_MODULES[top]}")
         return real_import(name, globals, locals, fromlist, level)
 
     names = dict(builtins.__dict__)
