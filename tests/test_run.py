@@ -76,6 +76,13 @@ def test_exit_statuses(tmp_path: Path) -> None:
     assert "runner.py" not in done.stderr  # the script's traceback, not ours
 
 
+def test_a_syntax_error_is_reported_like_python(tmp_path: Path) -> None:
+    main = write(tmp_path, {"main.py": "print('ok'\n"})
+    done = umqtt_run(main)
+    assert done.returncode == 1
+    assert "SyntaxError" in done.stderr and "main.py" in done.stderr
+
+
 def test_unknown_device_module_fails_with_the_way_out(tmp_path: Path) -> None:
     main = write(tmp_path, {"main.py": "import gnss\n"})
     done = umqtt_run(main)

@@ -92,12 +92,10 @@ class _Restart:
 def _preload_device_modules() -> None:
     """Imports every device module before the project's folder comes onto the path, so they
     bind CPython's modules even where the project ships one of the same name."""
-    names = set(_importer.DEVICE_MODULES.values()) | set(_importer.PLAIN_NAME_MODULES.values())
-    for name in sorted(names):
-        try:
-            importlib.import_module(f"umqtt.device.{name}")
-        except ImportError:
-            importlib.import_module(name)  # urandom -> random etc.
+    for name in _importer.DEVICE_MODULES:
+        _importer.device_module(name)
+    for name in _importer.PLAIN_NAME_MODULES.values():
+        importlib.import_module(f"umqtt.device.{name}")
 
 
 def _forget_project_modules(folder: str) -> None:
@@ -137,7 +135,12 @@ def run(
     path = os.path.abspath(script)
     folder = os.path.dirname(path)
     with open(path, "rb") as f:
-        code = compile(f.read(), path, "exec")
+        source = f.read()
+    try:
+        code = compile(source, path, "exec")
+    except SyntaxError as e:
+        traceback.print_exception(type(e), e, None)
+        return 1, None
     _support.set_profile(profile)
     _support.set_usr_root(fs if fs is not None else folder)
     _preload_device_modules()

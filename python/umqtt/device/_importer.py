@@ -73,7 +73,7 @@ def _not_simulated_error(name: str) -> ModuleNotFoundError:
     )
 
 
-def _device_module(name: str) -> Any:
+def device_module(name: str) -> Any:
     """The module object behind a device name (the same object every time)."""
     target = DEVICE_MODULES[name]
     if target == name:
@@ -109,7 +109,7 @@ class DeviceFinder(importlib.abc.MetaPathFinder):
             raise _not_simulated_error(fullname)
         if fullname not in DEVICE_MODULES:
             return None
-        return importlib.machinery.ModuleSpec(fullname, _AliasLoader(_device_module(fullname)))
+        return importlib.machinery.ModuleSpec(fullname, _AliasLoader(device_module(fullname)))
 
 
 # --------------------------------------------------------------------------- the project
