@@ -3,11 +3,13 @@ registry of live threads and timers, and the errors for what is not simulated.""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import os
 import socket
+import struct
 import threading
 import uuid
 from collections.abc import Mapping
@@ -185,33 +187,54 @@ def set_profile(new: Profile | Mapping[str, Any] | StrPath | None) -> Profile:
     return _profile
 
 
+def _default_route_interface() -> str | None:
+    """The interface of this host's default route (Linux's /proc/net/route), or None."""
+    try:
+        with open("/proc/net/route") as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if len(fields) > 1 and fields[1] == "00000000":
+                    return fields[0]
+    except OSError:
+        pass
+    return None
+
+
 def network_attached() -> bool:
     """The simulated radio is attached when the profile says so, or (``"attached": null``)
     when this host has a default route, as a module with signal has a data link."""
     attached = _profile["attached"]
     if attached is not None:
         return bool(attached)
+    return _default_route_interface() is not None or not os.path.exists("/proc/net/route")
+
+
+@functools.lru_cache(maxsize=1)
+def _host_address() -> str:
+    """This host's IPv4 address on its default route's interface, asked of the kernel
+    (SIOCGIFADDR: nothing is sent, no name is resolved); 127.0.0.1 when there is none."""
+    interface = _default_route_interface()
+    if interface is None:
+        return "127.0.0.1"
     try:
-        with open("/proc/net/route") as f:
-            return any(line.split()[1] == "00000000" for line in f.readlines()[1:])
-    except (OSError, IndexError):
-        return True  # no /proc: assume the host is online
+        import fcntl
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            request = struct.pack("256s", interface.encode()[:15])
+            reply = fcntl.ioctl(s.fileno(), _SIOCGIFADDR, request)
+        return socket.inet_ntoa(reply[20:24])
+    except (ImportError, OSError):
+        return "127.0.0.1"
+
+
+_SIOCGIFADDR = 0x8915
 
 
 def host_ipv4() -> str:
-    """The address the simulated data call reports: the profile's, else this host's own
-    address on the network (read locally, nothing is sent), else 127.0.0.1."""
+    """The address the simulated data call reports: the profile's ``ipv4``, else this
+    host's own."""
     configured = _profile["ipv4"]
-    if configured:
-        return str(configured)
-    try:
-        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
-            address = str(info[4][0])
-            if not address.startswith("127."):
-                return address
-    except OSError:
-        pass
-    return "127.0.0.1"
+    return str(configured) if configured else _host_address()
 
 
 # --------------------------------------------------------------------------- the /usr/ folder
