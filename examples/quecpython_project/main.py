@@ -1,6 +1,7 @@
 # A QuecPython project as it lives in /usr on an EC600/EC800 module: main.py plus its helpers,
 # imported as usr.app_config and usr.cloud. It waits for the network, connects to the broker in
-# /usr/config.json, reports its signal and battery on a timer, and answers the "ping" command.
+# /usr/config.json, sends itself a "ping" command, answers it, then reports its signal and battery
+# three times on a timer and ends.
 # On a PC: python -m umqtt run examples/quecpython_project/main.py (scripts/demo.sh does it).
 import checkNet
 import modem
@@ -31,6 +32,8 @@ class App(object):
         logger.info("command: {}".format(command))
         if command == "ping":
             self.cloud.send("reply", "pong")
+            if self.reports == 0:
+                self.timer.start(self.config["report_ms"], 1, self.report)  # now report
 
     def report(self, arg):
         self.reports += 1
@@ -45,7 +48,6 @@ class App(object):
     def start(self):
         self.cloud.start()
         self.cloud.client.publish(self.cloud.topic("cmd"), "ping", qos=1)  # a command to ourselves
-        self.timer.start(self.config["report_ms"], 1, self.report)
 
 
 if __name__ == "__main__":
