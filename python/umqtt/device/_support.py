@@ -3,7 +3,6 @@ registry of live threads and timers, and the errors for what is not simulated.""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -209,7 +208,6 @@ def network_attached() -> bool:
     return _default_route_interface() is not None or not os.path.exists("/proc/net/route")
 
 
-@functools.lru_cache(maxsize=1)
 def _host_address() -> str:
     """This host's IPv4 address on its default route's interface, asked of the kernel
     (SIOCGIFADDR: nothing is sent, no name is resolved); 127.0.0.1 when there is none."""
