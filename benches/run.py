@@ -1,11 +1,14 @@
-"""Benchmark umqtt against paho-mqtt (and gmqtt when it is installed) on a private mosquitto.
+"""Benchmark umqtt on a private mosquitto: the blocking client against paho-mqtt, umqtt.aio
+against gmqtt and aiomqtt.
 
     .venv/bin/python benches/run.py [--quick] [--repeat N] [--libs umqtt,paho] [--only a,b]
 
 Starts its own mosquitto on a free 127.0.0.1 port, runs every scenario for every library in fresh
-processes (benches/worker.py; publisher and subscriber separate), prints a Markdown table with the
-ratio umqtt / paho against the targets of issue 5, and writes the figures to
-benches/results/latest.json. Not part of the test suite: it passes or fails nothing.
+processes (benches/worker.py; publisher and subscriber separate), and prints two Markdown tables:
+blocking (ratio umqtt / paho, the targets of issue 5) and asyncio (ratio umqtt.aio / gmqtt, the
+targets of issue 21, beside the broker's own cap measured with mosquitto_pub and mosquitto_sub).
+Every figure goes to benches/results/latest.json. Not part of the test suite: it passes or fails
+nothing.
 """
 
 from __future__ import annotations
@@ -27,19 +30,34 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "worker.py"
 RESULTS = HERE / "results"
-LIBS = ("umqtt", "paho", "gmqtt")
-DISTRIBUTIONS = {"umqtt": "umqtt", "paho": "paho-mqtt", "gmqtt": "gmqtt"}
-# The round trip's floor: a pure-Python client on a bare socket (worker.py `socket_rtt`), run in
-# the rtt scenario beside the libraries, so the table says what this machine allows any client.
+LIBS = ("umqtt", "paho", "gmqtt", "umqtt.aio", "aiomqtt")
+MODULES = {"paho": "paho.mqtt.client"}  # the module that says a library is there, if not its name
+DISTRIBUTIONS = {
+    "umqtt": "umqtt",
+    "paho": "paho-mqtt",
+    "gmqtt": "gmqtt",
+    "umqtt.aio": "umqtt",
+    "aiomqtt": "aiomqtt",
+}
+# References, run beside the libraries in one scenario each. The round trip's floor: a pure-Python
+# client on a bare socket (worker.py `socket_rtt`), so the table says what this machine allows any
+# client. The broker's cap: QoS 0 end to end through mosquitto's own C clients (broker_cap below).
 FLOOR = "socket"
+CAP = "mosquitto_c"
+REFERENCES = {"rtt": FLOOR, "qos0_64": CAP}
 MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
-BROKER_NOFILE = 8192
+# The broker's open files (`ulimit -n` before exec), capped by the hard limit: the crowd scenario
+# holds 10,000 connections.
+BROKER_NOFILE = 65536
+HOST = "127.0.0.1"
 
 # How much work each scenario does. Counts are chosen so that a scenario takes a few seconds
 # for the slowest library on a 2-core machine; `duration` caps a publisher's run.
@@ -49,22 +67,27 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "qos0_4k": {"count": 50_000, "duration": 15.0},
         "qos1_single": {"count": 1_000_000, "duration": 3.0},
         "qos1_window": {"count": 1_000_000, "duration": 3.0},
+        "qos1_inflight": {"count": 1_000_000, "duration": 3.0},
         "rtt": {"count": 10_000, "warmup": 500},
         "conn": {"count": 1000, "warmup": 50},
         "idle": {"clients": 200, "total": 1000, "settle": 1.0},
+        "crowd": {"clients": 10_000, "concurrency": 64, "settle": 1.0},
     },
     "quick": {
         "qos0_64": {"count": 30_000, "duration": 3.0},
         "qos0_4k": {"count": 5_000, "duration": 3.0},
         "qos1_single": {"count": 1_000_000, "duration": 1.0},
         "qos1_window": {"count": 1_000_000, "duration": 1.0},
+        "qos1_inflight": {"count": 1_000_000, "duration": 1.0},
         "rtt": {"count": 500, "warmup": 50},
         "conn": {"count": 50, "warmup": 5},
         "idle": {"clients": 200, "total": 1000, "settle": 0.5},
+        "crowd": {"clients": 2000, "concurrency": 64, "settle": 0.5},
     },
 }
 QOS1_THREADS = 8  # umqtt's windowed QoS 1: blocking publish() from this many threads
 QOS1_WINDOW = 100  # paho/gmqtt's windowed QoS 1: messages in flight (= mosquitto's inflight)
+QOS1_TASKS = 64  # asyncio QoS 1 in flight: tasks each awaiting its own publish
 
 
 class BenchError(Exception):
@@ -83,7 +106,7 @@ def find_mosquitto() -> str:
 
 def free_port() -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((HOST, 0))
         port: int = s.getsockname()[1]
         return port
 
@@ -105,11 +128,12 @@ class Broker:
             "set_tcp_nodelay": "true",
             "max_connections": "-1",
         }
-        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true"]
+        lines = [f"listener {self.port} {HOST}", "allow_anonymous true"]
         lines += [f"{k} {v}" for k, v in self.settings.items()]
         # stderr, into a file opened here: mosquitto started as root drops to user "mosquitto",
-        # which could not open a file in this private directory itself.
-        lines += ["log_dest stderr", "log_type error", "log_type warning"]
+        # which could not open a file in this private directory itself. Subscriptions are logged
+        # so that broker_cap knows when mosquitto_sub (which prints nothing then) is subscribed.
+        lines += ["log_dest stderr", "log_type error", "log_type warning", "log_type subscribe"]
         self.conf.write_text("\n".join(lines) + "\n")
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         self.nofile = BROKER_NOFILE if hard == resource.RLIM_INFINITY else min(hard, BROKER_NOFILE)
@@ -129,7 +153,7 @@ class Broker:
         while True:
             if self.proc.poll() is not None:
                 self.fail("mosquitto exited at start")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+            with contextlib.suppress(OSError), socket.create_connection((HOST, self.port)):
                 break
             if time.monotonic() > deadline:
                 self.fail("mosquitto did not open its port within 10 s")
@@ -143,6 +167,15 @@ class Broker:
         tail = self.log_tail()
         self.stop()
         raise BenchError(f"{what}:\n{tail}")
+
+    def wait_subscribed(self, client: str, topic: str, timeout: float) -> None:
+        """Until the log says `client` subscribed to `topic` (mosquitto logs it once granted)."""
+        line = f" {client} 0 {topic}\n"
+        deadline = time.monotonic() + timeout
+        while line not in self.log.read_text(errors="replace"):
+            if time.monotonic() > deadline:
+                raise BenchError(f"{client} not subscribed to {topic} within {timeout:.0f} s")
+            time.sleep(0.02)
 
     def log_tail(self) -> str:
         try:
@@ -304,23 +337,60 @@ class Worker:
             self.proc.wait()
 
 
+# =============================================================================== variants
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A library's client with options beside its defaults, measured in rows of its own (a row
+    names its variant). The options reach the client constructor through worker.py's --option;
+    `libs` are the libraries that have them. E.g. MQTT 5 beside 3.1.1:
+    ``Variant("v5", "MQTT 5", {"version": 5}, ("umqtt", "umqtt.aio"))``."""
+
+    name: str
+    label: str
+    options: Mapping[str, Any]
+    libs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Contender:
+    """What runs in a scenario: a library (or a reference) with a variant's options, if any."""
+
+    lib: str
+    variant: Variant | None = None
+
+    @property
+    def key(self) -> str:
+        """Its name in progress lines and in the JSON's `runs` and `medians`."""
+        return self.lib if self.variant is None else f"{self.lib}@{self.variant.name}"
+
+    def worker_args(self) -> list[str]:
+        options = self.variant.options if self.variant is not None else {}
+        return [f"--option={key}={json.dumps(value)}" for key, value in options.items()]
+
+
 # =============================================================================== scenarios
 
 
 def throughput(
-    lib: str, port: int, qos: int, size: int, count: int, duration: float, windowed: bool = False
+    c: Contender,
+    port: int,
+    qos: int,
+    size: int,
+    count: int,
+    duration: float,
+    extra: Sequence[str] = (),
 ) -> dict[str, Any]:
     run = uuid.uuid4().hex[:8]
     common = ["--port", str(port), f"--topic=bench/{run}/data", f"--ctl=bench/{run}/ctl"]
-    common += ["--qos", str(qos)]
-    sub = Worker(["sub", lib, *common])
+    common += ["--qos", str(qos), *c.worker_args()]
+    sub = Worker(["sub", c.lib, *common])
     pub = None
     try:
         sub.expect("READY", timeout=30)
-        extra = ["--size", str(size), "--count", str(count), "--duration", str(duration)]
-        if windowed:
-            extra += ["--threads", str(QOS1_THREADS), "--window", str(QOS1_WINDOW)]
-        pub = Worker(["pub", lib, *common, *extra])
+        shape = ["--size", str(size), "--count", str(count), "--duration", str(duration)]
+        pub = Worker(["pub", c.lib, *common, *shape, *extra])
         p = pub.result(timeout=duration + 120)
         s = sub.result(timeout=120)
     finally:
@@ -345,8 +415,82 @@ def throughput(
     }
 
 
-def single(role: str, lib: str, port: int, **options: Any) -> dict[str, Any]:
-    args = [role, lib, "--port", str(port)]
+def exit_time(proc: subprocess.Popen[bytes]) -> Callable[[float], float | None]:
+    """Watches `proc` from a thread; the result waits up to a timeout for the monotonic time at
+    which it exited (None if it is still running then)."""
+    when: list[float] = []
+
+    def watch() -> None:
+        proc.wait()
+        when.append(time.monotonic())
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+
+    def result(timeout: float) -> float | None:
+        watcher.join(timeout)
+        return when[0] if when else None
+
+    return result
+
+
+def broker_cap(broker: Broker, size: int, count: int) -> dict[str, Any]:
+    """QoS 0 end to end through mosquitto's own C clients: what the broker passes on this machine
+    when the clients cost next to nothing. mosquitto_sub -C counts to `count` and exits; once the
+    broker has logged its subscription, mosquitto_pub -l publishes one message per line of a file
+    written beforehand (so neither this process nor a shell feeds it). Rates as in `throughput`:
+    from the start of mosquitto_pub (its start-up and CONNECT included: a few ms) to its exit (it
+    has written everything then), and to mosquitto_sub's exit on the last message."""
+    pub_bin, sub_bin = shutil.which("mosquitto_pub"), shutil.which("mosquitto_sub")
+    if pub_bin is None or sub_bin is None:
+        raise BenchError("mosquitto_pub/mosquitto_sub not found: apt-get install mosquitto-clients")
+    run = uuid.uuid4().hex[:8]
+    topic, sub_id = f"bench/{run}/cap", f"bench-capsub-{run}"
+    common = ["-h", HOST, "-p", str(broker.port), "-t", topic, "-q", "0"]
+    with tempfile.TemporaryDirectory(prefix="umqtt-bench-cap.") as tmp:
+        lines, received_file = Path(tmp) / "lines", Path(tmp) / "received"
+        lines.write_bytes((b"x" * size + b"\n") * count)
+        # -W: mosquitto_sub gives up (and exits, flushing what it printed) if messages are lost.
+        with open(received_file, "wb") as out:
+            sub = subprocess.Popen(
+                [sub_bin, *common, "-i", sub_id, "-C", str(count), "-W", "120"],
+                stdout=out,
+                stderr=subprocess.DEVNULL,
+            )
+        try:
+            broker.wait_subscribed(sub_id, topic, timeout=30)
+            sub_exit = exit_time(sub)
+            t0 = time.monotonic()
+            with open(lines, "rb") as feed:
+                pub = subprocess.run(
+                    [pub_bin, *common, "-i", f"bench-cappub-{run}", "-l"],
+                    stdin=feed,
+                    capture_output=True,
+                    timeout=120,
+                )
+            t_pub = time.monotonic()
+            if pub.returncode != 0:
+                raise BenchError(f"mosquitto_pub: exit status {pub.returncode}: {pub.stderr!r}")
+            t_last = sub_exit(130)
+        finally:
+            if sub.poll() is None:
+                sub.kill()
+                sub.wait()
+        received = received_file.read_bytes().count(b"\n")
+    complete = received == count and t_last is not None
+    return {
+        "sent": count,
+        "received": received,
+        "lost": count - received,
+        "pub_rate": count / (t_pub - t0),
+        "e2e_rate": count / (t_last - t0) if complete and t_last is not None else None,
+        "pub_seconds": t_pub - t0,
+        "e2e_seconds": t_last - t0 if complete and t_last is not None else None,
+    }
+
+
+def single(role: str, c: Contender, port: int, **options: Any) -> dict[str, Any]:
+    args = [role, c.lib, "--port", str(port), *c.worker_args()]
     for key, value in options.items():
         args += [f"--{key}", str(value)]
     if role == "rtt":
@@ -358,59 +502,210 @@ def single(role: str, lib: str, port: int, **options: Any) -> dict[str, Any]:
         w.kill()
 
 
-def scenario_runners(profile: dict[str, dict[str, Any]]) -> dict[str, Callable[[str, int], Any]]:
+Runner = Callable[[Contender, Broker], dict[str, Any]]
+
+
+def scenario_runners(profile: dict[str, dict[str, Any]]) -> dict[str, Runner]:
     q64, q4k = profile["qos0_64"], profile["qos0_4k"]
-    q1, q1w = profile["qos1_single"], profile["qos1_window"]
+    q1, q1w, q1i = profile["qos1_single"], profile["qos1_window"], profile["qos1_inflight"]
+    windowed = ["--threads", str(QOS1_THREADS), "--window", str(QOS1_WINDOW)]
+    # umqtt.aio and aiomqtt: tasks each awaiting its own publish; gmqtt: batches awaited whole.
+    in_flight = [
+        "--tasks",
+        str(QOS1_TASKS),
+        "--window",
+        str(QOS1_TASKS),
+        "--batch",
+        str(QOS1_TASKS),
+    ]
+
+    def qos0_64(c: Contender, b: Broker) -> dict[str, Any]:
+        if c.lib == CAP:
+            return broker_cap(b, 64, q64["count"])
+        return throughput(c, b.port, 0, 64, q64["count"], q64["duration"])
+
     return {
-        "qos0_64": lambda lib, port: throughput(lib, port, 0, 64, q64["count"], q64["duration"]),
-        "qos0_4k": lambda lib, port: throughput(lib, port, 0, 4096, q4k["count"], q4k["duration"]),
-        "qos1_single": lambda lib, port: throughput(lib, port, 1, 64, q1["count"], q1["duration"]),
-        "qos1_window": lambda lib, port: throughput(
-            lib, port, 1, 64, q1w["count"], q1w["duration"], windowed=True
+        "qos0_64": qos0_64,
+        "qos0_4k": lambda c, b: throughput(c, b.port, 0, 4096, q4k["count"], q4k["duration"]),
+        "qos1_single": lambda c, b: throughput(c, b.port, 1, 64, q1["count"], q1["duration"]),
+        "qos1_window": lambda c, b: throughput(
+            c, b.port, 1, 64, q1w["count"], q1w["duration"], windowed
         ),
-        "rtt": lambda lib, port: single("rtt", lib, port, qos=0, size=64, **profile["rtt"]),
-        "conn": lambda lib, port: single("conn", lib, port, **profile["conn"]),
-        "idle": lambda lib, port: single("idle", lib, port, **profile["idle"]),
+        "qos1_inflight": lambda c, b: throughput(
+            c, b.port, 1, 64, q1i["count"], q1i["duration"], in_flight
+        ),
+        "rtt": lambda c, b: single("rtt", c, b.port, qos=0, size=64, **profile["rtt"]),
+        "conn": lambda c, b: single("conn", c, b.port, **profile["conn"]),
+        "idle": lambda c, b: single("idle", c, b.port, **profile["idle"]),
+        "crowd": lambda c, b: single("crowd", c, b.port, **profile["crowd"]),
     }
 
 
-# =============================================================================== the table
+# =============================================================================== the tables
 
-# (scenario, figure, label, unit, target) with target = (">=" | "<=", ratio) or None.
-ROWS: list[tuple[str, str, str, str, tuple[str, float] | None]] = [
-    ("qos0_64", "pub_rate", "QoS0 64 B: publisher rate", "msg/s", None),
-    ("qos0_64", "e2e_rate", "QoS0 64 B: end-to-end rate", "msg/s", (">=", 2.0)),
-    ("qos0_64", "lost", "QoS0 64 B: lost messages", "msgs", None),
-    ("qos0_4k", "pub_rate", "QoS0 4 KiB: publisher rate", "msg/s", None),
-    ("qos0_4k", "e2e_rate", "QoS0 4 KiB: end-to-end rate", "msg/s", None),
-    ("qos0_4k", "lost", "QoS0 4 KiB: lost messages", "msgs", None),
-    ("qos1_single", "pub_rate", "QoS1 one at a time: publish rate", "msg/s", (">=", 3.0)),
-    ("qos1_single", "lost", "QoS1 one at a time: lost messages", "msgs", None),
-    (
-        "qos1_window",
-        "pub_rate",
-        f"QoS1 windowed: publish rate (umqtt {QOS1_THREADS} threads, "
-        f"others {QOS1_WINDOW} in flight)",
-        "msg/s",
-        None,
-    ),
-    ("qos1_window", "lost", "QoS1 windowed: lost messages", "msgs", None),
-    ("rtt", "p50_us", "Round trip QoS0 64 B: p50", "µs", ("<=", 0.45)),
-    ("rtt", "p99_us", "Round trip QoS0 64 B: p99", "µs", ("<=", 0.4)),
-    ("conn", "median_ms", "Connect + disconnect (median)", "ms", ("<=", 1.0)),
-    (
-        "idle",
-        "rss_per_client_kb",
-        "RSS per idle connected client (200 clients)",
-        "KiB",
-        ("<=", 0.5),
-    ),
-    ("qos0_64", "pub_cpu_us_per_msg", "Publisher CPU per QoS0 64 B message", "µs", ("<=", 0.5)),
-    ("qos0_4k", "pub_cpu_us_per_msg", "Publisher CPU per QoS0 4 KiB message", "µs", None),
-    ("qos0_64", "sub_cpu_us_per_msg", "Subscriber CPU per QoS0 64 B message", "µs", None),
-    ("idle", "threads_total", "Threads in a process holding 1,000 clients", "threads", None),
-]
-THREADS_LIMIT = 16  # "1,000 clients without a thread per client": umqtt's process stays under this
+
+@dataclass(frozen=True)
+class Target:
+    """`op` is ">=", "<=" or "<". The bound is on the ratio subject / anchor, or, when `why` is
+    given, on the subject's own figure (and `why` says what it stands for)."""
+
+    op: str
+    bound: float
+    why: str = ""
+
+    def met(self, value: float) -> bool:
+        return {">=": value >= self.bound, "<=": value <= self.bound, "<": value < self.bound}[
+            self.op
+        ]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One figure of one scenario, for every library of its table.
+
+    `variant`: the libraries run with those options (the others show —; an anchor without it
+    is compared as it is by default). `at_total`: measured
+    with every client of the scenario held; a library that stopped earlier says where.
+    `reference`: the row shows that reference's figure (the broker's cap), not the libraries'.
+    `capped_by`: a rate target above that reference's rate (in ratio to the anchor) becomes the
+    reference's rate: no client can pass the broker."""
+
+    scenario: str
+    figure: str
+    label: str
+    unit: str
+    target: Target | None = None
+    variant: Variant | None = None
+    at_total: bool = False
+    reference: str | None = None
+    capped_by: str | None = None
+
+    def contender(self, lib: str) -> Contender | None:
+        if self.variant is not None and lib not in self.variant.libs:
+            return None
+        return Contender(lib, self.variant)
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    title: str
+    subject: str  # the library the targets are for
+    anchor: str  # the library it is compared with
+    libs: tuple[str, ...]  # columns, in this order
+    rows: tuple[Row, ...] = field(repr=False)
+
+
+def tables(profile: dict[str, dict[str, Any]]) -> tuple[Table, ...]:
+    crowd = f"{profile['crowd']['clients']:,} clients in one process"
+    blocking = Table(
+        "blocking",
+        "umqtt (blocking) against paho-mqtt: the targets of issue 5",
+        "umqtt",
+        "paho",
+        ("umqtt", "paho", "gmqtt"),
+        (
+            Row("qos0_64", "pub_rate", "QoS0 64 B: publisher rate", "msg/s"),
+            Row("qos0_64", "e2e_rate", "QoS0 64 B: end-to-end rate", "msg/s", Target(">=", 2.0)),
+            Row("qos0_64", "lost", "QoS0 64 B: lost messages", "msgs"),
+            Row("qos0_4k", "pub_rate", "QoS0 4 KiB: publisher rate", "msg/s"),
+            Row("qos0_4k", "e2e_rate", "QoS0 4 KiB: end-to-end rate", "msg/s"),
+            Row("qos0_4k", "lost", "QoS0 4 KiB: lost messages", "msgs"),
+            Row(
+                "qos1_single",
+                "pub_rate",
+                "QoS1 one at a time: publish rate",
+                "msg/s",
+                Target(">=", 3.0),
+            ),
+            Row("qos1_single", "lost", "QoS1 one at a time: lost messages", "msgs"),
+            Row(
+                "qos1_window",
+                "pub_rate",
+                f"QoS1 windowed: publish rate (umqtt {QOS1_THREADS} threads, "
+                f"others {QOS1_WINDOW} in flight)",
+                "msg/s",
+            ),
+            Row("qos1_window", "lost", "QoS1 windowed: lost messages", "msgs"),
+            Row("rtt", "p50_us", "Round trip QoS0 64 B: p50", "µs", Target("<=", 0.45)),
+            Row("rtt", "p99_us", "Round trip QoS0 64 B: p99", "µs", Target("<=", 0.4)),
+            Row("conn", "median_ms", "Connect + disconnect (median)", "ms", Target("<=", 1.0)),
+            Row(
+                "idle",
+                "rss_per_client_kb",
+                "RSS per idle connected client (200 clients)",
+                "KiB",
+                Target("<=", 0.5),
+            ),
+            Row(
+                "qos0_64",
+                "pub_cpu_us_per_msg",
+                "Publisher CPU per QoS0 64 B message",
+                "µs",
+                Target("<=", 0.5),
+            ),
+            Row("qos0_4k", "pub_cpu_us_per_msg", "Publisher CPU per QoS0 4 KiB message", "µs"),
+            Row("qos0_64", "sub_cpu_us_per_msg", "Subscriber CPU per QoS0 64 B message", "µs"),
+            Row(
+                "idle",
+                "threads_total",
+                "Threads in a process holding 1,000 clients",
+                "threads",
+                Target("<", 16, "no thread per client"),
+                at_total=True,
+            ),
+        ),
+    )
+    asyncio_table = Table(
+        "asyncio",
+        "umqtt.aio against gmqtt and aiomqtt: the targets of issue 21",
+        "umqtt.aio",
+        "gmqtt",
+        ("umqtt.aio", "gmqtt", "aiomqtt"),
+        (
+            Row("qos0_64", "pub_rate", "QoS0 64 B: publisher rate", "msg/s"),
+            Row(
+                "qos0_64",
+                "e2e_rate",
+                "QoS0 64 B: end-to-end rate",
+                "msg/s",
+                Target(">=", 1.5),
+                capped_by=CAP,
+            ),
+            Row(
+                "qos0_64",
+                "e2e_rate",
+                "↳ the broker's cap: mosquitto_pub → mosquitto_sub (C) end to end",
+                "msg/s",
+                reference=CAP,
+            ),
+            Row("qos0_64", "lost", "QoS0 64 B: lost messages", "msgs"),
+            Row(
+                "qos1_single",
+                "pub_rate",
+                "QoS1 one at a time: publish rate",
+                "msg/s",
+                Target(">=", 1.5),
+            ),
+            Row(
+                "qos1_inflight",
+                "pub_rate",
+                f"QoS1, {QOS1_TASKS} in flight: publish rate",
+                "msg/s",
+                Target(">=", 1.5),
+            ),
+            Row("qos1_inflight", "lost", f"QoS1, {QOS1_TASKS} in flight: lost messages", "msgs"),
+            Row("rtt", "p50_us", "Round trip QoS0 64 B: p50", "µs", Target("<=", 0.6)),
+            Row("rtt", "p99_us", "Round trip QoS0 64 B: p99", "µs"),
+            Row("conn", "median_ms", "Connect + disconnect (median)", "ms"),
+            Row("idle", "rss_per_client_kb", "RSS per idle connected client (200 clients)", "KiB"),
+            Row("crowd", "connect_all_s", f"{crowd}: time to connect them", "s", at_total=True),
+            Row("crowd", "rss_per_client_kb", f"{crowd}: RSS per client", "KiB", at_total=True),
+            Row("crowd", "threads", f"{crowd}: threads", "threads", at_total=True),
+            Row("qos0_64", "pub_cpu_us_per_msg", "Publisher CPU per QoS0 64 B message", "µs"),
+        ),
+    )
+    return blocking, asyncio_table
 
 
 def fmt(value: Any, unit: str) -> str:
@@ -427,55 +722,98 @@ def fmt(value: Any, unit: str) -> str:
     return f"{value:.2f}"
 
 
-def table(
-    medians: dict[str, dict[str, Any]], libs: list[str], total_clients: int
+def number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def render(
+    t: Table, medians: dict[str, dict[str, Any]], libs: list[str]
 ) -> tuple[str, list[dict[str, Any]]]:
-    head = ["scenario", "unit", *libs, "umqtt/paho", "target", ""]
+    """The Markdown table of `t` (the rows of scenarios that ran) and its rows for the JSON."""
+    cols = [lib for lib in t.libs if lib in libs]
+    ratio_name = f"{t.subject}/{t.anchor}"
+    head = ["scenario", "unit", *cols, ratio_name, "target", ""]
     out = [
         "| " + " | ".join(head) + " |",
-        "|" + "|".join(["---", "---"] + ["---:"] * (len(libs) + 1) + ["---", "---"]) + "|",
+        "|" + "|".join(["---", "---"] + ["---:"] * (len(cols) + 1) + ["---", "---"]) + "|",
     ]
     rows = []
-    for scenario, figure, label, unit, target in ROWS:
-        values = {lib: medians.get(scenario, {}).get(lib, {}).get(figure) for lib in libs}
-        u, p = values.get("umqtt"), values.get("paho")
-        ratio = u / p if isinstance(u, (int, float)) and isinstance(p, (int, float)) and p else None
-        if unit in ("msgs", "threads"):
-            ratio = None
-        verdict = ""
-        target_text = ""
-        if target is not None:
-            op, bound = target
-            target_text = f"{'≥' if op == '>=' else '≤'} {bound:g}x"
-            if ratio is not None:
-                ok = ratio >= bound if op == ">=" else ratio <= bound
-                verdict = "✓" if ok else "✗"
-        if figure == "threads_total":
-            target_text = f"umqtt < {THREADS_LIMIT} (no thread per client)"
-            if isinstance(u, (int, float)):
-                verdict = "✓" if u < THREADS_LIMIT else "✗"
-        shown = {lib: fmt(values[lib], unit) for lib in libs}
-        if figure == "threads_total":  # a library that could not hold them all: say how many it did
-            for lib in libs:
-                idle = medians.get("idle", {}).get(lib, {})
-                if values[lib] is not None and idle.get("total", 0) < total_clients:
-                    shown[lib] = f"{shown[lib]} (stuck at {idle['total']:.0f} clients)"
-        cells = [label, unit, *(shown[lib] for lib in libs)]
+    for row in t.rows:
+        ran = medians.get(row.scenario)
+        if ran is None:
+            continue
+
+        def figures(lib: str, ran: dict[str, Any] = ran, row: Row = row) -> dict[str, Any]:
+            c = row.contender(lib)
+            return ran.get(c.key, {}) if c is not None else {}
+
+        # An anchor without the row's variant is compared as it is by default.
+        anchor = (figures(t.anchor) or ran.get(t.anchor, {})).get(row.figure)
+        label, target_text, verdict = row.label, "", ""
+        if row.reference is not None:
+            value = ran.get(row.reference, {}).get(row.figure)
+            values = {row.reference: value}
+            shown = {lib: "" for lib in cols}
+            label = f"{label}: {fmt(value, row.unit)} {row.unit}"
+            ratio = value / anchor if number(value) and number(anchor) and anchor else None
+            target_text = "reference"
+        else:
+            values = {lib: figures(lib).get(row.figure) for lib in cols}
+            shown = {lib: fmt(values[lib], row.unit) for lib in cols}
+            if row.at_total:  # a library that could not hold them all: say how many it did
+                for lib in cols:
+                    held = figures(lib)
+                    if values[lib] is not None and held.get("total", 0) < held.get("wanted", 0):
+                        shown[lib] = f"{shown[lib]} (stuck at {held['total']:.0f} clients)"
+            subject = values.get(t.subject)
+            ratio = subject / anchor if number(subject) and number(anchor) and anchor else None
+            if row.unit in ("msgs", "threads"):
+                ratio = None
+            if row.target is not None:
+                target_text, verdict = judge(row, ratio, subject, anchor, ran, t.subject)
+        cells = [label, row.unit, *(shown[lib] for lib in cols)]
         cells += [f"{ratio:.2f}x" if ratio is not None else "", target_text, verdict]
         out.append("| " + " | ".join(cells) + " |")
         rows.append(
             {
-                "scenario": scenario,
-                "figure": figure,
+                "scenario": row.scenario,
+                "figure": row.figure,
+                "variant": row.variant.name if row.variant is not None else None,
                 "label": label,
-                "unit": unit,
+                "unit": row.unit,
                 "values": values,
-                "ratio_umqtt_paho": ratio,
+                f"ratio_{t.subject}_{t.anchor}": ratio,
                 "target": target_text or None,
                 "met": {"✓": True, "✗": False}.get(verdict),
             }
         )
     return "\n".join(out), rows
+
+
+def judge(
+    row: Row,
+    ratio: float | None,
+    subject: Any,
+    anchor: Any,
+    ran: dict[str, Any],
+    subject_name: str,
+) -> tuple[str, str]:
+    """The target column's text and ✓/✗ (or "" while a figure is missing)."""
+    target = row.target
+    assert target is not None
+    sign = {">=": "≥", "<=": "≤", "<": "<"}[target.op]
+    if target.why:
+        text = f"{subject_name} {sign} {target.bound:g} ({target.why})"
+        return text, ("✓" if target.met(subject) else "✗") if number(subject) else ""
+    text = f"{sign} {target.bound:g}x"
+    bound = target
+    cap = ran.get(row.capped_by, {}).get(row.figure) if row.capped_by else None
+    if number(cap) and number(anchor) and anchor and target.op == ">=":
+        cap_ratio = cap / anchor
+        if target.bound > cap_ratio:
+            text += f", above the broker's cap ({cap_ratio:.2f}x): the cap is the target"
+            bound = Target(">=", cap_ratio)
+    return text, ("✓" if bound.met(ratio) else "✗") if ratio is not None else ""
 
 
 # =============================================================================== main
@@ -492,38 +830,56 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def contenders(scenario: str, libs: list[str]) -> list[str]:
-    """Who runs a scenario: the libraries, and in the round trip the bare-socket floor too."""
-    return [*libs, FLOOR] if scenario == "rtt" else list(libs)
+def contenders(
+    scenario: str, libs: list[str], shown: Sequence[Table], references: Sequence[str]
+) -> list[Contender]:
+    """Who runs a scenario: each selected library a table shows in it, once per variant a row of
+    it asks for, and the scenario's reference (the round trip's floor, the broker's cap)."""
+    found: dict[str, Contender] = {}
+    for t in shown:
+        for row in t.rows:
+            if row.scenario != scenario or row.reference is not None:
+                continue
+            for lib in t.libs:
+                c = row.contender(lib) if lib in libs else None
+                if c is not None:
+                    found.setdefault(c.key, c)
+    reference = REFERENCES.get(scenario)
+    if found and reference is not None and reference in references:
+        found[reference] = Contender(reference)
+    return list(found.values())
 
 
-def floor_figures(medians: dict[str, dict[str, Any]]) -> dict[str, float] | None:
-    """The floor's round trip and its ratios to paho, when both ran."""
+def floor_figures(medians: dict[str, dict[str, Any]], anchor: str) -> dict[str, float] | None:
+    """The floor's round trip and its ratios to the anchor, when both ran."""
     rtt = medians.get("rtt", {})
-    floor, paho = rtt.get(FLOOR), rtt.get("paho")
-    if not floor or not paho:
+    floor, compared = rtt.get(FLOOR), rtt.get(anchor)
+    if not floor or not compared:
         return None
     figures = {}
     for figure in ("p50_us", "p99_us"):
         figures[figure] = floor[figure]
-        figures[f"{figure}_ratio_to_paho"] = floor[figure] / paho[figure]
+        figures[f"{figure}_ratio_to_{anchor}"] = floor[figure] / compared[figure]
     return figures
 
 
-def floor_line(floor: dict[str, float]) -> str:
+def floor_line(floor: dict[str, float], anchor: str) -> str:
     return (
         "\nRound-trip floor on this machine, a pure-Python client on a bare socket (one send and"
         f" one recv, no MQTT library): p50 {floor['p50_us']:.0f} µs"
-        f" ({floor['p50_us_ratio_to_paho']:.2f}x paho), p99 {floor['p99_us']:.0f} µs"
-        f" ({floor['p99_us_ratio_to_paho']:.2f}x paho)."
+        f" ({floor[f'p50_us_ratio_to_{anchor}']:.2f}x {anchor}), p99 {floor['p99_us']:.0f} µs"
+        f" ({floor[f'p99_us_ratio_to_{anchor}']:.2f}x {anchor})."
     )
 
 
 def available_libs(wanted: list[str]) -> tuple[list[str], dict[str, str]]:
     libs, versions = [], {}
     for lib in wanted:
-        module = {"paho": "paho.mqtt.client"}.get(lib, lib)
-        probe = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True)
+        if lib not in LIBS:
+            sys.exit(f"unknown library {lib!r} (known: {', '.join(LIBS)})")
+        probe = subprocess.run(
+            [sys.executable, "-c", f"import {MODULES.get(lib, lib)}"], capture_output=True
+        )
         if probe.returncode != 0:
             print(f"note: {lib} is not importable, skipped", file=sys.stderr)
             continue
@@ -532,15 +888,21 @@ def available_libs(wanted: list[str]) -> tuple[list[str], dict[str, str]]:
             versions[lib] = importlib.metadata.version(DISTRIBUTIONS[lib])
         except importlib.metadata.PackageNotFoundError:
             versions[lib] = "?"
-    libs.sort(key=LIBS.index)  # columns always in the order umqtt, paho, gmqtt
-    if "umqtt" not in libs or "paho" not in libs:
-        sys.exit("umqtt and paho-mqtt must both be importable (run scripts/bench.sh)")
+    libs.sort(key=LIBS.index)
     return libs, versions
+
+
+def available_references() -> list[str]:
+    """The floor always; the broker's cap when mosquitto's C clients are installed."""
+    if shutil.which("mosquitto_pub") and shutil.which("mosquitto_sub"):
+        return [FLOOR, CAP]
+    print("note: mosquitto_pub/mosquitto_sub not found: no broker cap", file=sys.stderr)
+    return [FLOOR]
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="smaller counts: about 30 s")
+    p.add_argument("--quick", action="store_true", help="smaller counts: about 1 minute")
     p.add_argument("--repeat", type=int, default=1, help="run everything N times, report medians")
     p.add_argument(
         "--libs", default=",".join(LIBS), help="comma-separated subset of " + ",".join(LIBS)
@@ -568,10 +930,26 @@ def main() -> None:
     unknown = set(only) - set(runners)
     if unknown:
         sys.exit(f"unknown scenarios: {', '.join(sorted(unknown))} (known: {', '.join(runners)})")
+    # A table is shown when its library and the one it is compared with both run.
+    shown = [t for t in tables(profile) if t.subject in libs and t.anchor in libs]
+    if not shown:
+        sys.exit(
+            "no table to show: umqtt and paho-mqtt, or umqtt.aio and gmqtt, must be importable "
+            "and in --libs (run scripts/bench.sh)"
+        )
+    references = available_references()
+    plan = {name: contenders(name, libs, shown, references) for name in only}
 
     broker = Broker()
+    crowd = profile["crowd"]["clients"]
+    if "crowd" in only and broker.nofile < crowd + 64:
+        print(
+            f"note: the broker may open {broker.nofile} files (hard limit): fewer than the "
+            f"{crowd:,} clients of the crowd scenario",
+            file=sys.stderr,
+        )
     print(
-        f"mosquitto {broker.version} on 127.0.0.1:{broker.port}; libraries: "
+        f"mosquitto {broker.version} on {HOST}:{broker.port}; libraries: "
         + ", ".join(f"{lib} {versions[lib]}" for lib in libs)
         + f"; profile {profile_name}, {a.repeat} repeat(s)",
         file=sys.stderr,
@@ -586,32 +964,32 @@ def main() -> None:
             results: dict[str, dict[str, Any]] = {}
             for name in only:
                 results[name] = {}
-                entrants = contenders(name, libs)
-                shift = rep % len(entrants)
-                for lib in entrants[shift:] + entrants[:shift]:  # rotate who goes first
+                entrants = plan[name]
+                shift = rep % max(1, len(entrants))
+                for c in entrants[shift:] + entrants[:shift]:  # rotate who goes first
                     waited = wait_quiet(a.wait_quiet) if a.wait_quiet > 0 else 0.0
                     t0 = time.monotonic()
                     noise = Noise(broker.proc.pid)
                     try:
-                        results[name][lib] = runners[name](lib, broker.port)
-                        results[name][lib].update(noise.figures(), waited_for_quiet_s=waited)
+                        results[name][c.key] = runners[name](c, broker)
+                        results[name][c.key].update(noise.figures(), waited_for_quiet_s=waited)
                     except BenchError as e:
-                        errors.append(f"repeat {rep + 1}, {name}, {lib}: {e}")
-                        print(f"  {name:<12} {lib:<6} FAILED: {e}", file=sys.stderr)
+                        errors.append(f"repeat {rep + 1}, {name}, {c.key}: {e}")
+                        print(f"  {name:<13} {c.key:<11} FAILED: {e}", file=sys.stderr)
                         if not broker.alive():
                             raise BenchError("mosquitto died:\n" + broker.log_tail()) from e
                         continue
-                    other = results[name][lib]["other_cpu_pct"]
-                    broker_pct = results[name][lib]["broker_cpu_pct"]
+                    other = results[name][c.key]["other_cpu_pct"]
+                    broker_pct = results[name][c.key]["broker_cpu_pct"]
                     took = time.monotonic() - t0
                     print(
-                        f"  [{rep + 1}/{a.repeat}] {name:<12} {lib:<6} {took:5.1f} s"
+                        f"  [{rep + 1}/{a.repeat}] {name:<13} {c.key:<11} {took:5.1f} s"
                         f"  (CPU, % of a core: broker {broker_pct:3.0f},"
                         f" other processes {other:3.0f})",
                         file=sys.stderr,
                     )
                     if other > NOISY_PCT:
-                        noisy.append(f"{name}/{lib} (repeat {rep + 1}): {other:.0f}%")
+                        noisy.append(f"{name}/{c.key} (repeat {rep + 1}): {other:.0f}%")
             runs.append(results)
     finally:
         broker.stop()
@@ -620,15 +998,17 @@ def main() -> None:
     medians: dict[str, dict[str, Any]] = {}
     for name in only:
         medians[name] = {}
-        for lib in contenders(name, libs):
-            got = [r[name][lib] for r in runs if lib in r.get(name, {})]
+        for c in plan[name]:
+            got = [r[name][c.key] for r in runs if c.key in r.get(name, {})]
             if got:
-                medians[name][lib] = median_of(got)
-    text, rows = table(medians, libs, profile["idle"]["total"])
-    print(text)
-    floor = floor_figures(medians)
-    if floor:
-        print(floor_line(floor))
+                medians[name][c.key] = median_of(got)
+    rendered: dict[str, list[dict[str, Any]]] = {}
+    for t in shown:
+        text, rendered[t.name] = render(t, medians, libs)
+        print(f"\n### {t.title}\n\n{text}")
+        floor = floor_figures(medians, t.anchor)
+        if floor:
+            print(floor_line(floor, t.anchor))
     print(
         f"\n{profile_name} profile, {a.repeat} repeat(s){' (medians)' if a.repeat > 1 else ''}, "
         f"{elapsed:.0f} s; mosquitto {broker.version}; "
@@ -664,10 +1044,13 @@ def main() -> None:
             "loadavg_after": os.getloadavg(),
             "noisy_runs": noisy,
             "qos1_window": {"umqtt_threads": QOS1_THREADS, "in_flight_others": QOS1_WINDOW},
+            "qos1_inflight": {"tasks": QOS1_TASKS},
         },
         "config": profile,
-        "rows": rows,
-        "floor": floor,
+        "rows": rendered.get("blocking", []),
+        "tables": rendered,
+        "floor": floor_figures(medians, "paho"),
+        "floor_asyncio": floor_figures(medians, "gmqtt"),
         "medians": medians,
         "runs": runs,
         "errors": errors,

@@ -1,17 +1,25 @@
-"""The benchmark's round-trip worker runs (benches/worker.py): the libraries and the bare-socket
-floor it is compared with. Counts and shapes only; timing is never checked here."""
+"""The benchmark's workers (benches/worker.py) and how benches/run.py plans a run: every worker
+runs and reports its JSON line, counts add up. Counts and shapes only; timing is never checked here.
+
+gmqtt and aiomqtt come with the `bench` extra (scripts/bench.sh installs it): their cases are
+skipped where they are not installed."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 from umqtt.testing import Mosquitto
 
-WORKER = Path(__file__).resolve().parent.parent / "benches" / "worker.py"
+BENCHES = Path(__file__).resolve().parent.parent / "benches"
+WORKER = BENCHES / "worker.py"
+ASYNCIO_LIBS = ["umqtt.aio", "gmqtt", "aiomqtt"]
 
 
 def run_worker(*args: str) -> subprocess.CompletedProcess[str]:
@@ -20,13 +28,25 @@ def run_worker(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize("lib", ["umqtt", "socket"])
+def figures_of(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert done.returncode == 0, done.stderr
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def needs(lib: str) -> None:
+    """Skips unless the library is installed (gmqtt and aiomqtt are in the bench extra)."""
+    pytest.importorskip({"umqtt.aio": "umqtt.aio"}.get(lib, lib))
+
+
+@pytest.mark.parametrize("lib", ["umqtt", "socket", *ASYNCIO_LIBS])
 def test_round_trip_worker_reports_every_sample(broker: Mosquitto, topic: str, lib: str) -> None:
+    if lib in ASYNCIO_LIBS:
+        needs(lib)
     done = run_worker(
         "rtt", lib, "--port", str(broker.port), "--topic", topic, "--count", "200", "--warmup", "5"
     )
-    assert done.returncode == 0, done.stderr
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures = figures_of(done)
     assert figures["n"] == 200
     assert 0 < figures["p50_us"] <= figures["p99_us"] <= figures["max_us"]
 
@@ -35,3 +55,109 @@ def test_the_floor_has_no_other_role(broker: Mosquitto) -> None:
     done = run_worker("pub", "socket", "--port", str(broker.port))
     assert done.returncode == 2
     assert "socket has no role pub" in done.stderr
+
+
+@pytest.mark.parametrize("lib", ASYNCIO_LIBS)
+@pytest.mark.parametrize(("qos", "tasks"), [(0, 1), (1, 8)])
+def test_asyncio_publisher_and_subscriber_count_the_messages(
+    broker: Mosquitto, topic: str, lib: str, qos: int, tasks: int
+) -> None:
+    needs(lib)
+    common = ["--port", str(broker.port), f"--topic={topic}/data", f"--ctl={topic}/ctl"]
+    common += ["--qos", str(qos)]
+    sub = subprocess.Popen(
+        [sys.executable, str(WORKER), "sub", lib, *common],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sub.stdout is not None
+        assert sub.stdout.readline().strip() == "READY"  # blocks until subscribed (or exit: "")
+        shape = ["--count", "300", "--duration", "60", "--tasks", str(tasks)]
+        shape += ["--window", str(tasks), "--batch", str(tasks)]  # gmqtt's "in flight"
+        published = figures_of(run_worker("pub", lib, *common, *shape))
+        out, err = sub.communicate(timeout=60)
+    finally:
+        if sub.poll() is None:
+            sub.kill()
+            sub.communicate()
+    assert sub.returncode == 0, err
+    counted = json.loads(out.strip().splitlines()[-1])
+    assert published["sent"] == counted["expected"] == 300
+    assert published["t0"] <= published["t_calls"] <= published["t_flushed"]
+    if qos == 1:
+        assert counted["received"] == 300
+    else:  # QoS 0 may lose messages in principle: the subscriber counts what came
+        assert 0 < counted["received"] <= 300
+
+
+@pytest.mark.parametrize("lib", ASYNCIO_LIBS)
+def test_asyncio_connect_idle_and_crowd_workers(broker: Mosquitto, lib: str) -> None:
+    needs(lib)
+    port = ["--port", str(broker.port)]
+    conn = figures_of(run_worker("conn", lib, *port, "--count", "3", "--warmup", "1"))
+    assert conn["n"] == 3
+    assert 0 < conn["connect_median_ms"]
+    idle = ["--clients", "4", "--total", "6", "--settle", "0"]
+    idled = figures_of(run_worker("idle", lib, *port, *idle))
+    assert idled["total"] == idled["wanted"] == 6
+    crowd = ["--clients", "20", "--concurrency", "4", "--settle", "0"]
+    crowded = figures_of(run_worker("crowd", lib, *port, *crowd))
+    assert crowded["total"] == crowded["wanted"] == 20
+    assert crowded["error"] is None
+    assert crowded["threads"] >= 1
+
+
+def test_options_reach_the_umqtt_constructor(broker: Mosquitto, topic: str) -> None:
+    rtt = ["rtt", "umqtt.aio", "--port", str(broker.port), "--topic", topic, "--count", "5"]
+    assert figures_of(run_worker(*rtt, "--option", "version=4"))["n"] == 5
+    refused = run_worker(*rtt, "--option", "version=3")
+    assert refused.returncode != 0
+    assert "version=3 (MQTT 3.1) is not supported" in refused.stderr
+    assert "takes no --option" in run_worker("rtt", "paho", "--port", "1", "--option=x=1").stderr
+
+
+def load_run() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_run", BENCHES / "run.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_variant_row_runs_its_libraries_with_its_options() -> None:
+    run = load_run()
+    v5 = run.Variant("v5", "MQTT 5", {"version": 5}, ("umqtt.aio",))
+    table = run.Table(
+        "t",
+        "title",
+        "umqtt.aio",
+        "gmqtt",
+        ("umqtt.aio", "gmqtt"),
+        (
+            run.Row("rtt", "p50_us", "p50", "µs", run.Target("<=", 0.6)),
+            run.Row("rtt", "p50_us", "p50, MQTT 5", "µs", variant=v5),
+        ),
+    )
+    libs = ["umqtt.aio", "gmqtt"]
+    planned = run.contenders("rtt", libs, [table], [run.FLOOR])
+    assert [c.key for c in planned] == ["umqtt.aio", "gmqtt", "umqtt.aio@v5", run.FLOOR]
+    assert planned[2].worker_args() == ["--option=version=5"]
+    medians = {"rtt": {"umqtt.aio": {"p50_us": 50.0}, "gmqtt": {"p50_us": 100.0}}}
+    medians["rtt"]["umqtt.aio@v5"] = {"p50_us": 40.0}
+    text, rows = run.render(table, medians, libs)
+    assert "| p50 | µs | 50.0 | 100 | 0.50x | ≤ 0.6x | ✓ |" in text
+    assert "| p50, MQTT 5 | µs | 40.0 | — | 0.40x |" in text  # gmqtt has no such variant
+    assert rows[1]["variant"] == "v5"
+
+
+def test_a_target_above_the_broker_cap_becomes_the_cap() -> None:
+    run = load_run()
+    (asyncio_table,) = [t for t in run.tables(run.PROFILES["quick"]) if t.name == "asyncio"]
+    e2e = {"umqtt.aio": 100_000.0, "gmqtt": 80_000.0, run.CAP: 110_000.0}
+    medians = {"qos0_64": {lib: {"e2e_rate": rate} for lib, rate in e2e.items()}}
+    text, _ = run.render(asyncio_table, medians, ["umqtt.aio", "gmqtt", "aiomqtt"])
+    assert "above the broker's cap (1.38x): the cap is the target | ✗ |" in text
+    assert "110,000 msg/s | msg/s |  |  |  | 1.38x | reference |" in text
