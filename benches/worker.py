@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import itertools
 import json
@@ -560,15 +561,9 @@ async def aio_sub(a: argparse.Namespace) -> None:
 
 async def aio_pub(a: argparse.Namespace) -> None:
     c = await aio_client("pub", a)
-    payload = b"x" * a.size
-
-    async def publish() -> None:
-        await c.publish(a.topic, payload, False, a.qos)
-
-    async def publish_end(text: str) -> None:
-        await c.publish(a.ctl, text, False, 1)
-
-    figures = await awaited_publishes(publish, publish_end, a)
+    # partial, not a coroutine around the call: each publish() is awaited as the user awaits it.
+    publish = functools.partial(c.publish, a.topic, b"x" * a.size, False, a.qos)
+    figures = await awaited_publishes(publish, lambda text: c.publish(a.ctl, text, False, 1), a)
     await c.disconnect()
     pub_report(**figures)
 
@@ -576,11 +571,7 @@ async def aio_pub(a: argparse.Namespace) -> None:
 async def aio_rtt(a: argparse.Namespace) -> None:
     c = await aio_client("rtt", a)
     await c.subscribe(a.topic, a.qos)
-    payload = b"x" * a.size
-
-    async def publish() -> None:
-        await c.publish(a.topic, payload, False, a.qos)
-
+    publish = functools.partial(c.publish, a.topic, b"x" * a.size, False, a.qos)
     samples = await awaited_round_trips(publish, c.messages().__anext__, a)
     await c.disconnect()
     rtt_report(samples)
@@ -631,15 +622,8 @@ async def aiomqtt_pub(a: argparse.Namespace) -> None:
     c = await aiomqtt_client("pub", a, **settings)
     # aiomqtt logs a warning at every publish() while more than this many are pending.
     c.pending_calls_threshold = max(c.pending_calls_threshold, a.tasks)
-    payload = b"x" * a.size
-
-    async def publish() -> None:
-        await c.publish(a.topic, payload, a.qos)
-
-    async def publish_end(text: str) -> None:
-        await c.publish(a.ctl, text, 1)
-
-    figures = await awaited_publishes(publish, publish_end, a)
+    publish = functools.partial(c.publish, a.topic, b"x" * a.size, a.qos)
+    figures = await awaited_publishes(publish, lambda text: c.publish(a.ctl, text, 1), a)
     await aiomqtt_close(c)
     pub_report(**figures)
 
@@ -647,11 +631,7 @@ async def aiomqtt_pub(a: argparse.Namespace) -> None:
 async def aiomqtt_rtt(a: argparse.Namespace) -> None:
     c = await aiomqtt_client("rtt", a)
     await c.subscribe(a.topic, a.qos)
-    payload = b"x" * a.size
-
-    async def publish() -> None:
-        await c.publish(a.topic, payload, a.qos)
-
+    publish = functools.partial(c.publish, a.topic, b"x" * a.size, a.qos)
     samples = await awaited_round_trips(publish, c.messages.__anext__, a)
     await aiomqtt_close(c)
     rtt_report(samples)
