@@ -21,8 +21,9 @@ use crate::acks::{Ack, Kind, ReplyReceiver};
 use crate::driver::{self, DriverConfig, Link, Received, Shared};
 use crate::errors::{self, DriverError, MQTTException};
 use crate::inbox::{Taken, Waiting};
+use crate::lock::lock;
 use crate::options::{self, ClientOptions};
-use crate::runtime::{self, block_on, lock, BusyPoll, Deadline};
+use crate::runtime::{self, block_on, BusyPoll, Deadline};
 
 /// How many requests may wait in rumqttc's channel before senders back off.
 const REQUEST_CHANNEL_CAPACITY: usize = 256;

@@ -23,7 +23,7 @@ use tokio::sync::{oneshot, watch};
 use crate::acks::{Ack, AckTable, Kind, Outbox};
 use crate::errors::{describe_connect_failure, DriverError};
 use crate::inbox::{Mailbox, Weight};
-use crate::runtime::lock;
+use crate::lock::lock;
 
 /// The state of the link, as `get_mqttsta()` and waiting publishers see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,8 +8,10 @@ use std::sync::{Condvar, Mutex};
 
 use tokio::sync::Notify;
 
-use crate::runtime::{block_on, lock, signal_slice, BusyPoll, Deadline};
 use pyo3::prelude::*;
+
+use crate::lock::lock;
+use crate::runtime::{block_on, signal_slice, BusyPoll, Deadline};
 
 /// How a thread waits for items.
 pub enum Waiting {

@@ -7,6 +7,7 @@ mod client;
 mod driver;
 mod errors;
 mod inbox;
+mod lock;
 mod logging;
 mod options;
 mod runtime;

@@ -28,6 +28,8 @@ use pyo3::prelude::*;
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
 
+use crate::lock::lock;
+
 /// How often a blocked call wakes up to let Ctrl-C through.
 const SIGNAL_SLICE: Duration = Duration::from_millis(50);
 
@@ -405,12 +407,4 @@ pub fn poll_now<F: Future>(mut future: Pin<&mut F>) -> PyResult<Poll<F::Output>>
     Ok(runtime.block_on(std::future::poll_fn(|context| {
         Poll::Ready(future.as_mut().poll(context))
     })))
-}
-
-/// Locks a mutex, ignoring poisoning: every critical section here leaves the data consistent, and a
-/// panic in one caller must not turn every later call into a second panic.
-pub fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
