@@ -18,11 +18,12 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::acks::{Ack, Kind, ReplyReceiver};
+use crate::arguments;
 use crate::driver::{self, DriverConfig, Link, Received, Shared};
 use crate::errors::{self, DriverError, MQTTException};
 use crate::inbox::{Taken, Waiting};
 use crate::lock::lock;
-use crate::options::{self, ClientOptions};
+use crate::options::ClientOptions;
 use crate::runtime::{self, block_on, BusyPoll, Deadline};
 
 /// How many requests may wait in rumqttc's channel before senders back off.
@@ -491,17 +492,17 @@ impl Client {
         reconnect_max_delay: f64,
     ) -> PyResult<Self> {
         let tls = crate::tls::from_python(ssl, ssl_params)?;
-        let client_id = options::text(client_id, "client_id")?;
-        options::check_mqtt_string(&client_id, "client_id")?;
-        let host = options::text(server, "server")?;
+        let client_id = arguments::text(client_id, "client_id")?;
+        arguments::check_mqtt_string(&client_id, "client_id")?;
+        let host = arguments::text(server, "server")?;
         if host.trim().is_empty() {
             return Err(PyValueError::new_err("server must not be empty"));
         }
-        let user = options::optional_text(user, "user")?;
+        let user = arguments::optional_text(user, "user")?;
         if let Some(user) = &user {
-            options::check_mqtt_string(user, "user")?;
+            arguments::check_mqtt_string(user, "user")?;
         }
-        let password = options::optional_text(password, "password")?;
+        let password = arguments::optional_text(password, "password")?;
         if password.as_ref().is_some_and(|p| p.len() > 65_535) {
             return Err(PyValueError::new_err("password is longer than 65535 bytes"));
         }
@@ -510,11 +511,11 @@ impl Client {
             (user, password) => Some((user.unwrap_or_default(), password.unwrap_or_default())),
         };
         let keepalive = match keepalive {
-            Some(value) if !value.is_none() => options::keepalive(value)?,
+            Some(value) if !value.is_none() => arguments::keepalive(value)?,
             _ => 0,
         };
         let host = host.trim().to_owned();
-        let port = options::port(port, tls.is_some())?;
+        let port = arguments::port(port, tls.is_some())?;
         let options = ClientOptions {
             target: ClientOptions::target(&host, port),
             port,
@@ -524,13 +525,13 @@ impl Client {
             keepalive,
             reconnect,
             ping_grace: match pingmaxnum {
-                Some(value) => options::bounded_int(value, "pingmaxnum", 0..=1000)? as u32,
+                Some(value) => arguments::bounded_int(value, "pingmaxnum", 0..=1000)? as u32,
                 None => 0,
             },
-            reconnect_delay: options::seconds(reconnect_delay, "reconnect_delay")?,
-            reconnect_max_delay: options::seconds(reconnect_max_delay, "reconnect_max_delay")?,
-            connect_timeout: options::seconds(connect_timeout, "connect_timeout")?,
-            ack_timeout: options::seconds(ack_timeout, "ack_timeout")?,
+            reconnect_delay: arguments::seconds(reconnect_delay, "reconnect_delay")?,
+            reconnect_max_delay: arguments::seconds(reconnect_max_delay, "reconnect_max_delay")?,
+            connect_timeout: arguments::seconds(connect_timeout, "connect_timeout")?,
+            ack_timeout: arguments::seconds(ack_timeout, "ack_timeout")?,
             max_packet_size: match max_packet_size {
                 Some(value) => ClientOptions::packet_size(value)?,
                 None => DEFAULT_MAX_PACKET_SIZE,
@@ -561,8 +562,8 @@ impl Client {
     ) -> PyResult<()> {
         let will = match topic {
             Some(topic) if !topic.is_none() => {
-                let topic = options::topic_name(topic)?;
-                let payload = options::payload(msg)?;
+                let topic = arguments::topic_name(topic)?;
+                let payload = arguments::payload(msg)?;
                 if payload.len() > 65_535 {
                     return Err(PyValueError::new_err(format!(
                         "the will message is {} bytes; MQTT allows at most 65535",
@@ -570,10 +571,10 @@ impl Client {
                     )));
                 }
                 let qos = qos
-                    .map(options::qos)
+                    .map(arguments::qos)
                     .transpose()?
                     .unwrap_or(QoS::AtMostOnce);
-                options::check_fits(
+                arguments::check_fits(
                     &topic,
                     payload.len(),
                     qos,
@@ -836,7 +837,7 @@ impl Client {
 
     fn ack_timeout(&self, timeout: Option<f64>) -> PyResult<Duration> {
         match timeout {
-            Some(seconds) => options::seconds(seconds, "timeout"),
+            Some(seconds) => arguments::seconds(seconds, "timeout"),
             None => Ok(self.core.options.ack_timeout),
         }
     }
@@ -848,7 +849,7 @@ impl Client {
             ));
         }
         match timeout {
-            Some(seconds) => options::seconds(seconds, "timeout"),
+            Some(seconds) => arguments::seconds(seconds, "timeout"),
             None => Ok(self.core.options.connect_timeout),
         }
     }
@@ -861,13 +862,13 @@ impl Client {
         retain: bool,
     ) -> PyResult<Request> {
         self.require_session()?;
-        let topic = options::topic_name(topic)?;
+        let topic = arguments::topic_name(topic)?;
         let qos = qos
-            .map(options::qos)
+            .map(arguments::qos)
             .transpose()?
             .unwrap_or(QoS::AtMostOnce);
-        let payload = options::payload(msg)?;
-        options::check_fits(
+        let payload = arguments::payload(msg)?;
+        arguments::check_fits(
             &topic,
             payload.len(),
             qos,
@@ -935,7 +936,7 @@ impl Client {
         timeout: Option<f64>,
     ) -> PyResult<Operation<impl Future<Output = Result<(), DriverError>> + Send + 'static>> {
         self.require_session()?;
-        let filter = options::topic_filter(topic)?;
+        let filter = arguments::topic_filter(topic)?;
         let core = self.core.clone();
         let unsubscribe = async move { core.unsubscribe(filter).await };
         Ok(Operation::new(
@@ -1049,9 +1050,9 @@ fn subscription(
     topic: &Bound<'_, PyAny>,
     qos: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<(String, QoS)> {
-    let filter = options::topic_filter(topic)?;
+    let filter = arguments::topic_filter(topic)?;
     let qos = qos
-        .map(options::qos)
+        .map(arguments::qos)
         .transpose()?
         .unwrap_or(QoS::AtMostOnce);
     Ok((filter, qos))
@@ -1068,6 +1069,6 @@ fn poll_deadline(timeout: f64) -> PyResult<Deadline> {
         return Ok(Deadline::after(Some(0.0)));
     }
     Ok(Deadline::after(Some(
-        options::seconds(timeout, "timeout")?.as_secs_f64(),
+        arguments::seconds(timeout, "timeout")?.as_secs_f64(),
     )))
 }

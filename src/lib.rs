@@ -3,6 +3,7 @@
 //! dialects as thin policy layers; this crate owns every socket, timer and packet.
 
 mod acks;
+mod arguments;
 mod client;
 mod driver;
 mod errors;

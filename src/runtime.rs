@@ -28,6 +28,7 @@ use pyo3::prelude::*;
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
 
+use crate::arguments;
 use crate::lock::lock;
 
 /// How often a blocked call wakes up to let Ctrl-C through.
@@ -284,7 +285,7 @@ fn swap_busy_polling(busy_poll: Option<(Instant, Waker)>) -> Option<(Instant, Wa
 #[pyfunction]
 pub fn set_busy_poll(microseconds: &Bound<'_, PyAny>) -> PyResult<u64> {
     const WHAT: &str = "set_busy_poll(microseconds)";
-    let micros = busy_poll_micros(crate::options::integer(microseconds, WHAT)?, WHAT)?;
+    let micros = busy_poll_micros(arguments::integer(microseconds, WHAT)?, WHAT)?;
     Ok(BUSY_POLL_MICROS.swap(micros, Ordering::Relaxed))
 }
 

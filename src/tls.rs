@@ -19,7 +19,7 @@ use rustls::{
     SignatureScheme,
 };
 
-use crate::options;
+use crate::arguments;
 
 /// Every `ssl_params` key understood, device keys first.
 const KNOWN_KEYS: [&str; 10] = [
@@ -118,9 +118,9 @@ fn apply_param(request: &mut TlsRequest, key: &str, value: &Bound<'_, PyAny>) ->
             .extra_roots
             .extend(certificates(&read_file(value, key)?, key)?),
         "cadata" => request.extra_roots.extend(ca_data(value)?),
-        "server_hostname" => request.server_hostname = Some(options::text(value, key)?),
+        "server_hostname" => request.server_hostname = Some(arguments::text(value, key)?),
         "cert_reqs" => {
-            let mode = options::bounded_int(value, "ssl_params['cert_reqs']", 0..=2)?;
+            let mode = arguments::bounded_int(value, "ssl_params['cert_reqs']", 0..=2)?;
             request.verify = mode != CERT_NONE;
         }
         "server_side" if !value.is_truthy()? => {}
