@@ -19,12 +19,13 @@ use tokio::task::JoinHandle;
 
 use crate::acks::{Ack, Kind, ReplyReceiver};
 use crate::arguments;
-use crate::driver::{self, DriverConfig, Link, Received, Shared};
+use crate::driver::{self, DriverConfig};
 use crate::errors::{self, DriverError, MQTTException};
 use crate::inbox::{Taken, Waiting};
 use crate::lock::lock;
 use crate::options::ClientOptions;
 use crate::runtime::{self, block_on, BusyPoll, Deadline};
+use crate::shared::{Link, Received, Shared};
 
 /// How many requests may wait in rumqttc's channel before senders back off.
 const REQUEST_CHANNEL_CAPACITY: usize = 256;

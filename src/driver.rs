@@ -10,62 +10,24 @@
 //! - it re-subscribes nothing, so subscriptions are re-sent when the session was not resumed.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rumqttc::{
-    ConnectionError, Event, EventLoop, Incoming, Outgoing, Publish, QoS, Request, StateError,
-    Subscribe, SubscribeFilter, SubscribeReasonCode,
+    ConnectionError, Event, EventLoop, Incoming, Outgoing, Request, StateError, Subscribe,
+    SubscribeFilter, SubscribeReasonCode,
 };
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
-use crate::acks::{Ack, AckTable, Kind, Outbox};
+use crate::acks::{Ack, AckTable, Kind};
 use crate::errors::{describe_connect_failure, DriverError};
-use crate::inbox::{Mailbox, Weight};
 use crate::lock::lock;
-
-/// The state of the link, as `get_mqttsta()` and waiting publishers see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Link {
-    Idle,
-    Connecting,
-    Up,
-    Reconnecting,
-    ClosedByServer,
-    Failed,
-    Disconnected,
-}
-
-impl Link {
-    /// QuecPython's `get_mqttsta()` codes.
-    pub fn mqttsta(self) -> i32 {
-        match self {
-            Link::Up => 0,
-            Link::Connecting | Link::Reconnecting => 1,
-            Link::ClosedByServer => 2,
-            Link::Idle | Link::Failed | Link::Disconnected => -1,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Link::Idle => "idle",
-            Link::Connecting => "connecting",
-            Link::Up => "connected",
-            Link::Reconnecting => "reconnecting",
-            Link::ClosedByServer => "closed by the server",
-            Link::Failed => "failed",
-            Link::Disconnected => "disconnected",
-        }
-    }
-}
+use crate::shared::{Link, Received, Shared};
 
 /// Text passed to the error callback, as on the device.
 pub const RECONNECT_START: &str = "reconnect_start";
 pub const RECONNECT_SUCCESS: &str = "reconnect_success";
-/// Link notices kept for the error callback (older ones are dropped).
-const NOTICE_LIMIT: usize = 64;
 
 /// How long a connection must stay up before the reconnect backoff starts again from the first
 /// delay: a broker that drops every connection at once gets ever slower retries, not a flap.
@@ -75,75 +37,10 @@ const STABLE_CONNECTION: Duration = Duration::from_secs(10);
 const TAKEOVER_WINDOW: Duration = Duration::from_secs(60);
 const TAKEOVER_COUNT: usize = 3;
 
-/// A received message and the connection it came on (acknowledgements are per connection).
-pub struct Received {
-    pub publish: Publish,
-    pub epoch: u64,
-}
-
-impl Weight for Received {
-    fn weight(&self) -> usize {
-        self.publish.topic.len() + self.publish.payload.len()
-    }
-}
-
 /// Arrived messages the application has not taken may hold this much; beyond it the driver stops
 /// reading the socket until they are taken (QoS 1/2 are bounded anyway by the broker's in-flight
 /// window, since they are acknowledged only when handled).
 const INBOX_LIMIT: usize = 16 * 1024 * 1024;
-
-/// State shared between a client's Python-facing object and its driver task.
-pub struct Shared {
-    pub outbox: Mutex<Outbox>,
-    pub inbox: Mailbox<Received>,
-    pub notices: Mailbox<String>,
-    pub link: watch::Sender<Link>,
-    /// Topics to re-subscribe after a reconnect that did not resume the session.
-    pub subscriptions: Mutex<Vec<(String, QoS)>>,
-    /// Requests whose callers are still waiting; `disconnect()` lets them finish first.
-    pub in_flight: AtomicUsize,
-    /// Counts connections (CONNACKs); a message may only be acknowledged on its own connection.
-    pub epoch: AtomicU64,
-}
-
-impl Default for Shared {
-    fn default() -> Self {
-        Shared {
-            outbox: Mutex::default(),
-            inbox: Mailbox::default(),
-            notices: Mailbox::default(),
-            link: watch::Sender::new(Link::Idle),
-            subscriptions: Mutex::default(),
-            in_flight: AtomicUsize::new(0),
-            epoch: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Shared {
-    pub fn remember_subscription(&self, topic: &str, qos: QoS) {
-        let mut subscriptions = lock(&self.subscriptions);
-        subscriptions.retain(|(known, _)| known != topic);
-        subscriptions.push((topic.to_owned(), qos));
-    }
-
-    /// Posts a link notice for the error callback. Only the newest `NOTICE_LIMIT` are kept: a
-    /// client nobody reads notices from (no callback, other dialects) must not grow with them.
-    fn notify(&self, notice: String) {
-        self.notices.push_within(notice, NOTICE_LIMIT);
-    }
-
-    pub fn forget_subscription(&self, topic: &str) {
-        lock(&self.subscriptions).retain(|(known, _)| known != topic);
-    }
-
-    /// Closes the outbox and fails what waits in it; used when the driver is stopped from outside.
-    pub fn fail_outbox(&self, error: &DriverError) {
-        let mut outbox = lock(&self.outbox);
-        outbox.open = false;
-        outbox.fail_all(error);
-    }
-}
 
 pub struct DriverConfig {
     pub target: String,
@@ -490,13 +387,5 @@ mod tests {
         }
         backoff.reset();
         assert!(backoff.step() <= Duration::from_millis(1200));
-    }
-
-    #[test]
-    fn mqttsta_codes_follow_the_device() {
-        assert_eq!(Link::Up.mqttsta(), 0);
-        assert_eq!(Link::Reconnecting.mqttsta(), 1);
-        assert_eq!(Link::ClosedByServer.mqttsta(), 2);
-        assert_eq!(Link::Idle.mqttsta(), -1);
     }
 }

@@ -12,6 +12,7 @@ mod lock;
 mod logging;
 mod options;
 mod runtime;
+mod shared;
 mod tls;
 
 use pyo3::prelude::*;
