@@ -23,7 +23,7 @@ use crate::driver::{self, DriverConfig};
 use crate::errors::{self, DriverError, MQTTException};
 use crate::inbox::{Taken, Waiting};
 use crate::lock::lock;
-use crate::options::ClientOptions;
+use crate::options::{ClientOptions, ConstructorArguments};
 use crate::runtime::{self, block_on, BusyPoll, Deadline};
 use crate::shared::{Link, Received, Shared};
 
@@ -33,7 +33,6 @@ const REQUEST_CHANNEL_CAPACITY: usize = 256;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// How long a sender waits before retrying when rumqttc's channel is full.
 const FULL_CHANNEL_PAUSE: Duration = Duration::from_millis(1);
-const DEFAULT_MAX_PACKET_SIZE: usize = 16 * 1024 * 1024;
 const NOT_CONNECTED: &str = "not connected: call connect() first";
 
 /// One connection: the request handle and the driver task that serves it.
@@ -492,53 +491,23 @@ impl Client {
         reconnect_delay: f64,
         reconnect_max_delay: f64,
     ) -> PyResult<Self> {
-        let tls = crate::tls::from_python(ssl, ssl_params)?;
-        let client_id = arguments::text(client_id, "client_id")?;
-        arguments::check_mqtt_string(&client_id, "client_id")?;
-        let host = arguments::text(server, "server")?;
-        if host.trim().is_empty() {
-            return Err(PyValueError::new_err("server must not be empty"));
-        }
-        let user = arguments::optional_text(user, "user")?;
-        if let Some(user) = &user {
-            arguments::check_mqtt_string(user, "user")?;
-        }
-        let password = arguments::optional_text(password, "password")?;
-        if password.as_ref().is_some_and(|p| p.len() > 65_535) {
-            return Err(PyValueError::new_err("password is longer than 65535 bytes"));
-        }
-        let credentials = match (user, password) {
-            (None, None) => None,
-            (user, password) => Some((user.unwrap_or_default(), password.unwrap_or_default())),
-        };
-        let keepalive = match keepalive {
-            Some(value) if !value.is_none() => arguments::keepalive(value)?,
-            _ => 0,
-        };
-        let host = host.trim().to_owned();
-        let port = arguments::port(port, tls.is_some())?;
-        let options = ClientOptions {
-            target: ClientOptions::target(&host, port),
-            port,
+        let options = ClientOptions::from_python(ConstructorArguments {
             client_id,
-            host,
-            credentials,
+            server,
+            port,
+            user,
+            password,
             keepalive,
+            ssl,
+            ssl_params,
             reconnect,
-            ping_grace: match pingmaxnum {
-                Some(value) => arguments::bounded_int(value, "pingmaxnum", 0..=1000)? as u32,
-                None => 0,
-            },
-            reconnect_delay: arguments::seconds(reconnect_delay, "reconnect_delay")?,
-            reconnect_max_delay: arguments::seconds(reconnect_max_delay, "reconnect_max_delay")?,
-            connect_timeout: arguments::seconds(connect_timeout, "connect_timeout")?,
-            ack_timeout: arguments::seconds(ack_timeout, "ack_timeout")?,
-            max_packet_size: match max_packet_size {
-                Some(value) => ClientOptions::packet_size(value)?,
-                None => DEFAULT_MAX_PACKET_SIZE,
-            },
-            tls,
-        };
+            pingmaxnum,
+            connect_timeout,
+            ack_timeout,
+            max_packet_size,
+            reconnect_delay,
+            reconnect_max_delay,
+        })?;
         let shared = Shared::default();
         shared.inbox.set_lost(Some(NOT_CONNECTED.into()));
         Ok(Client {
@@ -561,30 +530,7 @@ impl Client {
         retain: bool,
         qos: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let will = match topic {
-            Some(topic) if !topic.is_none() => {
-                let topic = arguments::topic_name(topic)?;
-                let payload = arguments::payload(msg)?;
-                if payload.len() > 65_535 {
-                    return Err(PyValueError::new_err(format!(
-                        "the will message is {} bytes; MQTT allows at most 65535",
-                        payload.len()
-                    )));
-                }
-                let qos = qos
-                    .map(arguments::qos)
-                    .transpose()?
-                    .unwrap_or(QoS::AtMostOnce);
-                arguments::check_fits(
-                    &topic,
-                    payload.len(),
-                    qos,
-                    self.core.options.max_packet_size,
-                )?;
-                Some(LastWill::new(topic, payload, qos, retain))
-            }
-            _ => None,
-        };
+        let will = self.core.options.will(topic, msg, retain, qos)?;
         *lock(&self.core.will) = will;
         Ok(())
     }

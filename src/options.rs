@@ -2,16 +2,37 @@
 
 use std::time::Duration;
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use rumqttc::{LastWill, MqttOptions, NetworkOptions, TlsConfiguration, Transport};
+use rumqttc::{LastWill, MqttOptions, NetworkOptions, QoS, TlsConfiguration, Transport};
 
-use crate::arguments::bounded_int;
-use crate::tls::TlsSettings;
+use crate::arguments::{self, bounded_int};
+use crate::tls::{self, TlsSettings};
 
 /// The largest remaining length an MQTT packet can declare (four length bytes).
 pub const MQTT_MAX_REMAINING: usize = 268_435_455;
 /// Smallest packet limit accepted: a CONNECT with a long client id must still fit.
 const MIN_PACKET_SIZE: usize = 1024;
+const DEFAULT_MAX_PACKET_SIZE: usize = 16 * 1024 * 1024;
+
+/// The arguments of `umqtt._native.Client(...)`, as Python passed them.
+pub struct ConstructorArguments<'a, 'py> {
+    pub client_id: &'a Bound<'py, PyAny>,
+    pub server: &'a Bound<'py, PyAny>,
+    pub port: &'a Bound<'py, PyAny>,
+    pub user: Option<&'a Bound<'py, PyAny>>,
+    pub password: Option<&'a Bound<'py, PyAny>>,
+    pub keepalive: Option<&'a Bound<'py, PyAny>>,
+    pub ssl: Option<&'a Bound<'py, PyAny>>,
+    pub ssl_params: Option<&'a Bound<'py, PyAny>>,
+    pub reconnect: bool,
+    pub pingmaxnum: Option<&'a Bound<'py, PyAny>>,
+    pub connect_timeout: f64,
+    pub ack_timeout: f64,
+    pub max_packet_size: Option<&'a Bound<'py, PyAny>>,
+    pub reconnect_delay: f64,
+    pub reconnect_max_delay: f64,
+}
 
 /// Everything a connection needs, validated once in the constructor.
 #[derive(Clone)]
@@ -34,6 +55,103 @@ pub struct ClientOptions {
 }
 
 impl ClientOptions {
+    /// Validates the constructor's arguments.
+    pub fn from_python(arguments: ConstructorArguments<'_, '_>) -> PyResult<Self> {
+        let ConstructorArguments {
+            client_id,
+            server,
+            port,
+            user,
+            password,
+            keepalive,
+            ssl,
+            ssl_params,
+            reconnect,
+            pingmaxnum,
+            connect_timeout,
+            ack_timeout,
+            max_packet_size,
+            reconnect_delay,
+            reconnect_max_delay,
+        } = arguments;
+        let tls = tls::from_python(ssl, ssl_params)?;
+        let client_id = arguments::text(client_id, "client_id")?;
+        arguments::check_mqtt_string(&client_id, "client_id")?;
+        let host = arguments::text(server, "server")?;
+        if host.trim().is_empty() {
+            return Err(PyValueError::new_err("server must not be empty"));
+        }
+        let user = arguments::optional_text(user, "user")?;
+        if let Some(user) = &user {
+            arguments::check_mqtt_string(user, "user")?;
+        }
+        let password = arguments::optional_text(password, "password")?;
+        if password.as_ref().is_some_and(|p| p.len() > 65_535) {
+            return Err(PyValueError::new_err("password is longer than 65535 bytes"));
+        }
+        let credentials = match (user, password) {
+            (None, None) => None,
+            (user, password) => Some((user.unwrap_or_default(), password.unwrap_or_default())),
+        };
+        let keepalive = match keepalive {
+            Some(value) if !value.is_none() => arguments::keepalive(value)?,
+            _ => 0,
+        };
+        let host = host.trim().to_owned();
+        let port = arguments::port(port, tls.is_some())?;
+        Ok(ClientOptions {
+            target: ClientOptions::target(&host, port),
+            port,
+            client_id,
+            host,
+            credentials,
+            keepalive,
+            reconnect,
+            ping_grace: match pingmaxnum {
+                Some(value) => arguments::bounded_int(value, "pingmaxnum", 0..=1000)? as u32,
+                None => 0,
+            },
+            reconnect_delay: arguments::seconds(reconnect_delay, "reconnect_delay")?,
+            reconnect_max_delay: arguments::seconds(reconnect_max_delay, "reconnect_max_delay")?,
+            connect_timeout: arguments::seconds(connect_timeout, "connect_timeout")?,
+            ack_timeout: arguments::seconds(ack_timeout, "ack_timeout")?,
+            max_packet_size: match max_packet_size {
+                Some(value) => ClientOptions::packet_size(value)?,
+                None => DEFAULT_MAX_PACKET_SIZE,
+            },
+            tls,
+        })
+    }
+
+    /// The will `set_will(topic, msg, retain, qos)` describes, validated; `None` for no will.
+    pub fn will(
+        &self,
+        topic: Option<&Bound<'_, PyAny>>,
+        msg: &Bound<'_, PyAny>,
+        retain: bool,
+        qos: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Option<LastWill>> {
+        Ok(match topic {
+            Some(topic) if !topic.is_none() => {
+                let topic = arguments::topic_name(topic)?;
+                let payload = arguments::payload(msg)?;
+                if payload.len() > 65_535 {
+                    return Err(PyValueError::new_err(format!(
+                        "the will message is {} bytes; MQTT allows at most 65535",
+                        payload.len()
+                    )));
+                }
+                let qos = qos
+                    .map(arguments::qos)
+                    .transpose()?
+                    .unwrap_or(QoS::AtMostOnce);
+                arguments::check_fits(&topic, payload.len(), qos, self.max_packet_size)?;
+                Some(LastWill::new(topic, payload, qos, retain))
+            }
+            _ => None,
+        })
+    }
+
     /// `host:port` as messages name the broker (`[::1]:1883` for an IPv6 address).
     pub fn target(host: &str, port: u16) -> String {
         if host.contains(':') {
@@ -43,7 +161,7 @@ impl ClientOptions {
         }
     }
 
-    pub fn packet_size(value: &Bound<'_, PyAny>) -> PyResult<usize> {
+    fn packet_size(value: &Bound<'_, PyAny>) -> PyResult<usize> {
         let limit = (MQTT_MAX_REMAINING + 5) as i64;
         Ok(bounded_int(value, "max_packet_size", MIN_PACKET_SIZE as i64..=limit)? as usize)
     }
