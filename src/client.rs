@@ -47,7 +47,6 @@ struct Core {
     will: Mutex<Option<LastWill>>,
     shared: Arc<Shared>,
     session: Mutex<Option<Session>>,
-    last_request: LastRequest,
 }
 
 /// When a client last sent a request, so that a `wait_msg()` soon after a publish busy-polls
@@ -72,6 +71,7 @@ impl LastRequest {
 #[pyclass(frozen, module = "umqtt._native")]
 pub struct Client {
     core: Arc<Core>,
+    last_request: LastRequest,
 }
 
 /// A received message, as the asyncio client yields it.
@@ -516,8 +516,8 @@ impl Client {
                 will: Mutex::new(None),
                 shared: Arc::new(shared),
                 session: Mutex::new(None),
-                last_request: LastRequest::default(),
             }),
+            last_request: LastRequest::default(),
         })
     }
 
@@ -598,7 +598,7 @@ impl Client {
             py,
             deadline,
             max.max(1),
-            Waiting::Driving(self.core.last_request.busy_poll()),
+            Waiting::Driving(self.last_request.busy_poll()),
         )? {
             Taken::Items(messages) => messages,
             Taken::Lost(reason) => return Err(errors::connection_lost(py, reason)),
@@ -912,7 +912,7 @@ impl Client {
         T: Send,
     {
         let deadline = Deadline::after(operation.timeout.map(|t| t.as_secs_f64()));
-        let sent = self.core.last_request.mark();
+        let sent = self.last_request.mark();
         let mut future = std::pin::pin!(operation.future);
         let (done, busy_poll) = match operation.ends_with {
             Ending::Packet => (Poll::Pending, BusyPoll::after(sent)),
