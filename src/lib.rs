@@ -12,6 +12,7 @@ mod lock;
 mod logging;
 mod options;
 mod runtime;
+mod session;
 mod shared;
 mod tls;
 

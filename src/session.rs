@@ -1,0 +1,415 @@
+//! A client's core, without Python: its connection (the session: rumqttc's request handle and the
+//! driver task) and the requests sent on it. Each operation is one async function on [`Core`],
+//! which the Python class runs blocking or hands to asyncio (see `operation`).
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rumqttc::{AsyncClient, ClientError, LastWill, Publish, QoS};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::acks::{Ack, Kind, ReplyReceiver};
+use crate::driver::{self, DriverConfig};
+use crate::errors::DriverError;
+use crate::inbox::Taken;
+use crate::lock::lock;
+use crate::options::ClientOptions;
+use crate::shared::{Link, Received, Shared};
+
+/// How many requests may wait in rumqttc's channel before senders back off.
+const REQUEST_CHANNEL_CAPACITY: usize = 256;
+/// How long `disconnect()` waits for the driver to write DISCONNECT before abandoning it.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// How long a sender waits before retrying when rumqttc's channel is full.
+const FULL_CHANNEL_PAUSE: Duration = Duration::from_millis(1);
+pub const NOT_CONNECTED: &str = "not connected: call connect() first";
+
+/// One connection: the request handle and the driver task that serves it.
+struct Session {
+    requests: AsyncClient,
+    task: JoinHandle<()>,
+}
+
+/// Everything a client is, shareable with the futures that act for it.
+pub struct Core {
+    pub options: ClientOptions,
+    will: Mutex<Option<LastWill>>,
+    pub shared: Arc<Shared>,
+    session: Mutex<Option<Session>>,
+}
+
+/// Counts a waiting caller until it is done, however it ends (also when its future is dropped).
+struct InFlight(Arc<Shared>);
+
+impl InFlight {
+    fn start(shared: &Arc<Shared>) -> Self {
+        shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(shared.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Abandons a connection attempt whose caller went away (Ctrl-C, asyncio cancellation).
+struct AbandonUnlessConnected<'a>(Option<&'a Core>);
+
+impl Drop for AbandonUnlessConnected<'_> {
+    fn drop(&mut self) {
+        if let Some(core) = self.0 {
+            core.abandon_session();
+        }
+    }
+}
+
+/// A request ready to hand to rumqttc (validated, so sending can only fail on a full channel).
+pub enum Request {
+    Publish {
+        topic: String,
+        payload: Bytes,
+        qos: QoS,
+        retain: bool,
+    },
+    Subscribe(String, QoS),
+    Unsubscribe(String),
+}
+
+impl Request {
+    /// The kind of acknowledgement awaited, if any (QoS 0 publishes await none).
+    pub fn kind(&self) -> Option<Kind> {
+        match self {
+            Request::Publish { qos, .. } if *qos == QoS::AtMostOnce => None,
+            Request::Publish { .. } => Some(Kind::Publish),
+            Request::Subscribe(..) => Some(Kind::Subscribe),
+            Request::Unsubscribe(_) => Some(Kind::Unsubscribe),
+        }
+    }
+
+    fn kind_name(&self) -> &'static str {
+        match self {
+            Request::Publish { .. } => "PUBLISH",
+            Request::Subscribe(..) => "SUBSCRIBE",
+            Request::Unsubscribe(_) => "UNSUBSCRIBE",
+        }
+    }
+
+    pub fn ack_name(&self) -> &'static str {
+        match self {
+            Request::Publish {
+                qos: QoS::ExactlyOnce,
+                ..
+            } => "PUBCOMP",
+            Request::Publish { .. } => "PUBACK",
+            Request::Subscribe(..) => "SUBACK",
+            Request::Unsubscribe(_) => "UNSUBACK",
+        }
+    }
+
+    fn send(&self, requests: &AsyncClient) -> Result<(), ClientError> {
+        match self {
+            Request::Publish {
+                topic,
+                payload,
+                qos,
+                retain,
+            } => requests.try_publish_bytes(topic.as_str(), *qos, *retain, payload.clone()),
+            Request::Subscribe(filter, qos) => requests.try_subscribe(filter.as_str(), *qos),
+            Request::Unsubscribe(filter) => requests.try_unsubscribe(filter.as_str()),
+        }
+    }
+}
+
+impl Core {
+    /// A client that has not connected yet.
+    pub fn new(options: ClientOptions) -> Self {
+        let shared = Shared::default();
+        shared.inbox.set_lost(Some(NOT_CONNECTED.into()));
+        Core {
+            options,
+            will: Mutex::new(None),
+            shared: Arc::new(shared),
+            session: Mutex::new(None),
+        }
+    }
+
+    /// Whether `connect()` was called and no `disconnect()` or `close()` since.
+    pub fn has_session(&self) -> bool {
+        lock(&self.session).is_some()
+    }
+
+    /// The will the next `connect()` sends (`None`: none).
+    pub fn set_will(&self, will: Option<LastWill>) {
+        *lock(&self.will) = will;
+    }
+
+    pub fn link(&self) -> Link {
+        *self.shared.link.borrow()
+    }
+
+    fn requests(&self) -> Result<AsyncClient, DriverError> {
+        lock(&self.session)
+            .as_ref()
+            .map(|session| session.requests.clone())
+            .ok_or_else(|| DriverError::ConnectionLost(NOT_CONNECTED.into()))
+    }
+
+    pub fn expired(&self, what: &str) -> DriverError {
+        DriverError::Timeout(format!(
+            "no {what} from {} before the timeout",
+            self.options.target
+        ))
+    }
+
+    fn lost(&self) -> DriverError {
+        DriverError::ConnectionLost(format!(
+            "not connected to {} (state: {})",
+            self.options.target,
+            self.link().name()
+        ))
+    }
+
+    /// Starts a driver for a new connection; its first CONNACK (or failure) arrives on the receiver.
+    fn start_session(&self, clean_session: bool, connect_timeout: Duration) -> ConnackReceiver {
+        let will = lock(&self.will).clone();
+        let (requests, mut eventloop) = AsyncClient::new(
+            self.options.mqtt_options(clean_session, will),
+            REQUEST_CHANNEL_CAPACITY,
+        );
+        eventloop.set_network_options(ClientOptions::network_options(connect_timeout));
+        let config = DriverConfig {
+            target: self.options.target.clone(),
+            client_id: self.options.client_id.clone(),
+            reconnect: self.options.reconnect,
+            ping_grace: self.options.ping_grace,
+            reconnect_delay: self.options.reconnect_delay,
+            reconnect_max_delay: self.options.reconnect_max_delay,
+        };
+        let (connack_tx, connack_rx) = oneshot::channel();
+        self.shared.link.send_replace(Link::Connecting);
+        let task = tokio::spawn(driver::run(
+            eventloop,
+            self.shared.clone(),
+            config,
+            connack_tx,
+        ));
+        *lock(&self.session) = Some(Session { requests, task });
+        connack_rx
+    }
+
+    pub async fn connect(
+        &self,
+        clean_session: bool,
+        timeout: Duration,
+    ) -> Result<bool, DriverError> {
+        self.end_session(false).await;
+        let connack = self.start_session(clean_session, timeout);
+        let mut abandon = AbandonUnlessConnected(Some(self));
+        // rumqttc bounds the attempt by whole seconds; allow for that rounding.
+        let outcome = tokio::time::timeout(timeout + Duration::from_secs(1), connack).await;
+        let target = &self.options.target;
+        let result = match outcome {
+            Ok(Ok(Ok(session_present))) => {
+                abandon.0 = None;
+                return Ok(session_present);
+            }
+            Ok(Ok(Err(failure))) => Err(failure),
+            Ok(Err(_)) => Err(DriverError::Connect {
+                message: format!("the connection to {target} ended during connect"),
+                rc: None,
+            }),
+            Err(_) => Err(DriverError::Connect {
+                message: format!(
+                    "timed out after {:.1} s connecting to {target}: check the address, port and network",
+                    timeout.as_secs_f64()
+                ),
+                rc: None,
+            }),
+        };
+        drop(abandon);
+        self.shared.link.send_replace(Link::Failed);
+        result
+    }
+
+    /// Hands a request to rumqttc once the link is up and returns the acknowledgement's receiver,
+    /// registering the waiter in the same critical section as the send so both stay in order.
+    async fn submit(&self, request: &Request) -> Result<Option<ReplyReceiver>, DriverError> {
+        let requests = self.requests()?;
+        let kind = request.kind();
+        loop {
+            self.wait_for_link().await?;
+            {
+                let mut outbox = lock(&self.shared.outbox);
+                if outbox.open {
+                    let receiver = kind.map(|kind| {
+                        let (reply, receiver) = oneshot::channel();
+                        outbox.push(kind, reply);
+                        receiver
+                    });
+                    if request.send(&requests).is_ok() {
+                        return Ok(receiver);
+                    }
+                    // Full, or closed because the driver ended: then the link state says so.
+                    if let Some(kind) = kind {
+                        outbox.pop_newest(kind);
+                    }
+                }
+            }
+            tokio::time::sleep(FULL_CHANNEL_PAUSE).await;
+        }
+    }
+
+    async fn wait_for_link(&self) -> Result<(), DriverError> {
+        let mut link = self.shared.link.subscribe();
+        let settled = link
+            .wait_for(|state| !matches!(state, Link::Connecting | Link::Reconnecting))
+            .await
+            .map(|state| *state);
+        match settled {
+            Ok(Link::Up) => Ok(()),
+            _ => Err(self.lost()),
+        }
+    }
+
+    /// Sends a request and waits for the acknowledgement its kind needs. With automatic
+    /// reconnect, a request whose link dropped is sent again once the link is back (until the
+    /// caller's deadline): at least once for QoS 1, subscriptions and unsubscriptions. A QoS 2
+    /// publish is not: sent again on a new session it could arrive twice, so the caller is told.
+    pub async fn request(&self, request: Request) -> Result<Option<Ack>, DriverError> {
+        loop {
+            let Some(receiver) = self.submit(&request).await? else {
+                return Ok(None);
+            };
+            let _in_flight = InFlight::start(&self.shared);
+            match receiver.await {
+                Ok(Ok(ack)) => return Ok(Some(ack)),
+                Ok(Err(DriverError::ConnectionLost(reason))) if self.resends(&request) => {
+                    log::info!(target: "umqtt", "{reason}; sending the {} again after reconnecting", request.kind_name());
+                }
+                Ok(Err(error)) => return Err(error),
+                Err(_) => return Err(DriverError::Closed),
+            }
+        }
+    }
+
+    fn resends(&self, request: &Request) -> bool {
+        let exactly_once = matches!(
+            request,
+            Request::Publish {
+                qos: QoS::ExactlyOnce,
+                ..
+            }
+        );
+        self.options.reconnect && !exactly_once
+    }
+
+    /// Acknowledges a handled QoS 1/2 message (PUBACK/PUBREC), on the connection it came on only:
+    /// after a reconnect its packet id may name another message, and the broker redelivers it.
+    /// While rumqttc's channel is full (the driver cannot write: TCP back-pressure), `pause` waits
+    /// a little; a Python thread waits without the GIL, which the driver may need to log.
+    pub fn acknowledge(&self, received: &Received, pause: impl Fn(Duration)) {
+        if received.publish.qos == QoS::AtMostOnce
+            || received.epoch != self.shared.epoch.load(Ordering::Acquire)
+        {
+            return;
+        }
+        let Ok(requests) = self.requests() else {
+            return;
+        };
+        while let Err(ClientError::TryRequest(_)) = requests.try_ack(&received.publish) {
+            if received.epoch != self.shared.epoch.load(Ordering::Acquire)
+                || self.link() != Link::Up
+            {
+                return;
+            }
+            pause(FULL_CHANNEL_PAUSE);
+        }
+    }
+
+    pub async fn subscribe(&self, filter: String, qos: QoS) -> Result<u8, DriverError> {
+        let ack = self
+            .request(Request::Subscribe(filter.clone(), qos))
+            .await?;
+        let code = match ack {
+            Some(Ack::Subscribed(code)) => code,
+            _ => 0x80,
+        };
+        if code != 0x80 {
+            self.shared.remember_subscription(&filter, qos);
+        }
+        Ok(code)
+    }
+
+    pub async fn unsubscribe(&self, filter: String) -> Result<(), DriverError> {
+        self.shared.forget_subscription(&filter);
+        self.request(Request::Unsubscribe(filter)).await.map(drop)
+    }
+
+    /// An arrived message, acknowledged as it is handed over (asyncio has no callback to wait
+    /// for); None when none has arrived. Raises once the link is gone for good and none is left.
+    pub fn take_message(&self, pause: impl Fn(Duration)) -> Result<Option<Publish>, DriverError> {
+        match self.shared.inbox.try_take(1) {
+            Some(Taken::Items(mut messages)) => {
+                let Some(received) = messages.pop() else {
+                    return Ok(None);
+                };
+                self.acknowledge(&received, pause);
+                Ok(Some(received.publish))
+            }
+            Some(Taken::Lost(reason)) => Err(DriverError::ConnectionLost(reason)),
+            Some(Taken::TimedOut) | None => Ok(None),
+        }
+    }
+
+    /// Ends the current session. `graceful`: let waiting requests finish, then send DISCONNECT
+    /// after everything already queued.
+    pub async fn end_session(&self, graceful: bool) {
+        let Some(mut session) = lock(&self.session).take() else {
+            return;
+        };
+        if graceful && self.link() == Link::Up {
+            // Closed first, so nothing new slips in after the last request in flight finished.
+            lock(&self.shared.outbox).open = false;
+            let drained = async {
+                while self.shared.in_flight.load(Ordering::Acquire) > 0 {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            };
+            let _ = tokio::time::timeout(self.options.ack_timeout, drained).await;
+            if session.requests.try_disconnect().is_ok() {
+                let _ = tokio::time::timeout(SHUTDOWN_GRACE, &mut session.task).await;
+            }
+        }
+        self.finish(session);
+    }
+
+    pub fn abandon_session(&self) {
+        if let Some(session) = lock(&self.session).take() {
+            self.finish(session);
+        }
+    }
+
+    fn finish(&self, session: Session) {
+        session.task.abort();
+        self.shared.fail_outbox(&DriverError::Closed);
+        self.shared.inbox.set_lost(Some(NOT_CONNECTED.into()));
+        if self.link() != Link::Failed {
+            self.shared.link.send_replace(Link::Disconnected);
+        }
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        if let Some(session) = lock(&self.session).take() {
+            session.task.abort();
+        }
+    }
+}
+
+type ConnackReceiver = oneshot::Receiver<Result<bool, DriverError>>;
