@@ -1,12 +1,12 @@
-//! `umqtt._native.Client`: the one core object every dialect wraps. It validates arguments, hands
-//! requests to the driver and waits for their acknowledgements. Each operation is one async
-//! function on [`Core`]; blocking methods run it on the calling thread (GIL released, Ctrl-C
-//! honoured), `*_async` methods hand the same future to asyncio.
+//! `umqtt._native.Client`, the one core object every dialect wraps, and the `Message` the asyncio
+//! client yields: the Python signatures. Each method validates its arguments into a request for
+//! the [`Core`] (`session`) and runs it as an [`Operation`] (`operation`): blocking on the calling
+//! thread, or as an asyncio awaitable (`*_async`). Received messages are delivered here, to the
+//! callback of the thread that asks for them.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use pyo3::exceptions::PyValueError;
@@ -17,29 +17,10 @@ use rumqttc::{Publish, QoS};
 use crate::arguments;
 use crate::errors::{self, DriverError, MQTTException};
 use crate::inbox::{Taken, Waiting};
-use crate::lock::lock;
+use crate::operation::{poll_deadline, Ending, LastRequest, Operation};
 use crate::options::{ClientOptions, ConstructorArguments};
-use crate::runtime::{self, block_on, BusyPoll, Deadline};
+use crate::runtime::Deadline;
 use crate::session::{Core, Request, NOT_CONNECTED};
-
-/// When a client last sent a request, so that a `wait_msg()` soon after a publish busy-polls
-/// for the message it brings back (see `runtime`).
-#[derive(Default)]
-struct LastRequest(Mutex<Option<Instant>>);
-
-impl LastRequest {
-    /// Records a request sent now; returns the time, from which its own reply is polled for.
-    fn mark(&self) -> Instant {
-        let now = Instant::now();
-        *lock(&self.0) = Some(now);
-        now
-    }
-
-    /// How long a wait for messages starting now polls: until the budget after the last request.
-    fn busy_poll(&self) -> BusyPoll {
-        lock(&self.0).map_or(BusyPoll::NONE, BusyPoll::after)
-    }
-}
 
 #[pyclass(frozen, module = "umqtt._native")]
 pub struct Client {
@@ -157,7 +138,8 @@ impl Client {
     /// Connects and returns the session-present flag. Raises `MQTTConnectError` on failure.
     #[pyo3(signature = (clean_session=true, timeout=None))]
     fn connect(&self, py: Python<'_>, clean_session: bool, timeout: Option<f64>) -> PyResult<bool> {
-        self.wait(py, self.connect_op(clean_session, timeout)?)
+        self.connect_op(clean_session, timeout)?
+            .wait(py, &self.core, &self.last_request)
     }
 
     /// Publishes and, for QoS 1 and 2, waits for PUBACK/PUBCOMP. QoS 0 returns once queued.
@@ -171,7 +153,8 @@ impl Client {
         retain: bool,
         timeout: Option<f64>,
     ) -> PyResult<()> {
-        self.wait(py, self.publish_op(topic, msg, qos, retain, timeout)?)
+        self.publish_op(topic, msg, qos, retain, timeout)?
+            .wait(py, &self.core, &self.last_request)
     }
 
     /// Subscribes and returns the SUBACK code: the granted QoS (0, 1, 2) or 0x80 for a refusal.
@@ -183,7 +166,8 @@ impl Client {
         qos: Option<&Bound<'_, PyAny>>,
         timeout: Option<f64>,
     ) -> PyResult<u8> {
-        self.wait(py, self.subscribe_op(topic, qos, timeout)?)
+        self.subscribe_op(topic, qos, timeout)?
+            .wait(py, &self.core, &self.last_request)
     }
 
     /// Unsubscribes and waits for UNSUBACK; the topic is no longer re-subscribed on reconnect.
@@ -194,7 +178,8 @@ impl Client {
         topic: &Bound<'_, PyAny>,
         timeout: Option<f64>,
     ) -> PyResult<()> {
-        self.wait(py, self.unsubscribe_op(topic, timeout)?)
+        self.unsubscribe_op(topic, timeout)?
+            .wait(py, &self.core, &self.last_request)
     }
 
     /// Calls `callback(topic, payload)` for up to `max` arrived messages, waiting up to `timeout`
@@ -259,7 +244,8 @@ impl Client {
 
     /// Lets requests in flight finish, sends DISCONNECT after everything queued, closes the socket.
     fn disconnect(&self, py: Python<'_>) -> PyResult<()> {
-        self.wait(py, self.disconnect_op())
+        self.disconnect_op()
+            .wait(py, &self.core, &self.last_request)
     }
 
     /// Drops the connection without DISCONNECT, so the broker publishes the will.
@@ -276,7 +262,8 @@ impl Client {
         clean_session: bool,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.awaitable(py, self.connect_op(clean_session, timeout)?)
+        self.connect_op(clean_session, timeout)?
+            .awaitable(py, &self.core)
     }
 
     #[pyo3(signature = (topic, msg, qos=None, retain=false, timeout=None))]
@@ -289,7 +276,8 @@ impl Client {
         retain: bool,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.awaitable(py, self.publish_op(topic, msg, qos, retain, timeout)?)
+        self.publish_op(topic, msg, qos, retain, timeout)?
+            .awaitable(py, &self.core)
     }
 
     #[pyo3(signature = (topic, qos=None, timeout=None))]
@@ -300,7 +288,8 @@ impl Client {
         qos: Option<&Bound<'py, PyAny>>,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.awaitable(py, self.subscribe_op(topic, qos, timeout)?)
+        self.subscribe_op(topic, qos, timeout)?
+            .awaitable(py, &self.core)
     }
 
     #[pyo3(signature = (topic, timeout=None))]
@@ -310,7 +299,8 @@ impl Client {
         topic: &Bound<'py, PyAny>,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.awaitable(py, self.unsubscribe_op(topic, timeout)?)
+        self.unsubscribe_op(topic, timeout)?
+            .awaitable(py, &self.core)
     }
 
     /// Resolves (to None) once a message can be taken with `take_message()`, or the link is gone
@@ -321,7 +311,7 @@ impl Client {
             core.shared.inbox.ready().await;
             Ok(())
         };
-        self.awaitable(py, Operation::new(ready, None, "message", Ending::Packet))
+        Operation::new(ready, None, "message", Ending::Packet).awaitable(py, &self.core)
     }
 
     /// An arrived message, or None at once; raises `MQTTConnectionLost` once the link is gone for
@@ -334,7 +324,7 @@ impl Client {
     }
 
     fn disconnect_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.awaitable(py, self.disconnect_op())
+        self.disconnect_op().awaitable(py, &self.core)
     }
 
     // ---- state ----
@@ -523,92 +513,6 @@ impl Client {
         };
         Operation::new(disconnect, None, "DISCONNECT", Ending::Closed)
     }
-
-    /// Runs an operation on the calling thread, GIL released, until it ends or its time is up.
-    fn wait<T, F>(&self, py: Python<'_>, operation: Operation<F>) -> PyResult<T>
-    where
-        F: Future<Output = Result<T, DriverError>> + Send,
-        T: Send,
-    {
-        let deadline = Deadline::after(operation.timeout.map(|t| t.as_secs_f64()));
-        let sent = self.last_request.mark();
-        let mut future = std::pin::pin!(operation.future);
-        let (done, busy_poll) = match operation.ends_with {
-            Ending::Packet => (Poll::Pending, BusyPoll::after(sent)),
-            Ending::Queued => (runtime::poll_now(future.as_mut())?, BusyPoll::NONE),
-            Ending::Closed => (Poll::Pending, BusyPoll::NONE),
-        };
-        let outcome = match done {
-            Poll::Ready(result) => Some(result),
-            Poll::Pending => block_on(py, deadline, busy_poll, future)?,
-        };
-        match outcome {
-            Some(result) => result.map_err(|error| error.into_pyerr(py)),
-            None => Err(self.core.expired(operation.what).into_pyerr(py)),
-        }
-    }
-
-    /// The same operation as an asyncio awaitable; cancelling it drops the future (cancel-safe).
-    fn awaitable<'py, T, F>(
-        &self,
-        py: Python<'py>,
-        operation: Operation<F>,
-    ) -> PyResult<Bound<'py, PyAny>>
-    where
-        F: Future<Output = Result<T, DriverError>> + Send + 'static,
-        T: for<'a> IntoPyObject<'a> + Send + 'static,
-    {
-        runtime::runtime()?;
-        let core = self.core.clone();
-        let Operation {
-            future,
-            timeout,
-            what,
-            ..
-        } = operation;
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let outcome = match timeout {
-                Some(limit) => tokio::time::timeout(limit, future)
-                    .await
-                    .unwrap_or_else(|_| Err(core.expired(what))),
-                None => future.await,
-            };
-            outcome.map_err(DriverError::into_pyerr_anywhere)
-        })
-    }
-}
-
-/// A validated operation, ready to run blocking or as an awaitable: its future, how long it
-/// may take, and what it waits for (named in the timeout's message).
-struct Operation<F> {
-    future: F,
-    timeout: Option<Duration>,
-    what: &'static str,
-    ends_with: Ending,
-}
-
-/// What ends an operation's wait, which decides how a blocking call waits.
-enum Ending {
-    /// A packet from the broker (CONNACK, SUBACK, UNSUBACK, PUBACK, PUBCOMP, a message): a
-    /// blocking call busy-polls for it.
-    Packet,
-    /// Handing the request to the driver (a QoS 0 publish): usually done on the first poll, which
-    /// a blocking call tries before it takes the runtime's core (see `runtime`). When it must wait
-    /// after all (a full queue, an outage), no packet would end that wait sooner: no busy poll.
-    Queued,
-    /// The driver's own work (DISCONNECT written, the task gone): no reply comes.
-    Closed,
-}
-
-impl<F> Operation<F> {
-    fn new(future: F, timeout: Option<Duration>, what: &'static str, ends_with: Ending) -> Self {
-        Operation {
-            future,
-            timeout,
-            what,
-            ends_with,
-        }
-    }
 }
 
 /// A subscription's filter and QoS, validated.
@@ -627,16 +531,6 @@ fn subscription(
 /// The first byte of a PUBLISH packet: type, DUP, QoS and RETAIN.
 fn publish_header(message: &Publish) -> u8 {
     0x30 | (u8::from(message.dup) << 3) | ((message.qos as u8) << 1) | u8::from(message.retain)
-}
-
-/// A `timeout` argument of the polling calls: 0 or less looks once, else a valid number of seconds.
-fn poll_deadline(timeout: f64) -> PyResult<Deadline> {
-    if timeout <= 0.0 {
-        return Ok(Deadline::after(Some(0.0)));
-    }
-    Ok(Deadline::after(Some(
-        arguments::seconds(timeout, "timeout")?.as_secs_f64(),
-    )))
 }
 
 /// How a Python thread pauses while rumqttc's channel is full: without the GIL, which the driver

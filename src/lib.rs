@@ -10,6 +10,7 @@ mod errors;
 mod inbox;
 mod lock;
 mod logging;
+mod operation;
 mod options;
 mod runtime;
 mod session;
