@@ -12,6 +12,8 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
 use rumqttc::{ConnectReturnCode, ConnectionError, StateError};
 
+use crate::tls;
+
 pyo3::create_exception!(
     umqtt,
     MQTTException,
@@ -138,8 +140,8 @@ pub fn connack_code(code: ConnectReturnCode) -> (u8, &'static str) {
 
 /// Turns a failed first connection attempt into a message that says what failed and how to check it.
 pub fn describe_connect_failure(error: &ConnectionError, target: &str) -> DriverError {
-    if let Some(tls) = crate::tls::find_rustls_error(error) {
-        let message = crate::tls::describe(tls, target);
+    if let Some(failure) = tls::find_rustls_error(error) {
+        let message = tls::describe(failure, target);
         return DriverError::Connect { message, rc: None };
     }
     let (message, rc) = match error {
