@@ -68,7 +68,21 @@ pub fn runtime() -> PyResult<&'static Runtime> {
 /// all before any caller can see it (`OnceLock` runs this once; other callers wait for it). A
 /// failure (no thread or no epoll for this process) is kept and raised by every later call.
 fn start() -> Result<&'static Runtime, String> {
-    let built = tokio::runtime::Builder::new_current_thread()
+    let built = build().map_err(|e| format!("cannot start the umqtt I/O runtime: {e}"))?;
+    // Lives as long as the process, like the static it would otherwise be.
+    let runtime: &'static Runtime = Box::leak(Box::new(built));
+    std::thread::Builder::new()
+        .name("umqtt-io".into())
+        .spawn(|| HANDOVER.drive_in_background(runtime))
+        .map_err(|e| format!("cannot start the umqtt I/O thread: {e}"))?;
+    // Err only means asyncio support was initialised before, which `OnceLock` rules out.
+    let _ = pyo3_async_runtimes::tokio::init_with_runtime(runtime);
+    Ok(runtime)
+}
+
+/// A current-thread runtime, whose core the hand-over passes between its waiting threads.
+fn build() -> std::io::Result<Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         // pyo3-async-runtimes completes every asyncio future from a blocking-pool thread that
         // waits for the GIL; uncapped (512), a thousand completions at once mean hundreds of
         // threads. A few suffice: they queue for the GIL anyway. DNS lookups share them.
@@ -81,16 +95,6 @@ fn start() -> Result<&'static Runtime, String> {
         .on_thread_park(busy_poll_before_park)
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the umqtt I/O runtime: {e}"))?;
-    // Lives as long as the process, like the static it would otherwise be.
-    let runtime: &'static Runtime = Box::leak(Box::new(built));
-    std::thread::Builder::new()
-        .name("umqtt-io".into())
-        .spawn(|| HANDOVER.drive_in_background(runtime))
-        .map_err(|e| format!("cannot start the umqtt I/O thread: {e}"))?;
-    // Err only means asyncio support was initialised before, which `OnceLock` rules out.
-    let _ = pyo3_async_runtimes::tokio::init_with_runtime(runtime);
-    Ok(runtime)
 }
 
 /// Who holds the runtime's core: the background thread, or the callers blocked in `block_on`.
@@ -203,6 +207,18 @@ impl Handover {
                 busy_poll.arm(context.waker());
             }
             poll
+        }))
+    }
+
+    /// Polls `future` once without waiting for the core (see [`poll_now`]).
+    fn poll_now<F: Future>(&self, runtime: &Runtime, mut future: Pin<&mut F>) -> Poll<F::Output> {
+        if self.core_is_held() || tokio::runtime::Handle::try_current().is_ok() {
+            let _context = runtime.enter();
+            return future.poll(&mut Context::from_waker(Waker::noop()));
+        }
+        // `Runtime::block_on` polls its future before anything else, and this one is done then.
+        runtime.block_on(std::future::poll_fn(|context| {
+            Poll::Ready(future.as_mut().poll(context))
         }))
     }
 }
@@ -398,14 +414,6 @@ where
 /// GIL: that first poll must therefore neither log nor run Python code (a log handler waiting for
 /// a lock held by a thread that waits for this core would deadlock). If the future is not done,
 /// `block_on` polls it again, and whatever it waits for wakes that.
-pub fn poll_now<F: Future>(mut future: Pin<&mut F>) -> PyResult<Poll<F::Output>> {
-    let runtime = runtime()?;
-    if HANDOVER.core_is_held() || tokio::runtime::Handle::try_current().is_ok() {
-        let _context = runtime.enter();
-        return Ok(future.poll(&mut Context::from_waker(Waker::noop())));
-    }
-    // `Runtime::block_on` polls its future before anything else, and this one is done then.
-    Ok(runtime.block_on(std::future::poll_fn(|context| {
-        Poll::Ready(future.as_mut().poll(context))
-    })))
+pub fn poll_now<F: Future>(future: Pin<&mut F>) -> PyResult<Poll<F::Output>> {
+    Ok(HANDOVER.poll_now(runtime()?, future))
 }
