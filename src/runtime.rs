@@ -417,3 +417,6 @@ where
 pub fn poll_now<F: Future>(future: Pin<&mut F>) -> PyResult<Poll<F::Output>> {
     Ok(HANDOVER.poll_now(runtime()?, future))
 }
+
+#[cfg(test)]
+mod tests;
