@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -173,19 +174,22 @@ impl<T: Send + Weight> Mailbox<T> {
     /// Sleeps one signal slice at most, until an item arrives or the link is lost for good.
     fn sleep(&self, py: Python<'_>, deadline: &Deadline) -> PyResult<()> {
         let slice = signal_slice(deadline);
-        py.detach(|| {
-            let state = lock(&self.state);
-            if state.messages.is_empty() && state.lost.is_none() {
-                self.asleep.fetch_add(1, Ordering::SeqCst);
-                let (state, _) = self
-                    .arrived
-                    .wait_timeout(state, slice)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                self.asleep.fetch_sub(1, Ordering::SeqCst);
-                drop(state);
-            }
-        });
+        py.detach(|| self.sleep_unless_ready(slice));
         py.check_signals()
+    }
+
+    /// Sleeps up to `slice`, unless something can be taken or the link is lost for good.
+    fn sleep_unless_ready(&self, slice: Duration) {
+        let state = lock(&self.state);
+        if state.messages.is_empty() && state.lost.is_none() {
+            self.asleep.fetch_add(1, Ordering::SeqCst);
+            let (state, _) = self
+                .arrived
+                .wait_timeout(state, slice)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.asleep.fetch_sub(1, Ordering::SeqCst);
+            drop(state);
+        }
     }
 
     /// Waits, without blocking a thread, until something can be taken or the link is lost for
@@ -241,21 +245,4 @@ impl<T: Send + Weight> Mailbox<T> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn push_within_keeps_only_the_newest() {
-        let notices = Mailbox::<String>::default();
-        for n in 0..70 {
-            notices.push_within(format!("{n:02}"), 64);
-        }
-        assert_eq!(notices.bytes(), 64 * 2);
-        let Some(Taken::Items(kept)) = notices.try_take(100) else {
-            panic!("nothing taken");
-        };
-        assert_eq!(kept.first().map(String::as_str), Some("06"));
-        assert_eq!(kept.len(), 64);
-        assert_eq!(notices.bytes(), 0);
-    }
-}
+mod tests;

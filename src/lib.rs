@@ -15,6 +15,8 @@ mod options;
 mod runtime;
 mod session;
 mod shared;
+#[cfg(test)]
+mod test_support;
 mod tls;
 
 use pyo3::prelude::*;

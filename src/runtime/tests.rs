@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 use std::thread::ThreadId;
@@ -17,9 +17,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::{mpsc as channel, oneshot};
 
 use super::{build, swap_busy_polling, BusyPoll, Handover, RECLAIM_AFTER};
-
-/// Far longer than any of these tests takes on a loaded machine: only a hang runs into it.
-const HANG: Duration = Duration::from_secs(60);
+use crate::test_support::{wait_for, within, HANG};
 
 type Errand = Box<dyn FnOnce() + Send>;
 
@@ -101,29 +99,6 @@ impl Fixture {
 
 fn busy_until(until: Instant) -> BusyPoll {
     BusyPoll(Some(until))
-}
-
-/// Runs `scenario` on a thread of its own and fails if it does not end within `HANG`.
-fn within<T: Send + 'static>(what: &str, scenario: impl FnOnce() -> T + Send + 'static) -> T {
-    let (done, finished) = mpsc::channel();
-    let thread = std::thread::spawn(move || drop(done.send(scenario())));
-    match finished.recv_timeout(HANG) {
-        Ok(outcome) => outcome,
-        Err(RecvTimeoutError::Timeout) => panic!("{what}: hung"),
-        Err(RecvTimeoutError::Disconnected) => match thread.join() {
-            Err(panic) => std::panic::resume_unwind(panic),
-            Ok(()) => panic!("{what}: ended without an outcome"),
-        },
-    }
-}
-
-/// Waits for `condition`, checking every millisecond; fails after `HANG`.
-fn wait_for(what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + HANG;
-    while !condition() {
-        assert!(Instant::now() < deadline, "{what}: never happened");
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 /// A future that is pending until `release` is called, and counts its polls.
