@@ -133,12 +133,17 @@ impl<T: Send + Weight> Mailbox<T> {
         self.wake();
     }
 
-    /// Returns messages a callback did not get to (it raised) to the front, in order.
+    /// Returns messages a callback did not get to (it raised) to the front, in order. Readers
+    /// that came meanwhile wait on the empty inbox the take left: they are woken.
     pub fn put_back(&self, rest: Vec<T>) {
         let mut state = lock(&self.state);
+        let was_empty = state.messages.is_empty();
         for message in rest.into_iter().rev() {
             self.bytes.fetch_add(message.weight(), Ordering::Relaxed);
             state.messages.push_front(message);
+        }
+        if was_empty && !state.messages.is_empty() {
+            self.wake();
         }
     }
 

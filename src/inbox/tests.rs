@@ -148,6 +148,25 @@ fn put_back_restores_the_order_and_the_weight() {
     assert_eq!(taken(inbox.try_take(usize::MAX)), [1, 2, 3, 4].map(item));
 }
 
+/// Items put back wake the readers that came while they were out: those wait on the empty inbox
+/// the take left, and `ready()` looks again only when woken, so without the wake-up a second
+/// thread in `wait_msg()` would wait for the next message while these sat there.
+#[test]
+fn put_back_wakes_the_readers_waiting_on_the_empty_inbox() {
+    let inbox = Mailbox::<Item>::default();
+    for seq in 0..3 {
+        inbox.push_quietly(item(seq));
+    }
+    let mut first = taken(inbox.try_take(usize::MAX));
+    let wakes = Arc::new(Wakes::default());
+    let mut ready = std::pin::pin!(inbox.ready());
+    assert!(poll_once(ready.as_mut(), &wakes).is_pending());
+    inbox.put_back(first.split_off(1));
+    assert_eq!(wakes.count(), 1);
+    assert!(poll_once(ready.as_mut(), &wakes).is_ready());
+    assert_eq!(taken(inbox.try_take(usize::MAX)), [item(1), item(2)]);
+}
+
 /// The driver's back-pressure: a producer waiting for room is woken by the take that makes it.
 #[test]
 fn a_take_wakes_the_producer_waiting_for_room() {
