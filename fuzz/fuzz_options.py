@@ -6,7 +6,7 @@ Each input is decoded (atheris.FuzzedDataProvider) into one call with arbitrary 
 - dialect: umqtt.MQTTClient / umqtt.simple.MQTTClient / umqtt.aio.MQTTClient constructors;
 - tls:     ssl=True, ssl_params={"cert", "key", "cadata", ...} where the PEM/DER values are real
            ones (made once with trustme) cut, spliced and mutated with the fuzzer's bytes;
-- will:    set_will(topic, msg, retain, qos) on a client that never connected;
+- will:    set_will(topic, msg, qos, retain) on a client that never connected;
 - offline: publish/subscribe/unsubscribe/deliver/next_notice/connect(timeout=...) on a client
            that never connected (network calls must raise MQTTException);
 - net:     publish (QoS 0) and subscribe with fuzzed topics and payloads on a client connected to

@@ -122,15 +122,16 @@ impl Client {
     }
 
     /// Sets (or with `topic=None` clears) the will the broker publishes if the link dies.
-    #[pyo3(signature = (topic, msg, retain=false, qos=None))]
+    /// Arguments in `publish()`'s order.
+    #[pyo3(signature = (topic, msg, qos=None, retain=false))]
     fn set_will(
         &self,
         topic: Option<&Bound<'_, PyAny>>,
         msg: &Bound<'_, PyAny>,
-        retain: bool,
         qos: Option<&Bound<'_, PyAny>>,
+        retain: bool,
     ) -> PyResult<()> {
-        let will = self.core.options.will(topic, msg, retain, qos)?;
+        let will = self.core.options.will(topic, msg, qos, retain)?;
         self.core.set_will(will);
         Ok(())
     }

@@ -123,13 +123,13 @@ impl ClientOptions {
         })
     }
 
-    /// The will `set_will(topic, msg, retain, qos)` describes, validated; `None` for no will.
+    /// The will `set_will(topic, msg, qos, retain)` describes, validated; `None` for no will.
     pub fn will(
         &self,
         topic: Option<&Bound<'_, PyAny>>,
         msg: &Bound<'_, PyAny>,
-        retain: bool,
         qos: Option<&Bound<'_, PyAny>>,
+        retain: bool,
     ) -> PyResult<Option<LastWill>> {
         Ok(match topic {
             Some(topic) if !topic.is_none() => {

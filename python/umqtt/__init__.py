@@ -107,7 +107,7 @@ class _CoreClient:
 
     def set_last_will(self, topic: Text, msg: Payload, retain: bool = False, qos: int = 0) -> None:
         """The will the broker publishes if the link dies; used by the next connect()."""
-        self._core.set_will(topic, msg, bool(retain), qos)
+        self._core.set_will(topic, msg, qos, bool(retain))
 
 
 class _ClientBase(_CoreClient):

@@ -85,8 +85,8 @@ class Client:
         self,
         topic: _Text | None,
         msg: _Payload,
-        retain: bool = False,
         qos: int | None = None,
+        retain: bool = False,
     ) -> None: ...
     def connect(self, clean_session: bool = True, timeout: float | None = None) -> bool: ...
     def publish(
