@@ -32,6 +32,5 @@ fn _native(py: Python<'_>, module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<client::Client>()?;
     module.add_class::<client::Message>()?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    module.add("MQTT_MAX_PACKET_SIZE", options::MQTT_MAX_REMAINING + 5)?;
     Ok(())
 }

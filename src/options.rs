@@ -10,7 +10,7 @@ use crate::arguments::{self, bounded_int};
 use crate::tls::{self, TlsSettings};
 
 /// The largest remaining length an MQTT packet can declare (four length bytes).
-pub const MQTT_MAX_REMAINING: usize = 268_435_455;
+const MQTT_MAX_REMAINING: usize = 268_435_455;
 /// Smallest packet limit accepted: a CONNECT with a long client id must still fit.
 const MIN_PACKET_SIZE: usize = 1024;
 const DEFAULT_MAX_PACKET_SIZE: usize = 16 * 1024 * 1024;

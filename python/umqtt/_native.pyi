@@ -6,7 +6,6 @@ from typing import Any, Callable, final
 from typing_extensions import Self
 
 __all__ = [
-    "MQTT_MAX_PACKET_SIZE",
     "Client",
     "MQTTConnectError",
     "MQTTConnectionLost",
@@ -18,7 +17,6 @@ __all__ = [
 ]
 
 __version__: str
-MQTT_MAX_PACKET_SIZE: int
 
 def set_busy_poll(microseconds: int) -> int: ...
 
