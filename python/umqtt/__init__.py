@@ -13,7 +13,7 @@ from . import _cwd_guard  # noqa: F401 - before anything else is imported
 import logging
 import threading
 import weakref
-from typing import Any, Callable, Union
+from typing import TYPE_CHECKING, Any, Callable, TypedDict, Union
 
 from . import _native
 from ._native import (
@@ -24,6 +24,9 @@ from ._native import (
     set_busy_poll,
 )
 from ._sslcontext import SSLContext, tls_arguments
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "MQTTClient",
@@ -44,6 +47,18 @@ Text = Union[str, bytes]
 Payload = Union[str, bytes, bytearray, memoryview]
 MessageCallback = Callable[[bytes, bytes], Any]
 ErrorCallback = Callable[[str], Any]
+
+
+class _CoreOptions(TypedDict, total=False):
+    """The core's own keyword-only options, the same on every dialect. A dialect passes on only
+    those given: their defaults are the native constructor's (docs/api.md lists them)."""
+
+    connect_timeout: float
+    ack_timeout: float
+    max_packet_size: int
+    reconnect_delay: float
+    reconnect_max_delay: float
+
 
 _KEEPALIVE_TOO_SHORT = "inport parameter error : keepalive >= 5S"  # the device's text, verbatim
 _NOTICE_POLL_SECONDS = 0.5
@@ -137,12 +152,7 @@ class _ClientBase(_CoreClient):
         pingmaxnum: int = 0,
         manage: bool = False,
         ipvtype: int = 0,
-        *,
-        connect_timeout: float = 20.0,
-        ack_timeout: float = 10.0,
-        max_packet_size: int = 16 * 1024 * 1024,
-        reconnect_delay: float = 1.0,
-        reconnect_max_delay: float = 30.0,
+        **options: Unpack[_CoreOptions],
     ) -> None:
         if isinstance(keepalive, int) and 0 < keepalive < 5:
             raise ValueError(_KEEPALIVE_TOO_SHORT)
@@ -158,11 +168,7 @@ class _ClientBase(_CoreClient):
             ssl_params,
             reconnect=bool(reconn),
             pingmaxnum=pingmaxnum,
-            connect_timeout=connect_timeout,
-            ack_timeout=ack_timeout,
-            max_packet_size=max_packet_size,
-            reconnect_delay=reconnect_delay,
-            reconnect_max_delay=reconnect_max_delay,
+            **options,
         )
         self.reconn = reconn
         self.version = version

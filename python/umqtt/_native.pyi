@@ -73,11 +73,12 @@ class Client:
         ssl_params: dict[str, Any] | None = None,
         reconnect: bool = True,
         pingmaxnum: int | None = None,
-        connect_timeout: float = 20.0,
-        ack_timeout: float = 10.0,
-        max_packet_size: int | None = None,  # None: 16 MiB (16777216)
-        reconnect_delay: float = 1.0,
-        reconnect_max_delay: float = 30.0,
+        # The defaults are the constructor's own (docs/api.md lists them).
+        connect_timeout: float = ...,
+        ack_timeout: float = ...,
+        max_packet_size: int | None = ...,
+        reconnect_delay: float = ...,
+        reconnect_max_delay: float = ...,
     ) -> Self: ...
     def set_will(
         self,

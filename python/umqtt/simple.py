@@ -8,10 +8,13 @@ sent by the core (MicroPython leaves that to the application).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from . import Payload, Text, _CoreClient, _require_callable
+from . import Payload, Text, _CoreClient, _CoreOptions, _require_callable
 from ._native import MQTTConnectError, MQTTConnectionLost, MQTTException
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["MQTTClient", "MQTTException"]
 
@@ -23,7 +26,7 @@ def _no_callback(topic: bytes, msg: bytes) -> None:
 class MQTTClient(_CoreClient):
     """``MQTTClient(client_id, server, port=0, user=None, password=None, keepalive=0, ssl=None,
     ssl_params={})``; keyword-only options as for ``umqtt.MQTTClient`` (connect_timeout,
-    ack_timeout, max_packet_size)."""
+    ack_timeout, max_packet_size, ...)."""
 
     def __init__(
         self,
@@ -35,7 +38,7 @@ class MQTTClient(_CoreClient):
         keepalive: int = 0,
         ssl: Any = None,
         ssl_params: dict[str, Any] | None = {},  # noqa: B006 - MicroPython's signature
-        **options: Any,
+        **options: Unpack[_CoreOptions],
     ) -> None:
         super().__init__(
             client_id,
