@@ -56,36 +56,19 @@ pub struct ClientOptions {
 
 impl ClientOptions {
     /// Validates the constructor's arguments.
-    pub fn from_python(arguments: ConstructorArguments<'_, '_>) -> PyResult<Self> {
-        let ConstructorArguments {
-            client_id,
-            server,
-            port,
-            user,
-            password,
-            keepalive,
-            ssl,
-            ssl_params,
-            reconnect,
-            pingmaxnum,
-            connect_timeout,
-            ack_timeout,
-            max_packet_size,
-            reconnect_delay,
-            reconnect_max_delay,
-        } = arguments;
-        let tls = tls::from_python(ssl, ssl_params)?;
-        let client_id = arguments::text(client_id, "client_id")?;
+    pub fn from_python(given: ConstructorArguments<'_, '_>) -> PyResult<Self> {
+        let tls = tls::from_python(given.ssl, given.ssl_params)?;
+        let client_id = arguments::text(given.client_id, "client_id")?;
         arguments::check_mqtt_string(&client_id, "client_id")?;
-        let host = arguments::text(server, "server")?;
+        let host = arguments::text(given.server, "server")?;
         if host.trim().is_empty() {
             return Err(PyValueError::new_err("server must not be empty"));
         }
-        let user = arguments::optional_text(user, "user")?;
+        let user = arguments::optional_text(given.user, "user")?;
         if let Some(user) = &user {
             arguments::check_mqtt_string(user, "user")?;
         }
-        let password = arguments::optional_text(password, "password")?;
+        let password = arguments::optional_text(given.password, "password")?;
         if password.as_ref().is_some_and(|p| p.len() > 65_535) {
             return Err(PyValueError::new_err("password is longer than 65535 bytes"));
         }
@@ -93,12 +76,12 @@ impl ClientOptions {
             (None, None) => None,
             (user, password) => Some((user.unwrap_or_default(), password.unwrap_or_default())),
         };
-        let keepalive = match keepalive {
+        let keepalive = match given.keepalive {
             Some(value) if !value.is_none() => arguments::keepalive(value)?,
             _ => 0,
         };
         let host = host.trim().to_owned();
-        let port = arguments::port(port, tls.is_some())?;
+        let port = arguments::port(given.port, tls.is_some())?;
         Ok(ClientOptions {
             target: ClientOptions::target(&host, port),
             port,
@@ -106,16 +89,19 @@ impl ClientOptions {
             host,
             credentials,
             keepalive,
-            reconnect,
-            ping_grace: match pingmaxnum {
+            reconnect: given.reconnect,
+            ping_grace: match given.pingmaxnum {
                 Some(value) => arguments::bounded_int(value, "pingmaxnum", 0..=1000)? as u32,
                 None => 0,
             },
-            reconnect_delay: arguments::seconds(reconnect_delay, "reconnect_delay")?,
-            reconnect_max_delay: arguments::seconds(reconnect_max_delay, "reconnect_max_delay")?,
-            connect_timeout: arguments::seconds(connect_timeout, "connect_timeout")?,
-            ack_timeout: arguments::seconds(ack_timeout, "ack_timeout")?,
-            max_packet_size: match max_packet_size {
+            reconnect_delay: arguments::seconds(given.reconnect_delay, "reconnect_delay")?,
+            reconnect_max_delay: arguments::seconds(
+                given.reconnect_max_delay,
+                "reconnect_max_delay",
+            )?,
+            connect_timeout: arguments::seconds(given.connect_timeout, "connect_timeout")?,
+            ack_timeout: arguments::seconds(given.ack_timeout, "ack_timeout")?,
+            max_packet_size: match given.max_packet_size {
                 Some(value) => ClientOptions::packet_size(value)?,
                 None => DEFAULT_MAX_PACKET_SIZE,
             },
