@@ -51,6 +51,16 @@ fn poll_once<F: Future>(future: std::pin::Pin<&mut F>, wakes: &Arc<Wakes>) -> Po
     future.poll(&mut Context::from_waker(&waker))
 }
 
+/// A `ready()` that was polled once and waits, woken through `wakes`.
+fn waiting<'a, T: Send + Weight>(
+    mailbox: &'a Mailbox<T>,
+    wakes: &Arc<Wakes>,
+) -> std::pin::Pin<Box<impl Future<Output = ()> + 'a>> {
+    let mut ready = Box::pin(mailbox.ready());
+    assert!(poll_once(ready.as_mut(), wakes).is_pending());
+    ready
+}
+
 fn taken<T>(outcome: Option<Taken<T>>) -> Vec<T> {
     match outcome {
         Some(Taken::Items(items)) => items,
@@ -78,8 +88,7 @@ fn push_within_keeps_only_the_newest() {
 fn a_quiet_batch_wakes_its_reader_once_when_announced() {
     let inbox = Mailbox::<Item>::default();
     let wakes = Arc::new(Wakes::default());
-    let mut ready = std::pin::pin!(inbox.ready());
-    assert!(poll_once(ready.as_mut(), &wakes).is_pending());
+    let mut ready = waiting(&inbox, &wakes);
     for seq in 0..3 {
         inbox.push_quietly(item(seq));
     }
@@ -92,9 +101,8 @@ fn a_quiet_batch_wakes_its_reader_once_when_announced() {
         [item(0), item(1), item(2)]
     );
     assert_eq!(inbox.bytes(), 0);
-    // Nothing new since: announcing again wakes nobody.
-    let mut ready = std::pin::pin!(inbox.ready());
-    assert!(poll_once(ready.as_mut(), &wakes).is_pending());
+    // Nothing new since: announcing again wakes nobody (a waiting reader is there to be woken).
+    let _reader = waiting(&inbox, &wakes);
     inbox.announce();
     assert_eq!(wakes.count(), 1);
 }
@@ -123,8 +131,7 @@ fn the_first_push_wakes_the_waiters() {
 fn a_lost_link_wakes_the_waiters_and_comes_after_the_items() {
     let inbox = Mailbox::<Item>::default();
     let wakes = Arc::new(Wakes::default());
-    let mut ready = std::pin::pin!(inbox.ready());
-    assert!(poll_once(ready.as_mut(), &wakes).is_pending());
+    let _reader = waiting(&inbox, &wakes);
     inbox.push_quietly(item(0));
     inbox.set_lost(Some("connection lost".into()));
     assert_eq!(wakes.count(), 1);
@@ -159,8 +166,7 @@ fn put_back_wakes_the_readers_waiting_on_the_empty_inbox() {
     }
     let mut first = taken(inbox.try_take(usize::MAX));
     let wakes = Arc::new(Wakes::default());
-    let mut ready = std::pin::pin!(inbox.ready());
-    assert!(poll_once(ready.as_mut(), &wakes).is_pending());
+    let mut ready = waiting(&inbox, &wakes);
     inbox.put_back(first.split_off(1));
     assert_eq!(wakes.count(), 1);
     assert!(poll_once(ready.as_mut(), &wakes).is_ready());

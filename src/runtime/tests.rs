@@ -92,13 +92,43 @@ impl Fixture {
         }
     }
 
-    fn callers(&self) -> usize {
-        self.handover.callers.load(SeqCst)
+    /// A caller, on a thread of its own, that holds the core until its gate is released.
+    fn caller_holding_the_core(&self) -> (Gate, std::thread::JoinHandle<()>) {
+        let gate = Gate::default();
+        let caller = {
+            let (fixture, gate) = (self.clone(), gate.clone());
+            std::thread::spawn(move || fixture.call(BusyPoll::NONE, gate.wait()))
+        };
+        let id = caller.thread().id();
+        wait_for("a caller holding the core", || self.holder() == id);
+        (gate, caller)
+    }
+
+    /// Makes a first poll (`poll_now`) of a future that spawns a task, as a QoS 0 publish wakes its
+    /// connection's; the task tells `ran_on` the thread it ran on.
+    fn first_poll_spawning(&self, ran_on: impl FnOnce(ThreadId) + Send + 'static) {
+        let mut spawning = Box::pin(async move {
+            tokio::spawn(async move { ran_on(std::thread::current().id()) });
+        });
+        let first_poll = self.handover.poll_now(self.runtime, spawning.as_mut());
+        assert!(first_poll.is_ready());
+    }
+
+    /// No caller is left, and the background thread has taken the core back.
+    fn assert_driven_in_background(&self) {
+        assert_eq!(self.handover.callers.load(SeqCst), 0);
+        assert_eq!(Some(self.holder()), self.background);
     }
 }
 
 fn busy_until(until: Instant) -> BusyPoll {
     BusyPoll(Some(until))
+}
+
+/// Runs `scenario` on a fixture of its own (see `Fixture::new`), with the hang detector.
+fn scenario(background: bool, what: &str, scenario: impl FnOnce(Fixture) + Send + 'static) {
+    let fixture = Fixture::new(background);
+    within(what, move || scenario(fixture));
 }
 
 /// A future that is pending until `release` is called, and counts its polls.
@@ -146,8 +176,7 @@ fn callers_and_the_background_thread_hand_the_core_over_without_losing_a_wake_up
     const ROUNDS: usize = 20;
     const CALLERS: usize = 4;
     const CALLS: usize = 100;
-    let fixture = Fixture::new(true);
-    within("the hand-over under contention", move || {
+    scenario(true, "the hand-over under contention", |fixture| {
         for round in 0..ROUNDS {
             let callers: Vec<_> = (0..CALLERS)
                 .map(|caller| {
@@ -174,8 +203,7 @@ fn callers_and_the_background_thread_hand_the_core_over_without_losing_a_wake_up
             for caller in callers {
                 caller.join().expect("a caller panicked");
             }
-            assert_eq!(fixture.callers(), 0);
-            assert_eq!(Some(fixture.holder()), fixture.background);
+            fixture.assert_driven_in_background();
         }
     });
 }
@@ -185,17 +213,9 @@ fn callers_and_the_background_thread_hand_the_core_over_without_losing_a_wake_up
 /// back once woken by the caller leaving.
 #[test]
 fn a_caller_that_stays_in_drives_every_task_and_hands_the_core_back_when_it_leaves() {
-    let fixture = Fixture::new(true);
-    within("a long call", move || {
-        let gate = Gate::default();
-        let caller = {
-            let (fixture, gate) = (fixture.clone(), gate.clone());
-            std::thread::spawn(move || fixture.call(BusyPoll::NONE, gate.wait()))
-        };
+    scenario(true, "a long call", |fixture| {
+        let (gate, caller) = fixture.caller_holding_the_core();
         let caller_id = caller.thread().id();
-        wait_for("the caller holding the core", || {
-            fixture.holder() == caller_id
-        });
         wait_for(
             "the background thread waiting for the caller to leave",
             || fixture.handover.awaiting_idle.load(SeqCst),
@@ -203,8 +223,7 @@ fn a_caller_that_stays_in_drives_every_task_and_hands_the_core_back_when_it_leav
         assert_eq!(fixture.holder(), caller_id);
         gate.release();
         caller.join().expect("the caller panicked");
-        assert_eq!(fixture.callers(), 0);
-        assert_eq!(Some(fixture.holder()), fixture.background);
+        fixture.assert_driven_in_background();
     });
 }
 
@@ -212,8 +231,7 @@ fn a_caller_that_stays_in_drives_every_task_and_hands_the_core_back_when_it_leav
 /// busy poll disarmed, and the core goes back to the background thread.
 #[test]
 fn a_caller_whose_future_panics_is_counted_out() {
-    let fixture = Fixture::new(true);
-    within("a panicking call", move || {
+    scenario(true, "a panicking call", |fixture| {
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
             fixture.call(busy_until(Instant::now() + HANG), async {
                 tokio::task::yield_now().await;
@@ -221,14 +239,13 @@ fn a_caller_whose_future_panics_is_counted_out() {
             })
         }));
         assert!(outcome.is_err());
-        assert_eq!(fixture.callers(), 0);
         assert!(swap_busy_polling(None).is_none());
         assert_eq!(
             fixture.handover.entries.load(SeqCst),
             1,
             "a call that waited"
         );
-        assert_eq!(Some(fixture.holder()), fixture.background);
+        fixture.assert_driven_in_background();
     });
 }
 
@@ -236,8 +253,7 @@ fn a_caller_whose_future_panics_is_counted_out() {
 /// nothing wakes it: the park hook does. Without the hook this call would never return.
 #[test]
 fn a_busy_poll_polls_a_future_nobody_wakes_while_its_budget_lasts() {
-    let fixture = Fixture::new(true);
-    within("a busy poll", move || {
+    scenario(true, "a busy poll", |fixture| {
         let mut polls = 0;
         fixture.call(
             busy_until(Instant::now() + HANG),
@@ -257,8 +273,7 @@ fn a_busy_poll_polls_a_future_nobody_wakes_while_its_budget_lasts() {
 /// budget that was not honoured would poll it thousands of times in the 100 ms it then waits.
 #[test]
 fn a_busy_poll_stops_when_its_budget_is_spent() {
-    let fixture = Fixture::new(true);
-    within("the end of a busy poll", move || {
+    scenario(true, "the end of a busy poll", |fixture| {
         let until = Instant::now() + Duration::from_millis(20);
         let gate = Gate::default();
         let late_polls = Arc::new(AtomicUsize::new(0));
@@ -293,8 +308,7 @@ fn a_busy_poll_stops_when_its_budget_is_spent() {
 /// taken it).
 #[test]
 fn a_call_leaves_no_busy_poll_behind() {
-    let fixture = Fixture::new(true);
-    within("a busy-polling call", move || {
+    scenario(true, "a busy-polling call", |fixture| {
         fixture.call(busy_until(Instant::now() + HANG), tokio::task::yield_now());
         assert!(swap_busy_polling(None).is_none());
     });
@@ -304,17 +318,9 @@ fn a_call_leaves_no_busy_poll_behind() {
 /// wake-up comes, whatever its budget: only the core's holder busy-polls.
 #[test]
 fn a_caller_waiting_for_the_core_does_not_busy_poll() {
-    let fixture = Fixture::new(true);
-    within("two callers", move || {
-        let holding = Gate::default();
-        let holder = {
-            let (fixture, holding) = (fixture.clone(), holding.clone());
-            std::thread::spawn(move || fixture.call(BusyPoll::NONE, holding.wait()))
-        };
+    scenario(true, "two callers", |fixture| {
+        let (holding, holder) = fixture.caller_holding_the_core();
         let holder_id = holder.thread().id();
-        wait_for("the first caller holding the core", || {
-            fixture.holder() == holder_id
-        });
         let waiting = Gate::default();
         let waiter = {
             let (fixture, waiting) = (fixture.clone(), waiting.clone());
@@ -338,18 +344,11 @@ fn a_caller_waiting_for_the_core_does_not_busy_poll() {
 /// the task it spawns is queued there and run by the next holder.
 #[test]
 fn a_first_poll_with_the_core_free_leaves_its_task_to_the_next_holder() {
-    let fixture = Fixture::new(false);
-    within("a first poll with the core free", move || {
+    scenario(false, "a first poll with the core free", |fixture| {
         let (ran_on, ran) = oneshot::channel();
-        let mut spawning = Box::pin(async move {
-            tokio::spawn(async move {
-                let _ = ran_on.send(std::thread::current().id());
-            });
+        fixture.first_poll_spawning(move |thread| {
+            let _ = ran_on.send(thread);
         });
-        assert!(fixture
-            .handover
-            .poll_now(fixture.runtime, spawning.as_mut())
-            .is_ready());
         let ran_on = fixture.call(BusyPoll::NONE, ran);
         assert_eq!(ran_on, Ok(std::thread::current().id()));
     });
@@ -359,27 +358,13 @@ fn a_first_poll_with_the_core_free_leaves_its_task_to_the_next_holder() {
 /// by the holder, woken through the runtime.
 #[test]
 fn a_first_poll_while_a_caller_holds_the_core_leaves_its_task_to_that_caller() {
-    let fixture = Fixture::new(true);
-    within("a first poll beside a caller", move || {
-        let gate = Gate::default();
-        let caller = {
-            let (fixture, gate) = (fixture.clone(), gate.clone());
-            std::thread::spawn(move || fixture.call(BusyPoll::NONE, gate.wait()))
-        };
+    scenario(true, "a first poll beside a caller", |fixture| {
+        let (gate, caller) = fixture.caller_holding_the_core();
         let caller_id = caller.thread().id();
-        wait_for("the caller holding the core", || {
-            fixture.holder() == caller_id
-        });
         let (ran_on, ran) = mpsc::channel();
-        let mut spawning = Box::pin(async move {
-            tokio::spawn(async move {
-                let _ = ran_on.send(std::thread::current().id());
-            });
+        fixture.first_poll_spawning(move |thread| {
+            let _ = ran_on.send(thread);
         });
-        assert!(fixture
-            .handover
-            .poll_now(fixture.runtime, spawning.as_mut())
-            .is_ready());
         assert_eq!(ran.recv_timeout(HANG), Ok(caller_id));
         gate.release();
         caller.join().expect("the caller panicked");
