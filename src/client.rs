@@ -22,6 +22,8 @@ use crate::options::{ClientOptions, ConstructorArguments};
 use crate::runtime::Deadline;
 use crate::session::{Core, Request, NOT_CONNECTED};
 
+/// One client as Python holds it: its core, shared with the futures that act for it, and when it
+/// last sent a request (a blocking wait for messages soon after busy-polls).
 #[pyclass(frozen, module = "umqtt._native")]
 pub struct Client {
     core: Arc<Core>,
