@@ -46,6 +46,7 @@ __all__ = [
     "find_mosquitto",
     "free_port",
     "port_accepts",
+    "rss_bytes",
     "unique_id",
     "wait_until",
 ]
@@ -55,6 +56,15 @@ T = TypeVar("T")
 ALICE = ("alice", "secret")  # the auth_broker's users
 BOB = ("bob", "b0b-pw-7f3c9e")  # a password that cannot occur in a log by chance
 FORBIDDEN = "forbidden/#"  # the auth_broker refuses SUBSCRIBE to this filter
+
+
+def rss_bytes() -> int:
+    """This process's resident set size in bytes (Linux: /proc/self/status)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def as_bytes(value: str | bytes | bytearray | memoryview) -> bytes:

@@ -22,6 +22,7 @@ from broker import (
     unique_id,
     wait_until,
 )
+from wire import CONNACK_ACCEPTED, Script, ScriptedBroker
 
 # --------------------------------------------------------------------------- brokers
 # The plugin umqtt.pytest_plugin (shipped in the wheel, loaded through its pytest11 entry point)
@@ -54,6 +55,22 @@ def auth_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]
 def fresh_broker(mqtt_broker_factory: Callable[..., Mosquitto]) -> Mosquitto:
     """A broker of this test's own, free to be killed, paused and restarted."""
     return mqtt_broker_factory()
+
+
+@pytest.fixture
+def scripted_broker() -> Iterator[Callable[..., ScriptedBroker]]:
+    """scripted_broker(script=None, handshake=CONNACK_ACCEPTED): a fake broker for one
+    connection, for what mosquitto will not do (tests/wire.py); closed at teardown."""
+    made: list[ScriptedBroker] = []
+
+    def make(script: Script | None = None, handshake: bytes | None = CONNACK_ACCEPTED) -> Any:
+        fake = ScriptedBroker(script, handshake)
+        made.append(fake)
+        return fake
+
+    yield make
+    for fake in made:
+        fake.close()
 
 
 # --------------------------------------------------------------------------- names

@@ -5,8 +5,8 @@ awaitable and raise instead of returning False; received messages come from
 `async for msg in client.messages()`. Cancelling an awaiting task keeps the connection and leaks
 no waiter; many clients share one runtime instead of a thread each.
 
-Witnesses: a paho peer, the mosquitto log, a fake broker written here (raw MQTT 3.1.1 bytes, to
-hold back acknowledgements and send the DUP flag), the core's `pending_messages()`, and
+Witnesses: a paho peer, the mosquitto log, the suite's scripted broker (tests/wire.py, to hold
+back acknowledgements and send the DUP flag), the core's `pending_messages()`, and
 /proc/self/task for the thread count. `disconnect()` waits for requests in flight (up to
 ack_timeout), so a prompt disconnect after a cancellation shows that no in-flight count leaked.
 """
@@ -31,6 +31,7 @@ import pytest_asyncio
 import trustme
 import umqtt
 import umqtt.aio
+import wire
 from broker import ALICE, FORBIDDEN, Mosquitto, free_port, unique_id, wait_until
 from umqtt.aio import (
     Message,
@@ -160,105 +161,6 @@ async def make_aio(broker: Mosquitto) -> AsyncIterator[Callable[..., MQTTClient]
     await asyncio.gather(*(quiet(c) for c in made))
 
 
-# --------------------------------------------------------------------------- a fake broker
-
-
-def _remaining_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _packet(first: int, body: bytes) -> bytes:
-    return bytes([first]) + _remaining_length(len(body)) + body
-
-
-def _publish(topic: str, payload: bytes, qos: int, *, pkid: int = 0, dup=False, retain=False):
-    first = 0x30 | (0x08 if dup else 0) | (qos << 1) | (0x01 if retain else 0)
-    raw = topic.encode()
-    body = struct.pack("!H", len(raw)) + raw + (struct.pack("!H", pkid) if qos else b"") + payload
-    return _packet(first, body)
-
-
-class FakeBroker:
-    """One-connection MQTT 3.1.1 server that answers CONNECT and nothing else by itself: the test
-    reads the client's packets and writes the broker's, so it decides when (if) an ack is sent."""
-
-    host = "127.0.0.1"
-
-    def __init__(self) -> None:
-        self.connected = asyncio.Event()
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-        self.server: asyncio.Server | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, self.host, 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        first, _ = await self._read()
-        assert first >> 4 == 1, f"expected CONNECT, got {first:#x}"
-        writer.write(b"\x20\x02\x00\x00")  # CONNACK: no session, accepted
-        await writer.drain()
-        self.connected.set()
-
-    async def _read(self) -> tuple[int, bytes]:
-        assert self.reader is not None
-        first = (await self.reader.readexactly(1))[0]
-        length, shift = 0, 0
-        while True:
-            byte = (await self.reader.readexactly(1))[0]
-            length |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-        return first, await self.reader.readexactly(length)
-
-    async def read(self, timeout: float = 5.0) -> tuple[int, bytes]:
-        """The client's next packet (first byte, body), skipping PINGREQs."""
-        async with deadline(timeout):
-            await self.connected.wait()
-            while True:
-                first, body = await self._read()
-                if first != 0xC0:
-                    return first, body
-
-    async def send(self, data: bytes) -> None:
-        assert self.writer is not None
-        self.writer.write(data)
-        await self.writer.drain()
-
-    async def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        if self.server is not None:
-            self.server.close()
-            with contextlib.suppress(Exception):
-                async with deadline(2):
-                    await self.server.wait_closed()
-
-
-@pytest_asyncio.fixture
-async def fake_broker() -> AsyncIterator[FakeBroker]:
-    fake = FakeBroker()
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-def publish_pkid(body: bytes) -> int:
-    """The packet id of a QoS 1/2 PUBLISH body."""
-    (topic_len,) = struct.unpack("!H", body[:2])
-    (pkid,) = struct.unpack("!H", body[2 + topic_len : 4 + topic_len])
-    return int(pkid)
-
-
 # --------------------------------------------------------------------------- round trips
 
 
@@ -361,14 +263,15 @@ async def test_publish_retain_true_is_retained(make_aio, make_peer, broker, topi
 
 
 @pytest.mark.asyncio
-async def test_dup_flag_and_every_header_bit_reach_the_message(fake_broker):
-    """A PUBLISH with DUP, QoS 1 and RETAIN set (sent by a fake broker) gives dup=True, qos=1,
-    retain=True; the client PUBACKs it with the same packet id."""
-    client = MQTTClient(unique_id("aio"), fake_broker.host, fake_broker.port)
+async def test_dup_flag_and_every_header_bit_reach_the_message(scripted_broker):
+    """A PUBLISH with DUP, QoS 1 and RETAIN set (sent by a scripted broker) gives dup=True,
+    qos=1, retain=True; the client PUBACKs it with the same packet id."""
+    fake = scripted_broker()
+    client = MQTTClient(unique_id("aio"), fake.host, fake.port)
     async with deadline(10):
         await client.connect()
-        await fake_broker.send(_publish("fake/dup", b"again", 1, pkid=7, dup=True, retain=True))
-        await fake_broker.send(_publish("fake/plain", b"once", 0))
+        fake.send(wire.publish("fake/dup", b"again", 1, pkid=7, dup=True, retain=True))
+        fake.send(wire.publish("fake/plain", b"once", 0))
         first, second = await receive(client, 2)
         assert (first.topic, first.payload, first.qos, first.retain, first.dup) == (
             "fake/dup",
@@ -383,35 +286,37 @@ async def test_dup_flag_and_every_header_bit_reach_the_message(fake_broker):
             False,
             False,
         )
-        assert await fake_broker.read() == (0x40, b"\x00\x07")  # PUBACK 7
+        assert await in_thread(fake.read) == (wire.PUBACK, b"\x00\x07")  # PUBACK 7
         client.close()
 
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("qos", [0, 1, 2])
-async def test_publish_resolves_on_the_ack_its_qos_needs(fake_broker, qos):
+async def test_publish_resolves_on_the_ack_its_qos_needs(scripted_broker, qos):
     """QoS 0 resolves once sent; QoS 1 only after PUBACK; QoS 2 not on PUBREC, only on PUBCOMP."""
-    client = MQTTClient(unique_id("aio"), fake_broker.host, fake_broker.port)
+    fake = scripted_broker()
+    client = MQTTClient(unique_id("aio"), fake.host, fake.port)
     async with deadline(15):
         await client.connect()
         task = asyncio.create_task(client.publish("fake/t", b"p", qos=qos))
-        first, body = await fake_broker.read()
-        assert first == 0x30 | (qos << 1)
+        first, body = await in_thread(fake.read)
+        assert first == wire.PUBLISH | (qos << 1)
         if qos == 0:
             await asyncio.wait_for(task, 2)
             client.close()
             return
-        pkid = publish_pkid(body)
+        _, pkid, _ = wire.parse_publish(first, body)
+        assert pkid is not None
         await asyncio.sleep(0.3)
         assert not task.done(), "publish resolved before any acknowledgement"
         if qos == 2:
-            await fake_broker.send(_packet(0x50, struct.pack("!H", pkid)))  # PUBREC
-            assert await fake_broker.read() == (0x62, struct.pack("!H", pkid))  # PUBREL
+            fake.send(wire.ack(wire.PUBREC, pkid))
+            assert await in_thread(fake.read) == (wire.PUBREL, struct.pack("!H", pkid))
             await asyncio.sleep(0.3)
             assert not task.done(), "QoS 2 publish resolved on PUBREC, before PUBCOMP"
-            await fake_broker.send(_packet(0x70, struct.pack("!H", pkid)))  # PUBCOMP
+            fake.send(wire.ack(wire.PUBCOMP, pkid))
         else:
-            await fake_broker.send(_packet(0x40, struct.pack("!H", pkid)))  # PUBACK
+            fake.send(wire.ack(wire.PUBACK, pkid))
         assert await asyncio.wait_for(task, 2) is None
         client.close()
 

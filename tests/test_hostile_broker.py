@@ -1,11 +1,11 @@
 """A hostile broker (issue 7): oversized or malformed packets close the connection with a clear
 error, never a panic or a hang, and the process does not grow while the broker keeps sending.
 
-The broker here is a few lines of blocking sockets on a thread: it accepts one connection,
-reads CONNECT, answers CONNACK (or, for the handshake cases, something else), then sends what
-the case says and keeps the socket open. Keeping it open matters: a client that only noticed
-the end of the stream would pass for the wrong reason, so the messages are checked for the
-parse error itself.
+The broker is the suite's scripted one (tests/wire.py): it accepts one connection, reads
+CONNECT, answers CONNACK (or, for the handshake cases, something else), then sends what the case
+says and keeps the socket open. Keeping it open matters: a client that only noticed the end of
+the stream would pass for the wrong reason, so the messages are checked for the parse error
+itself.
 
 Witnesses: the exception's class and text, the time it took, the process's resident set size
 (/proc/self/status) sampled while the broker sends, and stderr (a Rust panic prints
@@ -17,180 +17,51 @@ incoming QoS 2 with any id, and a publish parked on an id collision (issue 5's b
 
 from __future__ import annotations
 
-import contextlib
 import random
 import re
-import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
 from typing import Callable
 
 import pytest
 import umqtt
 import umqtt.simple
-from broker import Bounded, unique_id
+import wire
+from broker import Bounded, rss_bytes, unique_id
+from wire import (
+    CONNACK_ACCEPTED,
+    PUBACK,
+    PUBCOMP,
+    PUBLISH,
+    PUBREC,
+    PUBREL,
+    SUBACK,
+    ScriptedBroker,
+    ack,
+    packet,
+    parse_publish,
+    publish,
+    remaining_length,
+)
 
 MiB = 1024 * 1024
 DETECTION_SECONDS = 5.0  # how long a client may take to notice a bad packet
 RSS_ALLOWANCE = 8 * MiB  # what the process may grow while a broker pushes 10+ MB at it
 
 
-# --------------------------------------------------------------------------- MQTT bytes
+class PeakRss:
+    """This process's resident set size when made, and the highest of the samples since."""
 
+    def __init__(self) -> None:
+        self.before = self.peak = rss_bytes()
 
-def varint(n: int) -> bytes:
-    """MQTT's remaining-length encoding."""
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
+    def sample(self) -> None:
+        self.peak = max(self.peak, rss_bytes())
 
-
-def packet(first: int, body: bytes) -> bytes:
-    return bytes([first]) + varint(len(body)) + body
-
-
-def publish(topic: bytes, payload: bytes, qos: int = 0, pkid: int = 1, first: int = 0x30) -> bytes:
-    body = struct.pack("!H", len(topic)) + topic
-    if qos:
-        body += struct.pack("!H", pkid)
-    return packet(first | (qos << 1), body + payload)
-
-
-CONNACK = b"\x20\x02\x00\x00"
-PINGRESP = b"\xd0\x00"
-
-
-def rss() -> int:
-    """This process's resident set size in bytes."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
-
-
-# --------------------------------------------------------------------------- the broker
-
-
-Attack = Callable[["HostileBroker"], None]
-
-
-class HostileBroker:
-    """One connection: CONNECT in, then `handshake` (default CONNACK), then `attack`; the socket
-    stays open until close()."""
-
-    host = "127.0.0.1"
-
-    def __init__(self, attack: Attack, handshake: bytes | None = CONNACK) -> None:
-        self.attack = attack
-        self.handshake = handshake
-        self.listener = socket.create_server((self.host, 0))
-        self.port: int = self.listener.getsockname()[1]
-        self.sent = 0
-        self.error: BaseException | None = None
-        self.connect_seen = threading.Event()
-        self.attack_started = threading.Event()
-        self.done = threading.Event()
-        self._stop = threading.Event()
-        self._conn: socket.socket | None = None
-        self.thread = threading.Thread(target=self._run, name="hostile-broker", daemon=True)
-        self.thread.start()
-
-    def _read_packet(self, conn: socket.socket) -> tuple[int, bytes]:
-        def exactly(n: int) -> bytes:
-            data = b""
-            while len(data) < n:
-                chunk = conn.recv(n - len(data))
-                if not chunk:
-                    raise ConnectionError("client closed")
-                data += chunk
-            return data
-
-        first = exactly(1)[0]
-        length, shift = 0, 0
-        while True:
-            byte = exactly(1)[0]
-            length |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-        return first, exactly(length)
-
-    def _run(self) -> None:
-        try:
-            self.listener.settimeout(30)
-            conn, _ = self.listener.accept()
-            self._conn = conn
-            conn.settimeout(30)
-            first, _ = self._read_packet(conn)
-            assert first >> 4 == 1, f"expected CONNECT, got {first:#x}"
-            self.connect_seen.set()
-            if self.handshake:
-                conn.sendall(self.handshake)
-            self.attack_started.set()
-            self.attack(self)
-        except (OSError, ConnectionError) as e:
-            self.error = e  # the client hung up on us: expected for most cases
-        except BaseException as e:
-            self.error = e
-        finally:
-            self.done.set()
-        # Keep the socket open: the client must notice the bad bytes, not the end of the stream.
-        self._stop.wait(60)
-
-    def read(self) -> tuple[int, bytes]:
-        """The next packet from the client: (first byte, body)."""
-        assert self._conn is not None
-        return self._read_packet(self._conn)
-
-    def read_until(self, kind: int) -> bytes:
-        """The body of the next packet of type `kind` (a PINGREQ is answered on the way)."""
-        while True:
-            first, body = self.read()
-            if first >> 4 == kind:
-                return body
-            if first >> 4 == 12:
-                self.send(PINGRESP)
-
-    def send(self, data: bytes) -> None:
-        assert self._conn is not None
-        self._conn.sendall(data)
-        self.sent += len(data)
-
-    def trickle(self, total: int, chunk: int = 64 * 1024, pause: float = 0.0) -> None:
-        """Send `total` bytes of filler, a chunk at a time, until the client hangs up."""
-        block = b"\xa5" * chunk
-        while self.sent < total and not self._stop.is_set():
-            self.send(block)
-            if pause:
-                time.sleep(pause)
-
-    def close(self) -> None:
-        self._stop.set()
-        for s in (self._conn, self.listener):
-            if s is not None:
-                with contextlib.suppress(OSError):
-                    s.close()
-        self.thread.join(5)
-
-
-@pytest.fixture
-def hostile() -> Iterator[Callable[..., HostileBroker]]:
-    brokers: list[HostileBroker] = []
-
-    def start(attack: Attack, handshake: bytes | None = CONNACK) -> HostileBroker:
-        b = HostileBroker(attack, handshake)
-        brokers.append(b)
-        return b
-
-    yield start
-    for b in brokers:
-        b.close()
+    @property
+    def grown(self) -> int:
+        return self.peak - self.before
 
 
 def no_panic(capfd: pytest.CaptureFixture[str]) -> None:
@@ -199,7 +70,7 @@ def no_panic(capfd: pytest.CaptureFixture[str]) -> None:
     assert "panicked" not in out, f"a Rust panic was printed:\n{out[-3000:]}"
 
 
-def connect(b: HostileBroker, **kw: object) -> umqtt.MQTTClient:
+def connect(b: ScriptedBroker, **kw: object) -> umqtt.MQTTClient:
     c = umqtt.MQTTClient(unique_id("victim"), b.host, b.port, reconn=False, keepalive=60, **kw)
     c.set_callback(lambda t, m: None)
     assert c.connect() == 0
@@ -223,7 +94,7 @@ def wait_for_loss(c: umqtt.MQTTClient, sample: Callable[[], None] | None = None)
     return call.error
 
 
-def assert_clear_loss(exc: BaseException, b: HostileBroker, reason: str) -> None:
+def assert_clear_loss(exc: BaseException, b: ScriptedBroker, reason: str) -> None:
     assert isinstance(exc, Exception), f"not an Exception: {type(exc).__module__}.{exc!r}"
     assert isinstance(exc, umqtt.MQTTConnectionLost), f"expected MQTTConnectionLost, got {exc!r}"
     assert isinstance(exc, OSError), exc
@@ -244,12 +115,12 @@ def announce_then_trickle(announced: int, total: int, header_pause: float = 0.05
     """A PUBLISH that announces `announced` remaining bytes, its header sent a byte at a time,
     then up to `total` bytes of body trickled until the client hangs up."""
 
-    def attack(b: HostileBroker) -> None:
-        header = b"\x30" + varint(announced)
+    def attack(b: ScriptedBroker) -> None:
+        header = bytes([PUBLISH]) + remaining_length(announced)
         for byte in header:
             b.send(bytes([byte]))
             time.sleep(header_pause)
-        b.trickle(total, pause=0.001)
+        b.flood(b"\xa5" * 64 * 1024, total, pause=0.001)
 
     return attack
 
@@ -262,63 +133,53 @@ def announce_then_trickle(announced: int, total: int, header_pause: float = 0.05
         pytest.param(None, 268_435_455, id="256MiB-over-default-limit"),
     ],
 )
-def test_oversized_publish_closes_the_connection_without_growing(hostile, capfd, limit, announced):
+def test_oversized_publish_closes_the_connection_without_growing(
+    scripted_broker, capfd, limit, announced
+):
     """A PUBLISH larger than max_packet_size is refused from its header: the connection closes
     with a clear error while the broker is still sending, and the process does not take in the
     10+ MB the broker pushes."""
-    b = hostile(announce_then_trickle(announced, total=max(12 * MiB, 0)))
+    b = scripted_broker(announce_then_trickle(announced, total=max(12 * MiB, 0)))
     kw = {} if limit is None else {"max_packet_size": limit}
     c = connect(b, **kw)
-    before = rss()
-    peak = [before]
-
-    def sample() -> None:
-        peak[0] = max(peak[0], rss())
-
+    memory = PeakRss()
     started = time.monotonic()
-    exc = wait_for_loss(c, sample)
+    exc = wait_for_loss(c, memory.sample)
     took = time.monotonic() - started
-    sample()
+    memory.sample()
     assert_clear_loss(exc, b, r"size|large|limit|exceed")
     assert took < DETECTION_SECONDS, took
-    grown = peak[0] - before
-    assert grown < RSS_ALLOWANCE, (
-        f"RSS grew by {grown / MiB:.1f} MiB while the broker sent {b.sent}"
+    assert memory.grown < RSS_ALLOWANCE, (
+        f"RSS grew by {memory.grown / MiB:.1f} MiB while the broker sent {b.sent}"
     )
     assert c.get_mqttsta() in (-1, 2)
     no_panic(capfd)
 
 
-def test_huge_packet_within_the_limit_is_read_but_never_more(hostile, capfd):
+def test_huge_packet_within_the_limit_is_read_but_never_more(scripted_broker, capfd):
     """With max_packet_size=2 MiB, a broker announcing 2 MiB - 1 KiB and then sending 12 MB more
     gets one message delivered (the packet fits) and then the connection closed for the rest:
     the client holds one packet's worth, not the stream."""
     size = 2 * MiB - 1024
     body_len = size - 2 - len(b"big")
 
-    def attack(b: HostileBroker) -> None:
+    def attack(b: ScriptedBroker) -> None:
         b.send(publish(b"big", b"\x5a" * body_len))
         # then an oversized one, trickled
         announce_then_trickle(64 * MiB, total=12 * MiB, header_pause=0)(b)
 
-    b = hostile(attack)
+    b = scripted_broker(attack)
     got: list[bytes] = []
     c = umqtt.MQTTClient(unique_id("victim"), b.host, b.port, reconn=False, max_packet_size=2 * MiB)
     c.set_callback(lambda t, m: got.append(m))
     c.connect()
-    before = rss()
-    peak = [before]
-
-    def sample() -> None:
-        peak[0] = max(peak[0], rss())
-
+    memory = PeakRss()
     Bounded(c.wait_msg, "first").join(DETECTION_SECONDS)
     assert [len(m) for m in got] == [body_len]
     got.clear()
-    exc = wait_for_loss(c, sample)
+    exc = wait_for_loss(c, memory.sample)
     assert_clear_loss(exc, b, r"size|large|limit|exceed")
-    grown = peak[0] - before
-    assert grown < RSS_ALLOWANCE + 4 * MiB, f"RSS grew by {grown / MiB:.1f} MiB"
+    assert memory.grown < RSS_ALLOWANCE + 4 * MiB, f"RSS grew by {memory.grown / MiB:.1f} MiB"
     no_panic(capfd)
 
 
@@ -332,59 +193,48 @@ MALFORMED = [
     pytest.param(publish(b"\xff\xfeab", b"x"), r"utf-?8", id="publish-topic-invalid-utf8"),
     pytest.param(publish(b"a/b", b"x", qos=3), r"qos", id="publish-qos-3"),
     pytest.param(
-        packet(0x30, b"\x00\x10ab"), r"boundary|malformed|length", id="publish-topic-past-the-end"
+        packet(PUBLISH, b"\x00\x10ab"),
+        r"boundary|malformed|length",
+        id="publish-topic-past-the-end",
     ),
-    pytest.param(packet(0x40, b"\x00"), r"malformed|length", id="puback-1-byte"),
-    pytest.param(packet(0x90, b"\x00\x01"), r"malformed", id="suback-without-codes"),
+    pytest.param(packet(PUBACK, b"\x00"), r"malformed|length", id="puback-1-byte"),
+    pytest.param(packet(SUBACK, b"\x00\x01"), r"malformed", id="suback-without-codes"),
     pytest.param(
-        packet(0x90, b"\x00\x01\x07"), r"suback|code|malformed|invalid", id="suback-bad-code"
+        packet(SUBACK, b"\x00\x01\x07"), r"suback|code|malformed|invalid", id="suback-bad-code"
     ),
-    pytest.param(CONNACK, r"packet|wrong|unexpected|invalid", id="second-connack"),
-    pytest.param(
-        packet(0x10, b"\x00\x04MQTT\x04\x02\x00\x3c\x00\x01x"),
-        r"packet|wrong|invalid",
-        id="connect-from-broker",
-    ),
-    pytest.param(packet(0x40, b"\x00\x07"), r"unsolicited|7", id="unsolicited-puback"),
+    pytest.param(CONNACK_ACCEPTED, r"packet|wrong|unexpected|invalid", id="second-connack"),
+    pytest.param(wire.connect("x"), r"packet|wrong|invalid", id="connect-from-broker"),
+    pytest.param(ack(PUBACK, 7), r"unsolicited|7", id="unsolicited-puback"),
 ]
 
 
 @pytest.mark.parametrize(("data", "reason"), MALFORMED)
-def test_malformed_packet_closes_the_connection_clearly(hostile, capfd, data, reason):
+def test_malformed_packet_closes_the_connection_clearly(scripted_broker, capfd, data, reason):
     """A malformed packet after CONNACK: wait_msg() raises MQTTConnectionLost (an OSError) naming
     the broker and the problem within a few seconds, with reconn=False; no panic."""
-    b = hostile(lambda b: b.send(data))
+    b = scripted_broker(lambda b: b.send(data))
     c = connect(b)
     exc = wait_for_loss(c)
     assert_clear_loss(exc, b, reason)
     no_panic(capfd)
 
 
-def test_garbage_stream_closes_the_connection(hostile, capfd):
+def test_garbage_stream_closes_the_connection(scripted_broker, capfd):
     """Random bytes (seeded) after CONNACK, up to 20 MB of them, keep coming: the client gives up
     within a few seconds, says why, and does not grow."""
     rng = random.Random(7)
     blob = rng.randbytes(256 * 1024)
 
-    def attack(b: HostileBroker) -> None:
-        while b.sent < 20 * MiB:
-            b.send(blob)
-
-    b = hostile(attack)
+    b = scripted_broker(lambda b: b.flood(blob, 20 * MiB))
     c = connect(b)
-    before = rss()
-    peak = [before]
-
-    def sample() -> None:
-        peak[0] = max(peak[0], rss())
-
-    exc = wait_for_loss(c, sample)
+    memory = PeakRss()
+    exc = wait_for_loss(c, memory.sample)
     assert_clear_loss(exc, b, r"\w")
-    assert peak[0] - before < RSS_ALLOWANCE + 16 * MiB, "the client buffered the garbage stream"
+    assert memory.grown < RSS_ALLOWANCE + 16 * MiB, "the client buffered the garbage stream"
     no_panic(capfd)
 
 
-def test_every_packet_type_with_short_bodies_never_panics(hostile, capfd):
+def test_every_packet_type_with_short_bodies_never_panics(scripted_broker, capfd):
     """Every first byte (all 16 types, all flag values seen in practice) with bodies of 0..5
     random bytes: the client either keeps the link or reports it lost, never panics or hangs."""
     rng = random.Random(11)
@@ -397,7 +247,7 @@ def test_every_packet_type_with_short_bodies_never_panics(hostile, capfd):
     outcomes: dict[str, int] = {}
     for first, body in cases[:120]:
         data = packet(first, body)
-        b = hostile(lambda b, data=data: b.send(data))
+        b = scripted_broker(lambda b, data=data: b.send(data))
         c = connect(b, connect_timeout=5)
         call = Bounded(lambda c=c: c._core.deliver(lambda t, m: None, 0.5), "deliver")
         call.thread.join(5)
@@ -424,17 +274,20 @@ HANDSHAKE = [
     ),
     pytest.param(b"\x20\x02\x00\x09", id="connack-code-9"),
     pytest.param(b"\x20\x01\x00", id="connack-too-short"),
-    pytest.param(b"\x30" + varint(200 * MiB) + b"\x00" * 4096, id="oversized-instead-of-connack"),
+    pytest.param(
+        bytes([PUBLISH]) + remaining_length(200 * MiB) + b"\x00" * 4096,
+        id="oversized-instead-of-connack",
+    ),
     pytest.param(b"\x00\x00" * 8, id="reserved-type-instead-of-connack"),
 ]
 
 
 @pytest.mark.parametrize("answer", HANDSHAKE)
 @pytest.mark.parametrize("dialect", ["umqtt", "simple"])
-def test_bad_answer_to_connect_fails_connect_clearly(hostile, capfd, answer, dialect):
+def test_bad_answer_to_connect_fails_connect_clearly(scripted_broker, capfd, answer, dialect):
     """Anything but a proper CONNACK makes connect() raise at once (MQTTConnectError in the
     QuecPython dialect, OSError or MQTTException in umqtt.simple) naming the broker."""
-    b = hostile(lambda b: None, handshake=answer)
+    b = scripted_broker(lambda b: None, handshake=answer)
     if dialect == "umqtt":
         c = umqtt.MQTTClient(unique_id("victim"), b.host, b.port, reconn=False, connect_timeout=10)
     else:
@@ -456,38 +309,32 @@ def test_bad_answer_to_connect_fails_connect_clearly(hostile, capfd, answer, dia
 # --------------------------------------------------------------------------- floods
 
 
-def test_flood_of_valid_messages_nobody_reads_stays_bounded(hostile, capfd):
+def test_flood_of_valid_messages_nobody_reads_stays_bounded(scripted_broker, capfd):
     """A broker that pushes 200 MiB of valid 1 KiB QoS 0 messages at a client whose application
     does not read them: the process must not take them all in (stop reading the socket, so TCP
     pushes back on the broker, or drop them with a warning), i.e. it grows by far less than what
     was sent."""
     flood = publish(b"flood", b"\x00" * 1024) * 64
 
-    def attack(b: HostileBroker) -> None:
-        while b.sent < 200 * MiB:
-            b.send(flood)
-
-    b = hostile(attack)
+    b = scripted_broker(lambda b: b.flood(flood, 200 * MiB))
     c = connect(b)
-    before = rss()
-    peak = before
+    memory = PeakRss()
     started = time.monotonic()
     deadline = started + 10
     sent, moved = b.sent, started
     # until the broker has sent it all, or is held back (nothing sent for a second: back-pressure)
     while not b.done.is_set() and time.monotonic() < deadline:
-        peak = max(peak, rss())
+        memory.sample()
         if b.sent != sent:
             sent, moved = b.sent, time.monotonic()
         elif time.monotonic() - moved > 1.0 and time.monotonic() - started > 2.0:
             break
         time.sleep(0.05)
-    peak = max(peak, rss())
-    grown = peak - before
+    memory.sample()
     pending = c._core.pending_messages()
     c.close()
-    assert grown < 64 * MiB, (
-        f"RSS grew by {grown / MiB:.0f} MiB while the broker sent {b.sent / MiB:.0f} MiB "
+    assert memory.grown < 64 * MiB, (
+        f"RSS grew by {memory.grown / MiB:.0f} MiB while the broker sent {b.sent / MiB:.0f} MiB "
         f"({pending} messages queued, unread)"
     )
     no_panic(capfd)
@@ -496,19 +343,18 @@ def test_flood_of_valid_messages_nobody_reads_stays_bounded(hostile, capfd):
 # --------------------------------------------------------------------------- state after a loss
 
 
-def test_failed_call_and_state_agree_at_once(hostile):
+def test_failed_call_and_state_agree_at_once(scripted_broker):
     """A broker that hangs up when it gets a PUBLISH: publish() returns False (QuecPython dialect,
     reconn=False) and get_mqttsta() already says the link is gone when publish() returns, every
     time (a script's `if not publish(): if get_mqttsta() != 0: ...` must not see 0)."""
 
-    def hang_up_on_publish(b: HostileBroker) -> None:
-        assert b._conn is not None
+    def hang_up_on_publish(b: ScriptedBroker) -> None:
         b.read()  # the PUBLISH
-        b._conn.shutdown(socket.SHUT_RDWR)
+        b.hang_up()
 
     seen: dict[tuple[bool, int], int] = {}
     for _ in range(40):
-        b = hostile(hang_up_on_publish)
+        b = scripted_broker(hang_up_on_publish)
         c = connect(b)
         result = Bounded(lambda c=c: c.publish("t", b"x", qos=1), "publish").join(10)
         state = c.get_mqttsta()
@@ -523,7 +369,7 @@ def test_failed_call_and_state_agree_at_once(hostile):
 # --------------------------------------------------------------------------- packet ids
 
 
-def pump(c: umqtt.MQTTClient, b: HostileBroker, seconds: float = DETECTION_SECONDS) -> None:
+def pump(c: umqtt.MQTTClient, b: ScriptedBroker, seconds: float = DETECTION_SECONDS) -> None:
     """Deliver messages until the scripted broker is done."""
     deadline = time.monotonic() + seconds
     while not b.done.is_set() and time.monotonic() < deadline:
@@ -533,25 +379,19 @@ def pump(c: umqtt.MQTTClient, b: HostileBroker, seconds: float = DETECTION_SECON
     assert b.error is None, f"the broker's script failed: {b.error!r}"
 
 
-def pkid_of(first: int, body: bytes) -> int:
-    assert first >> 4 == 3, f"expected PUBLISH, got {first:#x}"
-    (length,) = struct.unpack("!H", body[:2])
-    return int(struct.unpack("!H", body[2 + length : 4 + length])[0])
-
-
 @pytest.mark.parametrize("pkid", [1, 40_000, 65_535])
-def test_incoming_qos2_with_any_packet_id_completes(hostile, capfd, pkid):
+def test_incoming_qos2_with_any_packet_id_completes(scripted_broker, capfd, pkid):
     """QoS 2 in: PUBLISH -> PUBREC (after the callback) -> PUBREL -> PUBCOMP, for any packet id
     (the vendored rumqttc grows its table of incoming QoS 2 ids on demand)."""
     acks: list[tuple[str, int]] = []
 
-    def script(b: HostileBroker) -> None:
+    def script(b: ScriptedBroker) -> None:
         b.send(publish(b"q2", b"exactly once", qos=2, pkid=pkid))
-        acks.append(("PUBREC", struct.unpack("!H", b.read_until(5))[0]))
-        b.send(packet(0x62, struct.pack("!H", pkid)))
-        acks.append(("PUBCOMP", struct.unpack("!H", b.read_until(7))[0]))
+        acks.append(("PUBREC", struct.unpack("!H", b.expect(PUBREC))[0]))
+        b.send(ack(PUBREL, pkid))
+        acks.append(("PUBCOMP", struct.unpack("!H", b.expect(PUBCOMP))[0]))
 
-    b = hostile(script)
+    b = scripted_broker(script)
     c = connect(b)
     got: list[tuple[bytes, bytes]] = []
     c.set_callback(lambda t, m: got.append((t, m)))
@@ -562,7 +402,7 @@ def test_incoming_qos2_with_any_packet_id_completes(hostile, capfd, pkid):
     no_panic(capfd)
 
 
-def test_publish_parked_on_a_packet_id_collision_gets_its_own_ack(hostile, capfd):
+def test_publish_parked_on_a_packet_id_collision_gets_its_own_ack(scripted_broker, capfd):
     """A broker that holds back the PUBACK of id 1 while it acknowledges the rest: B's 100th
     publish wants id 1 again (rumqttc cycles ids 1..100) and is parked until that ack; the
     publishes queued behind it (threads C*) go out in one batch once it is released. Each
@@ -577,24 +417,20 @@ def test_publish_parked_on_a_packet_id_collision_gets_its_own_ack(hostile, capfd
     wire_lock = threading.Lock()
     released = threading.Event()
 
-    def puback(b: HostileBroker, pkid: int, payload: bytes) -> None:
+    def puback(b: ScriptedBroker, pkid: int, payload: bytes) -> None:
         # Logged before it is sent: the client cannot answer a PUBACK it has not received yet.
         with wire_lock:
             wire.append(("PUBACK", pkid, payload))
-            b.send(packet(0x40, struct.pack("!H", pkid)))
+            b.send(ack(PUBACK, pkid))
 
-    def release(b: HostileBroker) -> None:
+    def release(b: ScriptedBroker) -> None:
         puback(b, 1, seen[0][1])
         released.set()
 
-    def script(b: HostileBroker) -> None:
+    def script(b: ScriptedBroker) -> None:
         while len(seen) < 1 + 100 + 20:
-            first, body = b.read()
-            if first >> 4 == 12:
-                b.send(PINGRESP)
-                continue
-            pkid = pkid_of(first, body)
-            payload = body[4 + struct.unpack("!H", body[:2])[0] :]
+            _, pkid, payload = parse_publish(*b.read())
+            assert pkid is not None, "a QoS 1 PUBLISH without a packet id"
             seen.append((pkid, payload))
             with wire_lock:
                 wire.append(("PUBLISH", pkid, payload))
@@ -603,7 +439,7 @@ def test_publish_parked_on_a_packet_id_collision_gets_its_own_ack(hostile, capfd
             else:
                 puback(b, pkid, payload)
 
-    b = hostile(script)
+    b = scripted_broker(script)
     c = connect(b, ack_timeout=8)
     results: dict[str, list[bool]] = {}
 

@@ -27,7 +27,7 @@ import pytest
 import umqtt
 import umqtt.robust
 import umqtt.simple
-from broker import Bounded, Mosquitto, bounded, free_port, unique_id, wait_until
+from broker import Bounded, Mosquitto, bounded, free_port, rss_bytes, unique_id, wait_until
 from conftest import Peer
 
 FAST = {"reconnect_delay": 0.2, "reconnect_max_delay": 1.0}
@@ -236,14 +236,6 @@ def report(record_property: Callable[[str, Any], None], name: str, value: Any) -
     """A measured figure: recorded in the JUnit report and printed (visible with -s)."""
     record_property(name, value)
     print(f"\n[reliability] {name} = {value}")
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def pump_until(client: Any, done: Callable[[], bool], timeout: float) -> bool:

@@ -31,6 +31,7 @@ import trustme
 import umqtt
 import umqtt.robust
 import umqtt.simple
+import wire
 from broker import (
     Bounded,
     Mosquitto,
@@ -232,9 +233,8 @@ class TlsMosquitto(Mosquitto):
         """Wait until everything that happened so far is in the log (a marker client's plain
         CONNECT and hang-up are), then return the log offset: "from now on"."""
         marker = unique_id("settle")
-        body = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(marker).to_bytes(2, "big") + marker.encode()
         with socket.create_connection((self.host, self.port), timeout=5) as s:
-            s.sendall(bytes([0x10, len(body)]) + body)
+            s.sendall(wire.connect(marker))
             assert s.recv(4)[:1] == b"\x20", "no CONNACK for the settle marker"
         assert self.wait_for_log(f"Client {marker} "), "the settle marker never left the log"
         return self.log_size()

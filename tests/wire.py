@@ -1,0 +1,210 @@
+"""MQTT 3.1.1 bytes, and a scripted broker that speaks them: for what mosquitto will not do.
+
+Tests run against a real mosquitto. A few need a broker that misbehaves on purpose: one that
+sends garbage or oversized packets, floods the client, holds an acknowledgement back, or sends
+what a broker rarely sends (DUP set, any packet id). `ScriptedBroker` is that broker, and the
+functions here encode the packets it sends (and decode the ones it reads).
+
+`ScriptedBroker(script)` accepts one connection on 127.0.0.1, reads the client's CONNECT,
+answers with `handshake` (a CONNACK unless the test wants another answer), then runs
+`script(broker)` on its own thread. Without a script, the test itself reads and sends from its
+thread. The socket stays open until close(): a client must notice a bad packet by the packet
+itself, not by the end of the stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+import time
+from typing import Callable
+
+# First bytes (packet type << 4 | flags) of the packets the tests send or expect.
+CONNECT = 0x10
+PUBLISH = 0x30
+PUBACK = 0x40
+PUBREC = 0x50
+PUBREL = 0x62
+PUBCOMP = 0x70
+SUBACK = 0x90
+PINGREQ = 0xC0
+
+CONNACK_ACCEPTED = b"\x20\x02\x00\x00"  # no session present, return code 0
+PINGRESP = b"\xd0\x00"
+
+
+def remaining_length(n: int) -> bytes:
+    """MQTT's variable-length encoding of a packet's remaining length."""
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def packet(first: int, body: bytes) -> bytes:
+    """A packet: the first byte, the remaining length, the body."""
+    return bytes([first]) + remaining_length(len(body)) + body
+
+
+def ack(first: int, pkid: int) -> bytes:
+    """PUBACK, PUBREC, PUBREL or PUBCOMP (`first`) for packet id `pkid`."""
+    return packet(first, struct.pack("!H", pkid))
+
+
+def publish(
+    topic: str | bytes,
+    payload: bytes,
+    qos: int = 0,
+    *,
+    pkid: int = 1,
+    dup: bool = False,
+    retain: bool = False,
+) -> bytes:
+    """A PUBLISH; the packet id is sent only for QoS > 0. Any `qos` is encoded, 3 too."""
+    raw = topic.encode() if isinstance(topic, str) else topic
+    first = PUBLISH | (0x08 if dup else 0) | (qos << 1) | (0x01 if retain else 0)
+    body = struct.pack("!H", len(raw)) + raw + (struct.pack("!H", pkid) if qos else b"")
+    return packet(first, body + payload)
+
+
+def connect(client_id: str, keepalive: int = 60) -> bytes:
+    """A CONNECT for MQTT 3.1.1 with a clean session and no will, user or password."""
+    raw = client_id.encode()
+    body = b"\x00\x04MQTT\x04\x02" + struct.pack("!H", keepalive)
+    return packet(CONNECT, body + struct.pack("!H", len(raw)) + raw)
+
+
+def parse_publish(first: int, body: bytes) -> tuple[bytes, int | None, bytes]:
+    """(topic, packet id or None at QoS 0, payload) of a PUBLISH the client sent."""
+    assert first >> 4 == PUBLISH >> 4, f"expected PUBLISH, got {first:#x}"
+    (length,) = struct.unpack("!H", body[:2])
+    topic, rest = body[2 : 2 + length], body[2 + length :]
+    if not first & 0x06:
+        return topic, None, rest
+    return topic, int(struct.unpack("!H", rest[:2])[0]), rest[2:]
+
+
+def read_packet(conn: socket.socket) -> tuple[int, bytes]:
+    """The next packet on `conn`: (first byte, body)."""
+
+    def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = conn.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("the client closed the connection")
+            data += chunk
+        return data
+
+    first = exactly(1)[0]
+    length, shift = 0, 0
+    while True:
+        byte = exactly(1)[0]
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return first, exactly(length)
+
+
+# --------------------------------------------------------------------------- the broker
+
+
+Script = Callable[["ScriptedBroker"], None]
+
+
+class ScriptedBroker:
+    """One connection: CONNECT in, `handshake` out (None: nothing), then `script(self)` on the
+    broker's thread (None: the test reads and sends itself). The socket stays open until close().
+
+    connected: set once the handshake was sent. done: set once the script returned (or the
+    handshake failed); `error` is what it raised, None if it returned. sent: bytes sent so far.
+    """
+
+    host = "127.0.0.1"
+
+    def __init__(self, script: Script | None = None, handshake: bytes | None = CONNACK_ACCEPTED):
+        self.script = script
+        self.handshake = handshake
+        self.listener = socket.create_server((self.host, 0))
+        self.port: int = self.listener.getsockname()[1]
+        self.sent = 0
+        self.error: BaseException | None = None
+        self.connected = threading.Event()
+        self.done = threading.Event()
+        self._closed = threading.Event()
+        self._conn: socket.socket | None = None
+        self.thread = threading.Thread(target=self._run, name="scripted-broker", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.listener.settimeout(30)
+            conn, _ = self.listener.accept()
+            conn.settimeout(30)
+            self._conn = conn
+            first, _ = read_packet(conn)
+            assert first == CONNECT, f"expected CONNECT, got {first:#x}"
+            if self.handshake:
+                self._write(conn, self.handshake)
+            self.connected.set()
+            if self.script is not None:
+                self.script(self)
+        except BaseException as e:  # the client hanging up is expected in most scripts
+            self.error = e
+        finally:
+            self.done.set()
+        # Keep the socket open: the client must notice the bad bytes, not the end of the stream.
+        self._closed.wait(60)
+
+    def _connection(self, timeout: float) -> socket.socket:
+        if not self.connected.wait(timeout) or self._conn is None:
+            raise TimeoutError(f"no client connected within {timeout} s")
+        return self._conn
+
+    def read(self, timeout: float = 30.0) -> tuple[int, bytes]:
+        """The client's next packet (first byte, body); a PINGREQ is answered and skipped."""
+        conn = self._connection(timeout)
+        conn.settimeout(timeout)
+        while True:
+            first, body = read_packet(conn)
+            if first != PINGREQ:
+                return first, body
+            self.send(PINGRESP)
+
+    def expect(self, first: int, timeout: float = 30.0) -> bytes:
+        """The body of the client's next packet, which must start with `first`."""
+        got, body = self.read(timeout)
+        assert got == first, f"expected {first:#x}, got {got:#x} {body.hex()}"
+        return body
+
+    def send(self, data: bytes) -> None:
+        self._write(self._connection(10.0), data)
+
+    def _write(self, conn: socket.socket, data: bytes) -> None:
+        conn.sendall(data)
+        self.sent += len(data)
+
+    def flood(self, data: bytes, total: int, pause: float = 0.0) -> None:
+        """Send `data` again and again, `pause` s apart, until `total` bytes were sent (or the
+        client hung up: send raises then)."""
+        while self.sent < total and not self._closed.is_set():
+            self.send(data)
+            if pause:
+                time.sleep(pause)
+
+    def hang_up(self) -> None:
+        """Shut the connection down (both directions) without closing the listener."""
+        with contextlib.suppress(OSError):
+            self._connection(10.0).shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._closed.set()
+        for s in (self._conn, self.listener):
+            if s is not None:
+                with contextlib.suppress(OSError):
+                    s.close()
+        self.thread.join(5)
