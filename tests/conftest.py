@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -18,10 +19,10 @@ from broker import (
     FORBIDDEN,
     Mosquitto,
     as_bytes,
-    disconnect_all,
     unique_id,
     wait_until,
 )
+from umqtt.pytest_plugin import ClientFactory
 from wire import CONNACK_ACCEPTED, Script, ScriptedBroker
 
 # --------------------------------------------------------------------------- brokers
@@ -208,6 +209,10 @@ class Inbox:
         want = None if topic is None else as_bytes(topic)
         return [d.msg for d in list(self.items) if want is None or d.topic == want]
 
+    def pairs(self) -> list[tuple[Any, Any]]:
+        """(topic, msg) of every delivery, in order."""
+        return [(d.topic, d.msg) for d in list(self.items)]
+
     def pump(
         self,
         client: Any,
@@ -276,27 +281,14 @@ def errors() -> ErrorLog:
 
 
 @pytest.fixture
-def make_client(broker: Mosquitto) -> Iterator[Callable[..., Any]]:
-    """Factory for umqtt.MQTTClient; every client it made is disconnected at teardown.
+def make_client(mqtt_client: ClientFactory) -> Callable[..., Any]:
+    """The plugin's client factory, mqtt_client, with the client returned unconnected: these
+    tests connect themselves, to check what connect() returns (and to set callbacks first).
 
-    make_client(**kw): client_id, server and port default to a fresh id and `on` (default: the
-    shared broker). make_client(*args, **kw) with positional args or server= passes them verbatim.
+    make_client(broker=None, dialect=None, client_class=None, tls=False, **constructor_kw);
+    every client it made is disconnected at teardown.
     """
-    import umqtt
-
-    clients: list[Any] = []
-
-    def make(*args: Any, on: Mosquitto | None = None, **kw: Any) -> Any:
-        if not args and "server" not in kw:
-            target = on or broker
-            kw = {"client_id": unique_id(), "server": target.host, "port": target.port, **kw}
-        c = umqtt.MQTTClient(*args, **kw)
-        clients.append(c)
-        return c
-
-    yield make
-    # Teardown only (disconnect() itself is tested elsewhere): in parallel, bounded, quiet.
-    disconnect_all(clients)
+    return functools.partial(mqtt_client, connect=False)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import random
 import resource
@@ -27,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 import trustme
 import umqtt
 import umqtt.aio
@@ -138,27 +138,11 @@ class Collector:
             await self.task
 
 
-@pytest_asyncio.fixture
-async def make_aio(broker: Mosquitto) -> AsyncIterator[Callable[..., MQTTClient]]:
-    """Factory for umqtt.aio.MQTTClient on `on` (default: the shared broker); every client made
-    is disconnected at teardown (bounded, quiet)."""
-    made: list[MQTTClient] = []
-
-    def make(*, on: Mosquitto | None = None, client_id: str | None = None, **kw: Any) -> MQTTClient:
-        target = on or broker
-        kw.setdefault("port", target.port)
-        c = MQTTClient(client_id or unique_id("aio"), target.host, **kw)
-        made.append(c)
-        return c
-
-    yield make
-
-    async def quiet(c: MQTTClient) -> None:
-        with contextlib.suppress(Exception):
-            async with deadline(15):
-                await c.disconnect()
-
-    await asyncio.gather(*(quiet(c) for c in made))
+@pytest.fixture
+def make_aio(make_client: Callable[..., Any]) -> Callable[..., MQTTClient]:
+    """make_client(dialect="aio", ...): an unconnected umqtt.aio.MQTTClient; every client made
+    is disconnected (awaited) at teardown."""
+    return functools.partial(make_client, dialect="aio")
 
 
 # --------------------------------------------------------------------------- round trips
@@ -418,7 +402,7 @@ async def test_cancel_in_the_middle_of_publish(fresh_broker, make_aio, make_peer
     """A QoS 1 publish waiting for a PUBACK the frozen broker cannot send is cancelled: the loop
     kept running meanwhile, the connection survives, the same client publishes and receives, and
     disconnect() is prompt (a leaked in-flight waiter would hold it for ack_timeout = 10 s)."""
-    client = make_aio(on=fresh_broker, client_id=client_id, ack_timeout=10.0)
+    client = make_aio(broker=fresh_broker, client_id=client_id, ack_timeout=10.0)
     await client.connect()
     await client.subscribe(topic, 1)
     fresh_broker.pause()
@@ -544,7 +528,7 @@ async def test_broker_restart_reconnects_and_iteration_goes_on(
 ):
     """reconn=True with reconnect_delay=0.2: kill + restart on the same port; get_mqttsta() goes
     1 then 0, the subscription is restored, and the same `async for` keeps yielding."""
-    client = make_aio(on=fresh_broker, client_id=client_id, **FAST_RECONNECT)
+    client = make_aio(broker=fresh_broker, client_id=client_id, **FAST_RECONNECT)
     await client.connect()
     assert await client.subscribe(topic, 1) == 1
     collector = Collector(client)
@@ -595,7 +579,7 @@ async def test_broker_restart_reconnects_and_iteration_goes_on(
 async def test_reconn_false_iterator_raises_when_broker_dies(fresh_broker, make_aio, topic):
     """reconn=False: the running `async for` raises MQTTConnectionLost (an OSError); ping(),
     publish() and a new iteration raise it too, promptly."""
-    client = make_aio(on=fresh_broker, reconn=False, ack_timeout=5.0)
+    client = make_aio(broker=fresh_broker, reconn=False, ack_timeout=5.0)
     await client.connect()
     await client.subscribe(topic, 1)
     collector = Collector(client)
@@ -629,7 +613,7 @@ async def test_publish_on_dead_link_raises_within_ack_timeout(
 ):
     """With the broker killed, a QoS 1 publish raises MQTTConnectionLost or MQTTTimeout within
     ack_timeout (with reconn=True it may wait for the reconnect, but not longer)."""
-    client = make_aio(on=fresh_broker, reconn=reconn, ack_timeout=1.0, **FAST_RECONNECT)
+    client = make_aio(broker=fresh_broker, reconn=reconn, ack_timeout=1.0, **FAST_RECONNECT)
     await client.connect()
     fresh_broker.kill()
     assert await eventually(lambda: client.get_mqttsta() != 0, 5)
@@ -644,7 +628,7 @@ async def test_publish_on_dead_link_raises_within_ack_timeout(
 async def test_frozen_broker_publish_times_out_then_recovers(fresh_broker, make_aio, topic):
     """A half-open link (broker SIGSTOPped): publish(qos=1) raises MQTTTimeout after ack_timeout;
     once the broker resumes the same client publishes again."""
-    client = make_aio(on=fresh_broker, ack_timeout=1.0)
+    client = make_aio(broker=fresh_broker, ack_timeout=1.0)
     await client.connect()
     await client.subscribe(topic, 1)
     fresh_broker.pause()
@@ -670,7 +654,7 @@ async def test_frozen_broker_publish_times_out_then_recovers(fresh_broker, make_
 async def test_subscribe_refused_raises_mqttexception(auth_broker, make_aio, topic):
     """SUBACK 0x80 raises MQTTException (not a link error); the client goes on working."""
     user, password = ALICE
-    async with make_aio(on=auth_broker, user=user, password=password) as client:
+    async with make_aio(broker=auth_broker, user=user, password=password) as client:
         with pytest.raises(MQTTException) as excinfo:
             await client.subscribe(FORBIDDEN, 1)
         assert not isinstance(excinfo.value, (MQTTConnectionLost, MQTTTimeout))
@@ -684,7 +668,7 @@ async def test_subscribe_refused_raises_mqttexception(auth_broker, make_aio, top
 @pytest.mark.asyncio
 async def test_bad_password_raises_connect_error(auth_broker, make_aio):
     user, _ = ALICE
-    client = make_aio(on=auth_broker, user=user, password="wrong", reconn=False)
+    client = make_aio(broker=auth_broker, user=user, password="wrong", reconn=False)
     with pytest.raises(MQTTConnectError) as excinfo:
         async with deadline(10):
             await client.connect()
@@ -869,7 +853,7 @@ async def test_tls_round_trip(tls_broker, tls_files, make_aio, topic, form):
         options: dict[str, Any] = {"ssl": True, "ssl_params": {"ca_certs": tls_files["ca"]}}
     else:
         options = {"ssl": ssl.create_default_context(cafile=tls_files["ca"])}
-    async with make_aio(on=tls_broker, **options) as client:
+    async with make_aio(broker=tls_broker, **options) as client:
         await client.subscribe(topic, 2)
         await client.publish(topic, b"secret", qos=2)
         [m] = await receive(client)
@@ -879,7 +863,7 @@ async def test_tls_round_trip(tls_broker, tls_files, make_aio, topic, form):
 @pytest.mark.asyncio
 async def test_tls_unknown_ca_raises_connect_error(tls_broker, tls_files, make_aio):
     client = make_aio(
-        on=tls_broker, ssl=True, ssl_params={"ca_certs": tls_files["other_ca"]}, reconn=False
+        broker=tls_broker, ssl=True, ssl_params={"ca_certs": tls_files["other_ca"]}, reconn=False
     )
     with pytest.raises(MQTTConnectError):
         async with deadline(10):

@@ -19,14 +19,9 @@ def victim(broker):
 
 
 @pytest.fixture
-def new(broker, make_client):
-    """Build a client for `broker` with some constructor arguments overridden."""
-
-    def build(**overrides):
-        kw = {"client_id": unique_id(), "server": broker.host, "port": broker.port, **overrides}
-        return make_client(**kw)
-
-    return build
+def new(make_client):
+    """Build a client for the shared broker with some constructor arguments overridden."""
+    return make_client
 
 
 def ctor(**overrides):

@@ -16,7 +16,7 @@ RECONNECT_FAST = {"reconnect_delay": 0.2, "reconnect_max_delay": 1.0}
 @pytest.fixture
 def lost_link(fresh_broker, make_client, inbox, errors, topic):
     """A reconn=False client subscribed to `topic` on fresh_broker, with both callbacks set."""
-    c = make_client(on=fresh_broker, reconn=False, ack_timeout=2.0)
+    c = make_client(broker=fresh_broker, reconn=False, ack_timeout=2.0)
     c.set_callback(inbox.callback)
     c.error_register_cb(errors.callback)
     assert c.connect() == 0
@@ -27,7 +27,7 @@ def lost_link(fresh_broker, make_client, inbox, errors, topic):
 @pytest.fixture
 def reconnecting(fresh_broker, make_client, inbox, errors, client_id):
     """A reconn=True client on fresh_broker with short backoff, both callbacks set."""
-    c = make_client(on=fresh_broker, client_id=client_id, **RECONNECT_FAST)
+    c = make_client(broker=fresh_broker, client_id=client_id, **RECONNECT_FAST)
     c.set_callback(inbox.callback)
     c.error_register_cb(errors.callback)
     assert c.connect() == 0
@@ -127,7 +127,7 @@ def test_wait_msg_waits_across_reconnect(
 @pytest.mark.slow
 def test_no_busy_loop_while_broker_down(fresh_broker, make_client, errors):
     """reconn=True with the broker dead: retrying costs well under 0.5 s CPU over 3 s."""
-    c = make_client(on=fresh_broker)  # default backoff
+    c = make_client(broker=fresh_broker)  # default backoff
     c.error_register_cb(errors.callback)
     assert c.connect() == 0
     fresh_broker.kill()
@@ -152,7 +152,7 @@ def test_unacknowledged_call_returns_false_and_logs(
 ):
     """With the broker dead (reconnecting) or frozen, publish QoS 1 / subscribe return False
     within ack_timeout and log why: never silent, never a hang."""
-    c = make_client(on=fresh_broker, ack_timeout=1.0)
+    c = make_client(broker=fresh_broker, ack_timeout=1.0)
     c.set_callback(inbox.callback)
     c.error_register_cb(errors.callback)
     assert c.connect() == 0
@@ -187,7 +187,7 @@ def test_frozen_broker_detected_by_keepalive_and_pingmaxnum(
     keepalive = 5
     clients = {}
     for extra in (0, 1):
-        c = make_client(on=fresh_broker, keepalive=keepalive, reconn=False, pingmaxnum=extra)
+        c = make_client(broker=fresh_broker, keepalive=keepalive, reconn=False, pingmaxnum=extra)
         c.set_callback(lambda t, m: None)
         assert c.connect() == 0
         assert c.subscribe(topic, 1) is True

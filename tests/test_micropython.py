@@ -13,7 +13,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,11 +28,11 @@ from broker import (
     Mosquitto,
     assert_ctrl_c_interrupts,
     bounded,
-    disconnect_all,
     free_port,
     unique_id,
     wait_until,
 )
+from conftest import Inbox
 
 FAST = 0.2  # robust.DELAY in these tests (the default is 2 s)
 
@@ -62,45 +61,11 @@ CTRL_C_SCRIPT = textwrap.dedent(
 # --------------------------------------------------------------------------- local fixtures
 
 
-class Inbox:
-    """What a set_callback() callback received, in order."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[bytes, bytes]] = []
-
-    def callback(self, topic: bytes, msg: bytes) -> None:
-        self.items.append((topic, msg))
-
-    def payloads(self) -> list[bytes]:
-        return [m for _, m in list(self.items)]
-
-
 @pytest.fixture
-def mp_inbox() -> Inbox:
-    return Inbox()
-
-
-@pytest.fixture
-def make_mp(broker: Mosquitto) -> Iterator[Callable[..., Any]]:
-    """Factory: make_mp(cls=umqtt.simple.MQTTClient, on=broker, **kw); disconnected at teardown."""
-    clients: list[Any] = []
-
-    def make(cls: Any = umqtt.simple.MQTTClient, on: Mosquitto | None = None, **kw: Any) -> Any:
-        target = on or broker
-        kw.setdefault("client_id", unique_id("mp"))
-        c = cls(server=target.host, port=target.port, **kw)
-        clients.append(c)
-        return c
-
-    yield make
-    disconnect_all(clients)
-
-
-@pytest.fixture
-def simple_client(make_mp: Callable[..., Any], mp_inbox: Inbox) -> Any:
-    """A connected umqtt.simple client on the shared broker, recording into mp_inbox."""
-    c = make_mp()
-    c.set_callback(mp_inbox.callback)
+def simple_client(make_client: Callable[..., Any], inbox: Inbox) -> Any:
+    """A connected umqtt.simple client on the shared broker, recording into inbox."""
+    c = make_client(dialect="simple")
+    c.set_callback(inbox.callback)
     assert c.connect() == 0
     return c
 
@@ -169,16 +134,16 @@ def test_constructor_signature_and_defaults(broker):
     c.disconnect()
 
 
-def test_keepalive_zero_is_sent_as_zero(make_mp, broker):
+def test_keepalive_zero_is_sent_as_zero(make_client, broker):
     """The default keepalive=0 reaches the broker as k0 (no keepalive)."""
-    c = make_mp()
+    c = make_client(dialect="simple")
     assert c.connect() == 0
     assert "k0" in broker.connect_flags(c.client_id).split(", ")
 
 
-def test_keepalive_pings_are_automatic(make_mp, broker):
+def test_keepalive_pings_are_automatic(make_client, broker):
     """simple with keepalive=1 pings by itself while idle (MicroPython leaves that to the app)."""
-    c = make_mp(keepalive=1)
+    c = make_client(dialect="simple", keepalive=1)
     assert c.connect() == 0
     since = broker.log_size()
     time.sleep(2.6)
@@ -186,14 +151,14 @@ def test_keepalive_pings_are_automatic(make_mp, broker):
     c.ping()  # still connected
 
 
-def test_connect_returns_session_present(make_mp, broker):
+def test_connect_returns_session_present(make_client, broker):
     """connect(clean_session=True, timeout=None) returns the session-present flag: 0, then 1."""
     params = inspect.signature(umqtt.simple.MQTTClient.connect).parameters
     assert [(n, p.default) for n, p in params.items() if n != "self"] == [
         ("clean_session", True),
         ("timeout", None),
     ]
-    c = make_mp()
+    c = make_client(dialect="simple")
     assert c.connect(clean_session=False) == 0
     c.disconnect()
     assert c.connect(False, timeout=5) == 1
@@ -203,16 +168,18 @@ def test_connect_returns_session_present(make_mp, broker):
     assert "c1" in broker.connect_flags(c.client_id).split(", ")
 
 
-def test_connack_refusal_raises_mqttexception_with_rc(auth_broker, make_mp):
+def test_connack_refusal_raises_mqttexception_with_rc(auth_broker, make_client):
     """A wrong password raises MQTTException with args[0] == 5 (not authorized), not OSError."""
     assert umqtt.simple.MQTTException is umqtt.MQTTException
     assert umqtt.robust.MQTTException is umqtt.MQTTException
-    c = make_mp(on=auth_broker, user=ALICE[0], password="wrong-" + ALICE[1])
+    c = make_client(
+        dialect="simple", broker=auth_broker, user=ALICE[0], password="wrong-" + ALICE[1]
+    )
     with pytest.raises(umqtt.simple.MQTTException) as excinfo:
         bounded(c.connect, 10)
     assert excinfo.value.args[0] == 5
     assert not isinstance(excinfo.value, OSError)
-    ok = make_mp(on=auth_broker, user=ALICE[0], password=ALICE[1])
+    ok = make_client(dialect="simple", broker=auth_broker, user=ALICE[0], password=ALICE[1])
     assert ok.connect() == 0
 
 
@@ -234,9 +201,9 @@ def test_publish_returns_none_and_peer_receives(simple_client, peer, topic, qos)
 
 
 @pytest.mark.parametrize("qos", [0, 1, 2])
-def test_publish_on_dead_link_raises_oserror(fresh_broker, make_mp, topic, qos):
+def test_publish_on_dead_link_raises_oserror(fresh_broker, make_client, topic, qos):
     """publish() after the broker died raises OSError (an MQTTException too), at every QoS."""
-    c = make_mp(on=fresh_broker, ack_timeout=2)
+    c = make_client(dialect="simple", broker=fresh_broker, ack_timeout=2)
     assert c.connect() == 0
     fresh_broker.kill()
     assert wait_until(lambda: link_gone(c), 10)
@@ -245,10 +212,10 @@ def test_publish_on_dead_link_raises_oserror(fresh_broker, make_mp, topic, qos):
     assert isinstance(excinfo.value, umqtt.MQTTException)
 
 
-def test_publish_ack_timeout_on_frozen_broker(fresh_broker, make_mp, topic):
+def test_publish_ack_timeout_on_frozen_broker(fresh_broker, make_client, topic):
     """With the broker frozen, a QoS 1 publish raises OSError after ack_timeout (MicroPython
     would block forever waiting for the PUBACK)."""
-    c = make_mp(on=fresh_broker, ack_timeout=1)
+    c = make_client(dialect="simple", broker=fresh_broker, ack_timeout=1)
     assert c.connect() == 0
     fresh_broker.pause()
     try:
@@ -260,27 +227,27 @@ def test_publish_ack_timeout_on_frozen_broker(fresh_broker, make_mp, topic):
         fresh_broker.resume()
 
 
-def test_subscribe_returns_none_and_delivers(simple_client, mp_inbox, peer, topic):
+def test_subscribe_returns_none_and_delivers(simple_client, inbox, peer, topic):
     """subscribe() returns None once SUBACKed; what the peer then publishes is delivered."""
     assert simple_client.subscribe(topic, 1) is None
     assert simple_client.subscribe(topic=topic + "/kw", qos=0) is None
     peer.publish(topic, b"one", qos=1)
     assert bounded(simple_client.wait_msg, 5) == 0x32
-    assert mp_inbox.items == [(topic.encode(), b"one")]
+    assert inbox.pairs() == [(topic.encode(), b"one")]
 
 
-def test_subscribe_without_callback_asserts(make_mp, topic):
+def test_subscribe_without_callback_asserts(make_client, topic):
     """subscribe() with no callback set raises AssertionError, as micropython-lib does."""
-    c = make_mp()
+    c = make_client(dialect="simple")
     c.connect()
     with pytest.raises(AssertionError):
         c.subscribe(topic)
 
 
-def test_subscribe_refusal_raises_0x80(auth_broker, make_mp, mp_inbox):
+def test_subscribe_refusal_raises_0x80(auth_broker, make_client, inbox):
     """A SUBACK refusal raises MQTTException(0x80) with args[0] == 0x80; the client stays usable."""
-    c = make_mp(on=auth_broker, user=ALICE[0], password=ALICE[1])
-    c.set_callback(mp_inbox.callback)
+    c = make_client(dialect="simple", broker=auth_broker, user=ALICE[0], password=ALICE[1])
+    c.set_callback(inbox.callback)
     assert c.connect() == 0
     with pytest.raises(umqtt.simple.MQTTException) as excinfo:
         bounded(lambda: c.subscribe(FORBIDDEN.replace("#", "x"), 1), 10)
@@ -288,7 +255,7 @@ def test_subscribe_refusal_raises_0x80(auth_broker, make_mp, mp_inbox):
     assert c.subscribe("allowed/" + unique_id(), 1) is None
 
 
-def test_unsubscribe_stops_delivery(simple_client, mp_inbox, peer, topic):
+def test_unsubscribe_stops_delivery(simple_client, inbox, peer, topic):
     """After unsubscribe(), messages on that topic are no longer delivered."""
     marker = topic + "/marker"
     simple_client.subscribe(topic, 1)
@@ -300,10 +267,10 @@ def test_unsubscribe_stops_delivery(simple_client, mp_inbox, peer, topic):
     peer.publish(marker, b"marker", qos=1)
     bounded(simple_client.wait_msg, 5)
     assert simple_client.check_msg() is None
-    assert mp_inbox.items == [(topic.encode(), b"before"), (marker.encode(), b"marker")]
+    assert inbox.pairs() == [(topic.encode(), b"before"), (marker.encode(), b"marker")]
 
 
-def test_wait_msg_one_message_per_call_returns_header(simple_client, mp_inbox, peer, topic):
+def test_wait_msg_one_message_per_call_returns_header(simple_client, inbox, peer, topic):
     """wait_msg() delivers exactly one message per call and returns 0x30 | qos << 1 | retain."""
     simple_client.subscribe(topic, 2)
     for qos in (0, 1, 2):
@@ -311,17 +278,17 @@ def test_wait_msg_one_message_per_call_returns_header(simple_client, mp_inbox, p
     time.sleep(0.3)  # all three are at the client before the first call
     for n, qos in enumerate((0, 1, 2), start=1):
         assert bounded(simple_client.wait_msg, 5) == 0x30 | qos << 1
-        assert mp_inbox.payloads() == [b"q0", b"q1", b"q2"][:n]
+        assert inbox.payloads() == [b"q0", b"q1", b"q2"][:n]
     assert simple_client.check_msg() is None
 
 
-def test_wait_msg_header_has_retain_bit(simple_client, mp_inbox, peer, topic):
+def test_wait_msg_header_has_retain_bit(simple_client, inbox, peer, topic):
     """A retained message delivered on subscribe returns a header with the retain bit (0x33)."""
     peer.publish(topic, b"kept", qos=1, retain=True)
     try:
         simple_client.subscribe(topic, 1)
         assert bounded(simple_client.wait_msg, 5) == 0x33
-        assert mp_inbox.items == [(topic.encode(), b"kept")]
+        assert inbox.pairs() == [(topic.encode(), b"kept")]
     finally:
         peer.publish(topic, b"", qos=1, retain=True)  # clear it from the shared broker
 
@@ -355,10 +322,10 @@ def test_callback_error_propagates_and_nothing_is_lost(simple_client, peer, topi
     assert seen == [b"bad", b"good", b"also good"]
 
 
-def test_wait_msg_raises_oserror_when_broker_killed(fresh_broker, make_mp, mp_inbox, topic):
+def test_wait_msg_raises_oserror_when_broker_killed(fresh_broker, make_client, inbox, topic):
     """A wait_msg() blocked when the broker dies raises OSError, and again on the next call."""
-    c = make_mp(on=fresh_broker)
-    c.set_callback(mp_inbox.callback)
+    c = make_client(dialect="simple", broker=fresh_broker)
+    c.set_callback(inbox.callback)
     c.connect()
     c.subscribe(topic, 1)
     waiter = Bounded(c.wait_msg, "wait_msg")
@@ -370,10 +337,10 @@ def test_wait_msg_raises_oserror_when_broker_killed(fresh_broker, make_mp, mp_in
         bounded(c.wait_msg, 5)
 
 
-def test_simple_does_not_reconnect(fresh_broker, make_mp, topic):
+def test_simple_does_not_reconnect(fresh_broker, make_client, topic):
     """simple never reconnects by itself: after a broker restart publish() raises OSError until
     connect() is called again."""
-    c = make_mp(on=fresh_broker, ack_timeout=2)
+    c = make_client(dialect="simple", broker=fresh_broker, ack_timeout=2)
     assert c.connect() == 0
     fresh_broker.kill()
     assert wait_until(lambda: link_gone(c), 10)
@@ -390,7 +357,7 @@ def test_simple_does_not_reconnect(fresh_broker, make_mp, topic):
     c.ping()
 
 
-def test_tls_verifies_server_by_default(tmp_path, make_mp):
+def test_tls_verifies_server_by_default(tmp_path, make_client):
     """ssl=True verifies the server certificate: an unknown CA fails (OSError); giving the CA in
     ssl_params works (devices never verify)."""
     trustme = pytest.importorskip("trustme")
@@ -402,10 +369,12 @@ def test_tls_verifies_server_by_default(tmp_path, make_mp):
     ca.cert_pem.write_to_path(str(ca_file))
     tls = Mosquitto(tmp_path, extra_config=[f"certfile {chain}", f"keyfile {key}"])
     try:
-        untrusting = make_mp(on=tls, ssl=True)
+        untrusting = make_client(dialect="simple", broker=tls, ssl=True)
         with pytest.raises(OSError):
             bounded(untrusting.connect, 15)
-        trusting = make_mp(on=tls, ssl=True, ssl_params={"ca_certs": str(ca_file)})
+        trusting = make_client(
+            dialect="simple", broker=tls, ssl=True, ssl_params={"ca_certs": str(ca_file)}
+        )
         assert bounded(trusting.connect, 15) == 0
         trusting.disconnect()
     finally:
@@ -441,10 +410,10 @@ def test_robust_log_prints_only_when_debug(capsys):
     assert lines == [f"mqtt reconnect: {OSError(-1)!r}", f"mqtt: {OSError(-1)!r}"]
 
 
-def test_robust_publish_survives_broker_restart(fresh_broker, make_mp, make_peer, topic):
+def test_robust_publish_survives_broker_restart(fresh_broker, make_client, make_peer, topic):
     """robust publish() across a broker kill + restart reconnects, retries and returns None; the
     broker has the message (a retained one, seen by a peer connecting afterwards)."""
-    c = make_mp(cls=Robust, on=fresh_broker, ack_timeout=2)
+    c = make_client(client_class=Robust, broker=fresh_broker, ack_timeout=2)
     assert c.connect() == 0
     fresh_broker.kill()
     timer = restart_later(fresh_broker)
@@ -482,11 +451,11 @@ class Resubscribing(Robust):
             self.topics.append(topic)
 
 
-def test_robust_wait_msg_waits_across_restart(fresh_broker, make_mp, make_peer, mp_inbox, topic):
+def test_robust_wait_msg_waits_across_restart(fresh_broker, make_client, make_peer, inbox, topic):
     """robust wait_msg() keeps waiting across a broker restart and delivers a message published
     after it (the subclass re-subscribes in connect(): the restarted broker lost the session)."""
-    c = make_mp(cls=Resubscribing, on=fresh_broker, ack_timeout=2)
-    c.set_callback(mp_inbox.callback)
+    c = make_client(client_class=Resubscribing, broker=fresh_broker, ack_timeout=2)
+    c.set_callback(inbox.callback)
     assert c.connect() is False
     c.subscribe(topic)
     waiter = Bounded(c.wait_msg, "robust-wait_msg")
@@ -501,10 +470,10 @@ def test_robust_wait_msg_waits_across_restart(fresh_broker, make_mp, make_peer, 
     assert not waiter.done
     make_peer(fresh_broker).publish(topic, b"after restart", qos=1)
     assert waiter.join(10) == 0x30  # subscribe(topic) is QoS 0
-    assert mp_inbox.items == [(topic.encode(), b"after restart")]
+    assert inbox.pairs() == [(topic.encode(), b"after restart")]
 
 
-def test_robust_reconnect_calls_overridden_connect(broker, make_mp, make_peer, topic):
+def test_robust_reconnect_calls_overridden_connect(broker, make_client, make_peer, topic):
     """reconnect() calls the subclass's connect(False), so a last will set inside it is used."""
     calls: list[bool] = []
 
@@ -514,7 +483,7 @@ def test_robust_reconnect_calls_overridden_connect(broker, make_mp, make_peer, t
             self.set_last_will(topic, b"gone", qos=1)
             return super().connect(clean_session, timeout)
 
-    c = make_mp(cls=WithWill)
+    c = make_client(client_class=WithWill)
     assert c.connect() == 0
     c.disconnect()
     since = broker.log_size()
@@ -538,11 +507,11 @@ def test_robust_reconnect_calls_overridden_connect(broker, make_mp, make_peer, t
         thief.loop_stop()
 
 
-def test_robust_check_msg(fresh_broker, make_mp, mp_inbox, topic):
+def test_robust_check_msg(fresh_broker, make_client, inbox, topic):
     """check_msg(attempts=2) returns None when idle, and reconnects (connect(False)) on OSError."""
     assert inspect.signature(umqtt.robust.MQTTClient.check_msg).parameters["attempts"].default == 2
-    c = make_mp(cls=Robust, on=fresh_broker, ack_timeout=2)
-    c.set_callback(mp_inbox.callback)
+    c = make_client(client_class=Robust, broker=fresh_broker, ack_timeout=2)
+    c.set_callback(inbox.callback)
     assert c.connect() == 0
     started = time.monotonic()
     assert c.check_msg() is None
@@ -557,14 +526,14 @@ def test_robust_check_msg(fresh_broker, make_mp, mp_inbox, topic):
     c.ping()  # connected again
     c.subscribe(topic, 1)
     c.publish(topic, b"back", qos=1)
-    assert wait_until(lambda: c.check_msg() or mp_inbox.items, 5)
-    assert mp_inbox.items == [(topic.encode(), b"back")]
+    assert wait_until(lambda: c.check_msg() or inbox.items, 5)
+    assert inbox.pairs() == [(topic.encode(), b"back")]
 
 
-def test_robust_does_not_catch_mqttexception(auth_broker, make_mp, mp_inbox):
+def test_robust_does_not_catch_mqttexception(auth_broker, make_client, inbox):
     """robust does not retry an MQTTException (a SUBACK refusal propagates at once)."""
-    c = make_mp(cls=Robust, on=auth_broker, user=ALICE[0], password=ALICE[1])
-    c.set_callback(mp_inbox.callback)
+    c = make_client(client_class=Robust, broker=auth_broker, user=ALICE[0], password=ALICE[1])
+    c.set_callback(inbox.callback)
     assert c.connect() == 0
     with pytest.raises(umqtt.MQTTException) as excinfo:
         bounded(lambda: c.subscribe(FORBIDDEN.replace("#", "y"), 0), 10)
@@ -575,11 +544,11 @@ def test_robust_does_not_catch_mqttexception(auth_broker, make_mp, mp_inbox):
 
 
 @pytest.mark.parametrize("cls", [umqtt.simple.MQTTClient, Robust], ids=["simple", "robust"])
-def test_wait_msg_while_other_threads_publish(make_mp, mp_inbox, peer, topic, cls):
+def test_wait_msg_while_other_threads_publish(make_client, inbox, peer, topic, cls):
     """wait_msg() on a reader thread while 3 threads publish QoS 0/1/2 on the same client: every
     publish returns None and every message is delivered once."""
-    c = make_mp(cls=cls)
-    c.set_callback(mp_inbox.callback)
+    c = make_client(client_class=cls)
+    c.set_callback(inbox.callback)
     c.connect()
     c.subscribe(topic + "/#", 2)
     peer.subscribe(topic + "/#")
@@ -589,7 +558,7 @@ def test_wait_msg_while_other_threads_publish(make_mp, mp_inbox, peer, topic, cl
     }
 
     def read_all() -> None:
-        while len(mp_inbox.items) < len(expected):
+        while len(inbox.items) < len(expected):
             c.wait_msg()
 
     def publish_all(q: int) -> list[Any]:
@@ -600,8 +569,8 @@ def test_wait_msg_while_other_threads_publish(make_mp, mp_inbox, peer, topic, cl
     for publisher in publishers:
         assert publisher.join(30) == [None] * per_thread
     reader.join(30)
-    assert set(mp_inbox.items) == expected
-    assert len(mp_inbox.items) == len(expected)
+    assert set(inbox.pairs()) == expected
+    assert len(inbox.items) == len(expected)
     assert wait_until(lambda: len(peer.received()) >= len(expected), 5)
 
 

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import pytest
 import umqtt
+import umqtt.robust
 from umqtt import testing
 
 pytest_plugins = ["pytester"]
@@ -128,11 +129,13 @@ def test_password_auth_and_mutual_tls(pytester: pytest.Pytester) -> None:
 
 
 def test_client_factory_disconnects_at_teardown(pytester: pytest.Pytester) -> None:
-    """Every client the factory made sends DISCONNECT after its test, passed or failed; a failed
-    test's report carries the tail of the broker log."""
+    """Every client the factory made sends DISCONNECT after its test, passed or failed (an
+    asyncio client too, made unconnected); a failed test's report carries the tail of the broker
+    log."""
     result = run(
         pytester,
         """
+        import asyncio
         import json
         from pathlib import Path
 
@@ -140,6 +143,9 @@ def test_client_factory_disconnects_at_teardown(pytester: pytest.Pytester) -> No
             Path("broker.json").write_text(json.dumps({"log": str(mqtt_broker.log_path)}))
             mqtt_client(client_id="plugin-teardown-quecpython")
             mqtt_client(client_id="plugin-teardown-robust", dialect="robust")
+            aio = mqtt_client(client_id="plugin-teardown-aio", dialect="aio")
+            assert aio.get_mqttsta() == -1  # returned unconnected
+            assert asyncio.run(aio.connect()) == 0
             assert not mqtt_broker.log_lines("Received DISCONNECT")
 
         def test_fails(mqtt_client):
@@ -150,7 +156,7 @@ def test_client_factory_disconnects_at_teardown(pytester: pytest.Pytester) -> No
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*mosquitto log (mqtt_broker, last 60 lines)*"])
     log = Path(json.loads((pytester.path / "broker.json").read_text())["log"]).read_text()
-    for dialect in ("quecpython", "robust", "simple"):
+    for dialect in ("quecpython", "robust", "aio", "simple"):
         assert f"Received DISCONNECT from plugin-teardown-{dialect}" in log, log[-3000:]
 
 
@@ -212,6 +218,46 @@ def test_client_factory_in_this_suite(
 def test_unknown_dialect_is_refused(mqtt_client: Callable[..., Any]) -> None:
     with pytest.raises(ValueError, match="dialect"):
         mqtt_client(dialect="paho")
+
+
+class QuickRobust(umqtt.robust.MQTTClient):
+    DELAY = 0.1
+
+
+def test_client_class_makes_a_subclass_of_a_dialect(
+    mqtt_broker: testing.Mosquitto, mqtt_client: Callable[..., Any]
+) -> None:
+    """client_class= makes the test's own subclass, connected like its dialect's client."""
+    client = mqtt_client(client_class=QuickRobust, client_id=testing.unique_id("own-class"))
+    assert type(client) is QuickRobust
+    assert "c1" in mqtt_broker.connect_flags(client.client_id).split(", ")
+    assert type(mqtt_client(client_class=umqtt.MQTTClient, dialect="quecpython")) is (
+        umqtt.MQTTClient
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "words"),
+    [
+        pytest.param({"client_class": dict}, TypeError, "subclass", id="not-a-client"),
+        pytest.param({"client_class": "robust"}, TypeError, "subclass", id="not-a-class"),
+        pytest.param(
+            {"client_class": QuickRobust, "dialect": "quecpython"},
+            ValueError,
+            "not of dialect",
+            id="class-of-another-dialect",
+        ),
+        pytest.param({"dialect": "aio", "connect": True}, ValueError, "await", id="aio-connect"),
+        pytest.param(
+            {"dialect": "aio", "callback": print}, ValueError, "messages", id="aio-callback"
+        ),
+    ],
+)
+def test_options_that_cannot_work_are_refused(
+    mqtt_client: Callable[..., Any], options: dict[str, Any], error: type[Exception], words: str
+) -> None:
+    with pytest.raises(error, match=words):
+        mqtt_client(**options)
 
 
 def test_tls_without_trustme_says_how_to_install_it(

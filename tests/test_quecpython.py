@@ -22,6 +22,7 @@ from broker import (
     Bounded,
     Mosquitto,
     bounded,
+    disconnect_all,
     free_port,
     unique_id,
     wait_until,
@@ -54,15 +55,18 @@ def as_kind(text: str, kind: type):
 # --------------------------------------------------------------------------- constructor
 
 
-def test_positional_arguments_follow_device_order(auth_broker, make_client, client_id):
+def test_positional_arguments_follow_device_order(auth_broker, client_id):
     """All 13 constructor arguments work positionally, in the device's order."""
     user, password = ALICE
-    c = make_client(
+    c = umqtt.MQTTClient(
         client_id, auth_broker.host, auth_broker.port, user, password, 17,
         False, {}, False, 4, 0, False, 0,
     )  # fmt: skip
-    assert c.connect() == 0
-    assert auth_broker.connect_flags(client_id) == f"p2, c1, k17, u'{user}'"
+    try:
+        assert c.connect() == 0
+        assert auth_broker.connect_flags(client_id) == f"p2, c1, k17, u'{user}'"
+    finally:
+        disconnect_all([c])
 
 
 def test_keyword_argument_names(auth_broker, make_client, client_id):
@@ -181,7 +185,7 @@ def test_device_only_options_accepted(make_client):
 
 def test_wrong_password_raises_connect_error_rc5(auth_broker, make_client):
     """A CONNACK refusal raises MQTTConnectError (a ValueError and MQTTException) with rc 5."""
-    c = make_client(on=auth_broker, user=ALICE[0], password="wrong")
+    c = make_client(broker=auth_broker, user=ALICE[0], password="wrong")
     with pytest.raises(umqtt.MQTTConnectError) as excinfo:
         bounded(c.connect, 15)
     err = excinfo.value
@@ -233,10 +237,10 @@ def test_silent_server_times_out(make_client):
 def test_password_never_logged_or_in_repr(auth_broker, make_client, umqtt_log):
     """Passwords appear neither in logs, nor in repr(client), nor in connect errors."""
     user, password = BOB
-    good = make_client(on=auth_broker, user=user, password=password)
+    good = make_client(broker=auth_broker, user=user, password=password)
     assert good.connect() == 0
     assert good.publish("umqtt-test/secrets", b"x", qos=1) is True
-    bad = make_client(on=auth_broker, user=user, password=password + "-wrong")
+    bad = make_client(broker=auth_broker, user=user, password=password + "-wrong")
     with pytest.raises(umqtt.MQTTConnectError) as excinfo:
         bad.connect()
     for text in (umqtt_log.text(), repr(good), repr(bad), str(excinfo.value), repr(excinfo.value)):
@@ -392,7 +396,7 @@ def test_subscribe_long_topics(client, inbox, peer, topic, length):
 
 def test_subscribe_refusal_returns_false_and_logs(auth_broker, make_client, inbox, umqtt_log):
     """A SUBACK 0x80 makes subscribe() return False, logs a warning, and the client goes on."""
-    c = make_client(on=auth_broker, user=ALICE[0], password=ALICE[1])
+    c = make_client(broker=auth_broker, user=ALICE[0], password=ALICE[1])
     c.set_callback(inbox.callback)
     assert c.connect() == 0
     assert c.subscribe(f"forbidden/{unique_id()}", 1) is False

@@ -265,7 +265,7 @@ def test_graceful_restart_during_2000_qos1_publishes_loses_nothing_acknowledged(
     reconnect) and every one reaches a subscriber with a persistent session."""
     b = make_broker(persistent=True)
     durable = make_peer(b, kind=DurablePeer, topic=topic)
-    c = make_client(on=b, **FAST)
+    c = make_client(broker=b, **FAST)
     c.error_register_cb(notices.callback)
     assert c.connect() == 0
 
@@ -313,7 +313,7 @@ def test_kill_9_mid_stream_reconnects_and_subscriptions_work_again(
     persistent session again), re-subscribes by itself, every publish returns True, and every
     message acknowledged by the new broker comes back to it."""
     got: list[bytes] = []
-    c = make_client(on=fresh_broker, client_id=client_id, **FAST)
+    c = make_client(broker=fresh_broker, client_id=client_id, **FAST)
     c.set_callback(lambda t, m: got.append(m))
     c.error_register_cb(notices.callback)
     assert c.connect(clean_session=False) == 0
@@ -361,7 +361,7 @@ def test_frozen_broker_loss_reported_within_15s_then_recovers(
 ):
     """SIGSTOP with keepalive=5: reconn=True reports the loss (reconnect_start, state 1) within
     15 s; after SIGCONT it reconnects, receives on its subscription and publishes again."""
-    c = make_client(on=fresh_broker, keepalive=5, connect_timeout=5.0, **FAST)
+    c = make_client(broker=fresh_broker, keepalive=5, connect_timeout=5.0, **FAST)
     c.set_callback(inbox.callback)
     c.error_register_cb(notices.callback)
     assert c.connect() == 0
@@ -402,7 +402,7 @@ def test_reader_and_four_publishers_across_a_restart(
     publishers, per_publisher = 4, 500
     b = make_broker(persistent=True)
     got: list[bytes] = []
-    c = make_client(on=b, client_id=unique_id("durable"), **FAST)
+    c = make_client(broker=b, client_id=unique_id("durable"), **FAST)
     c.set_callback(lambda t, m: got.append(m))
     c.error_register_cb(notices.callback)
     assert c.connect(clean_session=False) == 0
@@ -474,7 +474,7 @@ def test_retrying_without_a_broker_costs_under_5_percent_of_a_core(
     gone (port closed), and umqtt.robust's reconnect() loop against a port nothing ever listened
     on, both retrying for 10 s, cost the process under 0.5 s of CPU. Both really retry: robust
     counts its attempts, and the first client reconnects once a broker listens again."""
-    c = make_client(on=fresh_broker)
+    c = make_client(broker=fresh_broker)
     c.error_register_cb(notices.callback)
     assert c.connect() == 0
     fresh_broker.kill()
@@ -503,8 +503,8 @@ def test_two_clients_with_the_same_id_are_warned_about(
 ):
     """Two reconn=True clients with one client id take the session from each other; umqtt logs
     a warning naming the likely cause and the id."""
-    first = make_client(on=fresh_broker, client_id=client_id, **FAST)
-    second = make_client(on=fresh_broker, client_id=client_id, **FAST)
+    first = make_client(broker=fresh_broker, client_id=client_id, **FAST)
+    second = make_client(broker=fresh_broker, client_id=client_id, **FAST)
     assert first.connect() == 0
     assert second.connect() == 0
 
@@ -530,7 +530,7 @@ def test_soak_one_million_qos0_messages_keeps_memory_flat(
     """1,000,000 QoS 0 publishes of 64 bytes to a topic nobody subscribes to: all return True,
     and resident memory, sampled every 100,000 after a warm-up of 100,000, grows < 20 MB."""
     b = make_broker(quiet=True)
-    c = make_client(on=b)
+    c = make_client(broker=b)
     assert c.connect() == 0
     topic, payload, block = f"umqtt-test/soak/{unique_id()}", bytes(range(64)), 100_000
     publish = c.publish
@@ -649,7 +649,7 @@ def test_qos1_publish_to_an_own_subscription_is_not_held_by_delayed_acks(
     publish until that ACK. Measured before the quick-ACK patch: 40 publishes in 1.76 s (0.90 s
     with the messages left unread); after: under 10 ms. The bound, 0.4 s, is far from both."""
     nagle = mqtt_broker_factory(extra_config=["set_tcp_nodelay false"])
-    c = make_client(on=nagle)
+    c = make_client(broker=nagle)
     c.set_callback(inbox.callback)
     assert c.connect() == 0
     assert c.subscribe(topic, 1) is True
@@ -676,11 +676,11 @@ def test_a_message_the_client_does_not_answer_is_acknowledged_within_millisecond
     a umqtt client too: paho leaves Nagle's algorithm on, which holds its own second publish."""
     nagle = mqtt_broker_factory(extra_config=["set_tcp_nodelay false"])
     arrivals: list[float] = []
-    c = make_client(on=nagle)
+    c = make_client(broker=nagle)
     c.set_callback(lambda t, m: arrivals.append(time.monotonic()))
     assert c.connect() == 0
     assert c.subscribe(topic, 0) is True
-    publisher = make_client(on=nagle)
+    publisher = make_client(broker=nagle)
     assert publisher.connect() == 0
 
     def pump(count: int) -> None:
@@ -714,7 +714,7 @@ def test_disconnect_waits_for_qos1_publishes_in_flight_on_other_threads(
     DISCONNECT."""
     peer = make_peer(fresh_broker)
     peer.subscribe(topic, 1)
-    c = make_client(on=fresh_broker, client_id=client_id)
+    c = make_client(broker=fresh_broker, client_id=client_id)
     assert c.connect() == 0
     mark = fresh_broker.log_size()
     fresh_broker.pause()
@@ -755,7 +755,7 @@ def test_disconnect_during_four_qos1_streams_loses_nothing_acknowledged(
     fresh_broker = make_broker()
     peer = make_peer(fresh_broker)
     peer.subscribe(f"{topic}/#", 1)
-    c = make_client(on=fresh_broker, client_id=client_id)
+    c = make_client(broker=fresh_broker, client_id=client_id)
     assert c.connect() == 0
     mark = fresh_broker.log_size()
     outcomes: list[tuple[bytes, object]] = []
@@ -808,7 +808,7 @@ def test_disconnect_right_after_10000_qos0_publishes_delivers_them_all(
     b = make_broker()
     peer = make_peer(b)
     peer.subscribe(topic, 0)
-    c = make_client(on=b, client_id=client_id)
+    c = make_client(broker=b, client_id=client_id)
     assert c.connect() == 0
     mark = b.log_size()
     sent = [b"%05d" % n for n in range(10_000)]
@@ -870,7 +870,7 @@ def test_publish_during_an_outage_waits_up_to_ack_timeout(
     """reconn=True with the broker down: publish() at QoS 0, 1 and 2 waits for the link for
     ack_timeout (5 s), then returns False; when the broker comes back within ack_timeout, the
     waiting publishes go out and return True."""
-    c = make_client(on=fresh_broker, client_id=client_id, ack_timeout=5.0, **FAST)
+    c = make_client(broker=fresh_broker, client_id=client_id, ack_timeout=5.0, **FAST)
     c.error_register_cb(notices.callback)
     assert c.connect() == 0
     fresh_broker.kill()
@@ -906,7 +906,7 @@ def test_reconn_false_reports_the_reason_and_wait_msg_raises(
     """reconn=False, the broker stopped (it closes the connection): the error callback gets
     the reason, the blocked wait_msg() raises MQTTConnectionLost naming the broker and the same
     reason, get_mqttsta() is 2, and nothing reconnects when the broker is back."""
-    c = make_client(on=fresh_broker, client_id=client_id, reconn=False)
+    c = make_client(broker=fresh_broker, client_id=client_id, reconn=False)
     c.set_callback(lambda t, m: None)
     c.error_register_cb(notices.callback)
     assert c.connect() == 0

@@ -35,7 +35,6 @@ import wire
 from broker import (
     Bounded,
     Mosquitto,
-    disconnect_all,
     free_port,
     port_accepts,
     unique_id,
@@ -285,10 +284,10 @@ def tls_broker(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[T
 
 
 @pytest.fixture
-def tls_client(tls_broker: TlsMosquitto) -> Iterator[Callable[..., Any]]:
+def tls_client(tls_broker: TlsMosquitto, make_client: Callable[..., Any]) -> Callable[..., Any]:
     """tls_client(listener, ssl_params, dialect="quecpython", ssl=True, **kw): an unconnected
-    client for `tls_broker`'s `listener`; all are disconnected at teardown."""
-    made: list[Any] = []
+    client for `tls_broker`'s `listener` (connect_timeout 10 s; reconn=False in the QuecPython
+    dialect); all are disconnected at teardown."""
 
     def make(
         listener: str,
@@ -298,17 +297,20 @@ def tls_client(tls_broker: TlsMosquitto) -> Iterator[Callable[..., Any]]:
         server: str = "127.0.0.1",
         **kw: Any,
     ) -> Any:
-        cls = DIALECTS[dialect]
-        port = tls_broker.ports[listener]
         kw.setdefault("connect_timeout", 10.0)
         if dialect == "quecpython":
             kw.setdefault("reconn", False)
-        c = cls(unique_id(), server, port, ssl=ssl, ssl_params=ssl_params, **kw)
-        made.append(c)
-        return c
+        return make_client(
+            broker=tls_broker,
+            dialect=dialect,
+            server=server,
+            port=tls_broker.ports[listener],
+            ssl=ssl,
+            ssl_params=ssl_params,
+            **kw,
+        )
 
-    yield make
-    disconnect_all(made)
+    return make
 
 
 def connect(client: Any) -> None:

@@ -20,8 +20,10 @@ Fixtures:
     the test ends.
 ``mqtt_client`` (function)
     ``mqtt_client(**kwargs)`` returns a connected ``umqtt.MQTTClient`` (or the ``umqtt.simple`` /
-    ``umqtt.robust`` client with ``dialect="simple"`` / ``"robust"``) to ``mqtt_broker``, or to
-    ``broker=``; every client it made is disconnected when the test ends.
+    ``umqtt.robust`` client with ``dialect="simple"`` / ``"robust"``, or a class of your own
+    with ``client_class=``) to ``mqtt_broker``, or to ``broker=``; ``dialect="aio"`` returns a
+    ``umqtt.aio.MQTTClient`` for the test to connect with ``await``. Every client it made is
+    disconnected when the test ends.
 
 When mosquitto is not installed, tests that use these fixtures are skipped, and the skip reason
 says how to install it. When a test fails, the tail of the log of every broker it used is added
@@ -50,8 +52,14 @@ __all__ = [
 
 LOG_TAIL_LINES = 60
 _DISCONNECT_TIMEOUT = 10.0
-# dialect -> the module whose MQTTClient it is (imported only when a test asks for it)
-_DIALECTS = {"quecpython": "umqtt", "simple": "umqtt.simple", "robust": "umqtt.robust"}
+# dialect -> the module whose MQTTClient it is (imported only when a test asks for it). A
+# subclass of umqtt.robust's client is one of umqtt.simple's too: the first match names it.
+_DIALECTS = {
+    "aio": "umqtt.aio",
+    "robust": "umqtt.robust",
+    "simple": "umqtt.simple",
+    "quecpython": "umqtt",
+}
 # The brokers a test used through the factories, by name, for the failure report.
 _BROKERS_OF_TEST = pytest.StashKey["list[tuple[str, Mosquitto]]"]()
 
@@ -75,13 +83,33 @@ class ClientFactory(Protocol):
         self,
         *,
         broker: Mosquitto | None = None,
-        dialect: str = "quecpython",
+        dialect: str | None = None,
+        client_class: type[Any] | None = None,
         tls: bool = False,
         callback: Callable[[bytes, bytes], Any] | None = None,
-        connect: bool = True,
+        connect: bool | None = None,
         clean_session: bool = True,
         **kwargs: Any,
     ) -> Any: ...
+
+
+def _client_class(dialect: str | None, client_class: type[Any] | None) -> tuple[str, type[Any]]:
+    """The dialect and the class of the client to make, from what the test gave."""
+    if client_class is None:
+        name = "quecpython" if dialect is None else dialect
+        if name not in _DIALECTS:
+            raise ValueError(f"dialect must be one of {', '.join(_DIALECTS)}; not {name!r}")
+        return name, importlib.import_module(_DIALECTS[name]).MQTTClient
+    for name, module in _DIALECTS.items():
+        if isinstance(client_class, type) and issubclass(
+            client_class, importlib.import_module(module).MQTTClient
+        ):
+            if dialect not in (None, name):
+                raise ValueError(f"client_class {client_class!r} is not of dialect {dialect!r}")
+            return name, client_class
+    raise TypeError(
+        f"client_class must be a subclass of one of the dialects' MQTTClient; not {client_class!r}"
+    )
 
 
 def _start_broker(tmp_path_factory: pytest.TempPathFactory, **options: Any) -> Mosquitto:
@@ -132,12 +160,17 @@ def mqtt_client(
     """``mqtt_client(**kwargs)``: a connected umqtt client, disconnected when the test ends.
 
     broker: the broker to use (default: ``mqtt_broker``).
-    dialect: "quecpython" (``umqtt.MQTTClient``, the default), "simple" (``umqtt.simple``) or
-        "robust" (``umqtt.robust``).
+    dialect: "quecpython" (``umqtt.MQTTClient``, the default), "simple" (``umqtt.simple``),
+        "robust" (``umqtt.robust``) or "aio" (``umqtt.aio``).
+    client_class: the class to make instead, a subclass of a dialect's MQTTClient (your own
+        ``umqtt.robust`` client, say); its dialect is the one it derives from.
     tls: connect to the broker's TLS listener, trusting its CA (and presenting the client
         certificate when the listener requires one).
-    callback: passed to ``set_callback`` before connecting.
-    connect: False returns the client unconnected (it is still disconnected at the end).
+    callback: passed to ``set_callback`` before connecting (not for "aio": read
+        ``client.messages()``).
+    connect: False returns the client unconnected (it is still disconnected at the end). An
+        "aio" client is always returned unconnected, for ``await client.connect()`` or
+        ``async with client``; its ``disconnect()`` is awaited at the end.
     clean_session: passed to ``connect()``.
     Other keyword arguments go to the client's constructor; ``client_id`` defaults to a fresh
     one, ``server``/``port`` to the broker's, ``user``/``password`` to the broker's first user.
@@ -149,17 +182,26 @@ def mqtt_client(
     def make(
         *,
         broker: Mosquitto | None = None,
-        dialect: str = "quecpython",
+        dialect: str | None = None,
+        client_class: type[Any] | None = None,
         tls: bool = False,
         callback: Callable[[bytes, bytes], Any] | None = None,
-        connect: bool = True,
+        connect: bool | None = None,
         clean_session: bool = True,
         **kwargs: Any,
     ) -> Any:
         from .testing import unique_id
 
-        if dialect not in _DIALECTS:
-            raise ValueError(f"dialect must be one of {', '.join(_DIALECTS)}; not {dialect!r}")
+        dialect, cls = _client_class(dialect, client_class)
+        if dialect == "aio":
+            if connect:
+                raise ValueError(
+                    "an asyncio client is connected by the test: `await client.connect()` or "
+                    "`async with client`; leave connect out"
+                )
+            if callback is not None:
+                raise ValueError("an asyncio client has no callback: read client.messages()")
+            connect = False
         target: Mosquitto = broker if broker is not None else request.getfixturevalue("mqtt_broker")
         _note_broker(request, "mqtt_broker" if broker is None else "mqtt_client's broker", target)
         if tls:
@@ -173,11 +215,11 @@ def mqtt_client(
         kwargs.setdefault("port", target.port)
         kwargs.setdefault("user", target.username)
         kwargs.setdefault("password", target.password)
-        client = importlib.import_module(_DIALECTS[dialect]).MQTTClient(**kwargs)
+        client = cls(**kwargs)
         made.append(client)
         if callback is not None:
             client.set_callback(callback)
-        if connect:
+        if connect is not False:
             client.connect(clean_session)
         return client
 

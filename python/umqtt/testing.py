@@ -25,9 +25,11 @@ This module imports nothing of umqtt's native core and does not need pytest.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import base64
 import hashlib
+import inspect
 import json
 import os
 import re
@@ -39,7 +41,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Callable, Union
@@ -100,11 +102,14 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: flo
 
 def disconnect_all(clients: Iterable[Any], timeout: float = 10.0) -> None:
     """disconnect() every client, in parallel, all within `timeout` seconds; errors are ignored
-    (a test may have disconnected or broken a client itself). For fixture teardown."""
+    (a test may have disconnected or broken a client itself). For fixture teardown. An asyncio
+    client's disconnect() is awaited on an event loop of the teardown thread's own."""
 
     def disconnect(client: Any) -> None:
         try:
-            client.disconnect()
+            ending = client.disconnect()
+            if inspect.isawaitable(ending):
+                asyncio.run(_awaited(ending))
         except Exception:
             pass
 
@@ -117,6 +122,10 @@ def disconnect_all(clients: Iterable[Any], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     for t in threads:
         t.join(max(0.0, deadline - time.monotonic()))
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> None:
+    await awaitable
 
 
 def free_port(host: str = "127.0.0.1") -> int:
