@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any, Callable, TypeVar
 
 import pytest
@@ -47,6 +48,7 @@ __all__ = [
     "free_port",
     "port_accepts",
     "rss_bytes",
+    "tracked",
     "unique_id",
     "wait_until",
 ]
@@ -56,6 +58,21 @@ T = TypeVar("T")
 ALICE = ("alice", "secret")  # the auth_broker's users
 BOB = ("bob", "b0b-pw-7f3c9e")  # a password that cannot occur in a log by chance
 FORBIDDEN = "forbidden/#"  # the auth_broker refuses SUBSCRIBE to this filter
+
+
+def tracked(make: Callable[..., T], close: Callable[[T], Any]) -> Iterator[Callable[..., T]]:
+    """The body of a factory fixture (`yield from tracked(make, close)`): the test gets a
+    function that calls `make` and keeps what it made; each is `close`d at teardown."""
+    made: list[T] = []
+
+    def factory(*args: Any, **kwargs: Any) -> T:
+        thing = make(*args, **kwargs)
+        made.append(thing)
+        return thing
+
+    yield factory
+    for thing in made:
+        close(thing)
 
 
 def rss_bytes() -> int:

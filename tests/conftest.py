@@ -19,11 +19,12 @@ from broker import (
     FORBIDDEN,
     Mosquitto,
     as_bytes,
+    tracked,
     unique_id,
     wait_until,
 )
 from umqtt.pytest_plugin import ClientFactory
-from wire import CONNACK_ACCEPTED, Script, ScriptedBroker
+from wire import ScriptedBroker
 
 # --------------------------------------------------------------------------- brokers
 # The plugin umqtt.pytest_plugin (shipped in the wheel, loaded through its pytest11 entry point)
@@ -62,16 +63,7 @@ def fresh_broker(mqtt_broker_factory: Callable[..., Mosquitto]) -> Mosquitto:
 def scripted_broker() -> Iterator[Callable[..., ScriptedBroker]]:
     """scripted_broker(script=None, handshake=CONNACK_ACCEPTED): a fake broker for one
     connection, for what mosquitto will not do (tests/wire.py); closed at teardown."""
-    made: list[ScriptedBroker] = []
-
-    def make(script: Script | None = None, handshake: bytes | None = CONNACK_ACCEPTED) -> Any:
-        fake = ScriptedBroker(script, handshake)
-        made.append(fake)
-        return fake
-
-    yield make
-    for fake in made:
-        fake.close()
+    yield from tracked(ScriptedBroker, ScriptedBroker.close)
 
 
 # --------------------------------------------------------------------------- names
@@ -168,16 +160,11 @@ class Peer:
 def make_peer() -> Iterator[Callable[..., Peer]]:
     """Factory for paho peers: make_peer(broker, username=None, password=None), or
     make_peer(broker, kind=SomePeerSubclass, **its_arguments)."""
-    peers: list[Peer] = []
 
     def make(broker: Mosquitto, kind: type[Peer] = Peer, **kw: Any) -> Peer:
-        p = kind(broker, **kw)
-        peers.append(p)
-        return p
+        return kind(broker, **kw)
 
-    yield make
-    for p in peers:
-        p.close()
+    yield from tracked(make, Peer.close)
 
 
 @pytest.fixture

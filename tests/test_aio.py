@@ -77,6 +77,11 @@ def next_message(client: MQTTClient) -> Awaitable[Message]:
     return client.messages().__anext__()
 
 
+def fields(m: Message) -> tuple[str, bytes, int, bool, bool]:
+    """(topic, payload, qos, retain, dup) of a message."""
+    return (m.topic, m.payload, m.qos, m.retain, m.dup)
+
+
 def os_threads() -> int:
     """Threads of this process as the kernel sees them (Python and native alike)."""
     return len(os.listdir("/proc/self/task"))
@@ -159,26 +164,14 @@ async def test_round_trip_at_every_qos(make_aio, peer, topic, qos):
         peer.subscribe(topic)
         assert await client.publish(topic, b"from aio", qos=qos) is None
         [own] = await receive(client)
-        assert (own.topic, own.payload, own.qos, own.retain, own.dup) == (
-            topic,
-            b"from aio",
-            qos,
-            False,
-            False,
-        )
+        assert fields(own) == (topic, b"from aio", qos, False, False)
         assert type(own.topic) is str and type(own.payload) is bytes
         [seen] = await in_thread(peer.wait_for, topic)
         assert (seen.payload, seen.qos) == (b"from aio", qos)
 
         await in_thread(peer.publish, topic, b"from peer", qos)
         [theirs] = await receive(client)
-        assert (theirs.topic, theirs.payload, theirs.qos, theirs.retain, theirs.dup) == (
-            topic,
-            b"from peer",
-            qos,
-            False,
-            False,
-        )
+        assert fields(theirs) == (topic, b"from peer", qos, False, False)
         assert client._core.pending_messages() == 0
 
 
@@ -257,19 +250,8 @@ async def test_dup_flag_and_every_header_bit_reach_the_message(scripted_broker):
         fake.send(wire.publish("fake/dup", b"again", 1, pkid=7, dup=True, retain=True))
         fake.send(wire.publish("fake/plain", b"once", 0))
         first, second = await receive(client, 2)
-        assert (first.topic, first.payload, first.qos, first.retain, first.dup) == (
-            "fake/dup",
-            b"again",
-            1,
-            True,
-            True,
-        )
-        assert (second.topic, second.qos, second.retain, second.dup) == (
-            "fake/plain",
-            0,
-            False,
-            False,
-        )
+        assert fields(first) == ("fake/dup", b"again", 1, True, True)
+        assert fields(second) == ("fake/plain", b"once", 0, False, False)
         assert await in_thread(fake.read) == (wire.PUBACK, b"\x00\x07")  # PUBACK 7
         client.close()
 

@@ -361,16 +361,12 @@ def test_non_decimal_port_strings_are_rejected(broker, port):
 @QUICK
 @given(keepalive=st.integers().filter(lambda k: not 0 <= k <= 65535))
 def test_keepalive_out_of_range_is_rejected(broker, keepalive):
-    _rejects(
-        lambda: umqtt.MQTTClient("x", broker.host, 1883, keepalive=keepalive),
-        ValueError,
-        "keepalive",
-    )
-    _rejects(
-        lambda: umqtt.simple.MQTTClient("x", broker.host, 1883, keepalive=keepalive),
-        ValueError,
-        "keepalive",
-    )
+    for cls in (umqtt.MQTTClient, umqtt.simple.MQTTClient):
+        _rejects(
+            lambda cls=cls: cls("x", broker.host, 1883, keepalive=keepalive),
+            ValueError,
+            "keepalive",
+        )
 
 
 @QUICK

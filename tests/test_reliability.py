@@ -27,7 +27,16 @@ import pytest
 import umqtt
 import umqtt.robust
 import umqtt.simple
-from broker import Bounded, Mosquitto, bounded, free_port, rss_bytes, unique_id, wait_until
+from broker import (
+    Bounded,
+    Mosquitto,
+    bounded,
+    free_port,
+    rss_bytes,
+    tracked,
+    unique_id,
+    wait_until,
+)
 from conftest import Peer
 
 FAST = {"reconnect_delay": 0.2, "reconnect_max_delay": 1.0}
@@ -89,16 +98,7 @@ class TunedMosquitto(Mosquitto):
 @pytest.fixture
 def make_broker(tmp_path: Any) -> Iterator[Callable[..., TunedMosquitto]]:
     """make_broker(persistent=False, quiet=False, **Mosquitto options); killed at teardown."""
-    made: list[TunedMosquitto] = []
-
-    def make(**kw: Any) -> TunedMosquitto:
-        b = TunedMosquitto(tmp_path, **kw)
-        made.append(b)
-        return b
-
-    yield make
-    for b in made:
-        b.kill()
+    yield from tracked(lambda **kw: TunedMosquitto(tmp_path, **kw), TunedMosquitto.kill)
 
 
 # --------------------------------------------------------------------------- witnesses
@@ -217,16 +217,7 @@ def _shut(s: socket.socket) -> None:
 
 @pytest.fixture
 def make_proxy() -> Iterator[Callable[[Mosquitto], Proxy]]:
-    proxies: list[Proxy] = []
-
-    def make(broker: Mosquitto) -> Proxy:
-        p = Proxy(broker)
-        proxies.append(p)
-        return p
-
-    yield make
-    for p in proxies:
-        p.close()
+    yield from tracked(Proxy, Proxy.close)
 
 
 # --------------------------------------------------------------------------- helpers
