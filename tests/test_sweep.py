@@ -33,7 +33,7 @@ import umqtt
 import umqtt.aio
 import umqtt.robust
 import umqtt.simple
-from broker import Mosquitto, unique_id, wait_until
+from broker import Bounded, Mosquitto, unique_id, wait_until
 from conftest import Peer
 
 DIALECTS = ("umqtt", "simple", "robust", "aio")
@@ -132,22 +132,7 @@ class Victim:
         """Run fn() the dialect's way: in the loop (awaited) for aio, else on a bounded thread."""
         if self.loop is not None:
             return self.loop.run(fn, timeout)
-        box: dict[str, Any] = {}
-
-        def target() -> None:
-            try:
-                box["result"] = fn()
-            except BaseException as e:
-                box["error"] = e
-
-        t = threading.Thread(target=target, daemon=True)
-        t.start()
-        t.join(timeout)
-        if t.is_alive():
-            pytest.fail(f"call still blocked after {timeout} s", pytrace=False)
-        if "error" in box:
-            raise box["error"]
-        return box.get("result")
+        return Bounded(fn, "call").join(timeout)
 
     def build(self, **kw: Any) -> Any:
         kw = {
