@@ -17,6 +17,7 @@ incoming QoS 2 with any id, and a publish parked on an id collision (issue 5's b
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import struct
@@ -28,7 +29,7 @@ import pytest
 import umqtt
 import umqtt.simple
 import wire
-from broker import Bounded, rss_bytes, unique_id
+from broker import Bounded, rss_bytes, unique_id, wait_until
 from wire import (
     CONNACK_ACCEPTED,
     PUBACK,
@@ -402,11 +403,12 @@ def test_incoming_qos2_with_any_packet_id_completes(scripted_broker, capfd, pkid
     no_panic(capfd)
 
 
-def test_publish_parked_on_a_packet_id_collision_gets_its_own_ack(scripted_broker, capfd):
+def test_publish_parked_on_a_packet_id_collision_gets_its_own_ack(scripted_broker, capfd, caplog):
     """A broker that holds back the PUBACK of id 1 while it acknowledges the rest: B's 100th
     publish wants id 1 again (rumqttc cycles ids 1..100) and is parked until that ack; the
-    publishes queued behind it (threads C*) go out in one batch once it is released. Each
-    publish() must return True on its own PUBACK, and none may time out.
+    publishes queued behind it (threads C*, started once rumqttc logged the collision) go out in
+    one batch once it is released. Each publish() must return True on its own PUBACK, and none
+    may time out.
 
     Which thread returns first is a race (the thread that holds the core may finish before the
     one it woke), so the order is checked on the wire, as the broker saw it: A's PUBACK (id 1)
@@ -415,7 +417,10 @@ def test_publish_parked_on_a_packet_id_collision_gets_its_own_ack(scripted_broke
     seen: list[tuple[int, bytes]] = []
     wire: list[tuple[str, int, bytes]] = []  # ("PUBLISH" | "PUBACK", packet id, payload), in order
     wire_lock = threading.Lock()
-    released = threading.Event()
+    caplog.set_level(logging.INFO, logger="rumqttc")
+    # The core's log bridge looks a logger's level up again at most once a second (at a record):
+    # rumqttc's INFO record of the collision reaches caplog if it comes a second from now or later.
+    levels_seen_at = time.monotonic() + 1.0
 
     def puback(b: ScriptedBroker, pkid: int, payload: bytes) -> None:
         # Logged before it is sent: the client cannot answer a PUBACK it has not received yet.
@@ -423,9 +428,8 @@ def test_publish_parked_on_a_packet_id_collision_gets_its_own_ack(scripted_broke
             wire.append(("PUBACK", pkid, payload))
             b.send(ack(PUBACK, pkid))
 
-    def release(b: ScriptedBroker) -> None:
-        puback(b, 1, seen[0][1])
-        released.set()
+    def collision_logged() -> bool:
+        return any("Collision on packet id = 1" in r.getMessage() for r in list(caplog.records))
 
     def script(b: ScriptedBroker) -> None:
         while len(seen) < 1 + 100 + 20:
@@ -434,9 +438,7 @@ def test_publish_parked_on_a_packet_id_collision_gets_its_own_ack(scripted_broke
             seen.append((pkid, payload))
             with wire_lock:
                 wire.append(("PUBLISH", pkid, payload))
-            if len(seen) == 1:
-                threading.Timer(1.5, release, (b,)).start()
-            else:
+            if len(seen) > 1:  # A's, the first, waits for the test to release it
                 puback(b, pkid, payload)
 
     b = scripted_broker(script)
@@ -452,14 +454,13 @@ def test_publish_parked_on_a_packet_id_collision_gets_its_own_ack(scripted_broke
         return t
 
     threads = [start("A", 1)]
-    while not seen:
-        time.sleep(0.001)
+    assert wait_until(lambda: seen, 10), "A's publish never reached the broker"
+    time.sleep(max(0.0, levels_seen_at - time.monotonic()))
     threads.append(start("B", 100))
-    while len(seen) < 100:
-        time.sleep(0.001)
-    time.sleep(0.2)  # B's last publish (id 1 again) is parked inside rumqttc by now
-    assert not released.is_set()
+    assert wait_until(collision_logged, 30), f"no collision logged; the broker saw {len(seen)}"
+    assert len(seen) == 100, "B's last publish was sent although id 1 is still in flight"
     threads += [start(f"C{k}", 5) for k in range(4)]
+    puback(b, 1, b"A0")  # the release
     for t in threads:
         t.join(20)
     assert b.done.wait(5) and b.error is None, b.error
