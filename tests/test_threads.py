@@ -147,12 +147,14 @@ def test_concurrent_check_msg_and_publish(client, inbox, topic):
 
 def test_background_takes_over_after_a_blocking_call(client, inbox, peer, topic):
     """After a blocking call returns, messages keep being read while the thread does other
-    things: check_msg() (which never waits) finds them."""
+    things: they reach the client's queue with no umqtt call on any thread, and check_msg()
+    (which never waits) finds them."""
     assert client.subscribe(topic, 1) is True
     assert client.publish(f"{topic}/other", b"x", qos=1) is True  # the caller had the I/O
     for n in range(3):
         peer.publish(topic, b"%d" % n)
-    time.sleep(0.3)  # no umqtt call on any thread
+    # pending_messages() only counts the queue: no I/O, no umqtt call
+    assert wait_until(lambda: client._core.pending_messages() == 3, 10)
     client.check_msg()
     assert inbox.payloads(topic) == [b"0", b"1", b"2"]
 
