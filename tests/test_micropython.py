@@ -266,7 +266,8 @@ def test_wait_msg_one_message_per_call_returns_header(simple_client, inbox, peer
     simple_client.subscribe(topic, 2)
     for qos in (0, 1, 2):
         peer.publish(topic, b"q%d" % qos, qos=qos)
-    time.sleep(0.3)  # all three are at the client before the first call
+    # all three are at the client before the first call
+    assert wait_until(lambda: simple_client._core.pending_messages() == 3, 10)
     for n, qos in enumerate((0, 1, 2), start=1):
         assert bounded(simple_client.wait_msg, 5) == 0x30 | qos << 1
         assert inbox.payloads() == [b"q0", b"q1", b"q2"][:n]
