@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -676,8 +677,10 @@ def test_a_message_the_client_does_not_answer_is_acknowledged_within_millisecond
     Nagle's algorithm on holds the next message until that ACK. The quick-ACK patch leaves the
     ACK 1 to 2 ms to ride on a packet of ours, then sends it alone. Measured with no quick ACK at
     all: the second message, published 5 ms after the first, arrived 36 to 39 ms later (10 tries
-    of 10); with the patch, 0.1 to 0.2 ms. The bound, 20 ms, is far from both. The publisher is
-    a umqtt client too: paho leaves Nagle's algorithm on, which holds its own second publish."""
+    of 10); with the patch, 0.1 to 0.2 ms, and 0.2 to 15 ms under four CPU hogs. The bound,
+    20 ms, is far from both for the median of the tries: a busy machine may delay one try, the
+    hold delays every one. The publisher is a umqtt client too: paho leaves Nagle's algorithm on,
+    which holds its own second publish."""
     nagle = mqtt_broker_factory(extra_config=["set_tcp_nodelay false"])
     arrivals: list[float] = []
     c = make_client(broker=nagle)
@@ -704,7 +707,9 @@ def test_a_message_the_client_does_not_answer_is_acknowledged_within_millisecond
         assert publisher.publish(topic, b"second", qos=1) is True
         pump(2)
         delays.append(arrivals[1] - published)
-    assert max(delays) < 0.02, f"the second message took {max(delays) * 1e3:.1f} ms: held by Nagle"
+    assert statistics.median(delays) < 0.02, (
+        f"the second message took {[round(d * 1e3, 1) for d in delays]} ms: held by Nagle"
+    )
 
 
 # --------------------------------------------------------------------------- disconnect()
