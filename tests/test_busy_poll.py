@@ -160,10 +160,12 @@ def test_a_reply_within_the_budget_is_awaited_without_sleeping(
     record_property("sleeps_per_round_trip_without_busy_poll", asleep)
     assert len(delivered) == 2 * ROUND_TRIPS
     # A local broker answers well within 10 ms: polling, the thread need not sleep at all.
-    # Without polling it sleeps for 0.4 to 1 reply in 1 here, depending on the machine's load.
+    # Without polling it sleeps for 0.4 to 1 reply in 1 here, depending on the machine's load;
+    # on a starved machine next to none (the reply is in before the thread would wait), and the
+    # comparison says nothing then: polling cannot halve no sleeps.
     figures = f"{busy:.2f} sleeps per round trip busy-polling, {asleep:.2f} without"
     assert busy < 0.25, figures
-    assert busy <= asleep / 2, figures
+    assert busy <= asleep / 2 or asleep < 0.25, figures
 
 
 def test_busy_polling_stops_when_the_budget_is_spent(waiter_and_sender: WaiterAndSender) -> None:
