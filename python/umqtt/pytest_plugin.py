@@ -193,15 +193,15 @@ def mqtt_client(
         from .testing import unique_id
 
         dialect, cls = _client_class(dialect, client_class)
-        if dialect == "aio":
-            if connect:
-                raise ValueError(
-                    "an asyncio client is connected by the test: `await client.connect()` or "
-                    "`async with client`; leave connect out"
-                )
-            if callback is not None:
-                raise ValueError("an asyncio client has no callback: read client.messages()")
-            connect = False
+        if dialect == "aio" and connect:
+            raise ValueError(
+                "an asyncio client is connected by the test: `await client.connect()` or "
+                "`async with client`; leave connect out"
+            )
+        if dialect == "aio" and callback is not None:
+            raise ValueError("an asyncio client has no callback: read client.messages()")
+        if connect is None:
+            connect = dialect != "aio"
         target: Mosquitto = broker if broker is not None else request.getfixturevalue("mqtt_broker")
         _note_broker(request, "mqtt_broker" if broker is None else "mqtt_client's broker", target)
         if tls:
@@ -219,7 +219,7 @@ def mqtt_client(
         made.append(client)
         if callback is not None:
             client.set_callback(callback)
-        if connect is not False:
+        if connect:
             client.connect(clean_session)
         return client
 
