@@ -4,7 +4,8 @@ The broker itself lives in `umqtt.testing` (public, shipped in the wheel, used b
 plugin `umqtt.pytest_plugin`); this module re-exports it under the names the tests import, with
 one difference: a `Mosquitto` made here skips the test when mosquitto is not installed (instead of
 raising MosquittoNotFound). What only this suite needs (the users of its auth broker, bounded
-calls that fail the test) stays here.
+calls that fail the test, the body of its factory fixtures, the process's memory) stays here.
+The MQTT bytes and the scripted broker for what mosquitto will not do are in wire.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Fixtures: private mosquitto brokers, a paho-mqtt peer, umqtt clients and message recorders."""
+"""Fixtures: private mosquitto brokers, a scripted fake broker, a paho-mqtt peer, umqtt clients
+(the plugin's factory) and message recorders."""
 
 from __future__ import annotations
 
