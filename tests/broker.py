@@ -11,6 +11,7 @@ The MQTT bytes and the scripted broker for what mosquitto will not do are in wir
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -49,6 +50,7 @@ __all__ = [
     "free_port",
     "port_accepts",
     "rss_bytes",
+    "serve_connections",
     "tracked",
     "unique_id",
     "wait_until",
@@ -74,6 +76,23 @@ def tracked(make: Callable[..., T], close: Callable[[T], Any]) -> Iterator[Calla
     yield factory
     for thing in made:
         close(thing)
+
+
+def serve_connections(
+    listener: socket.socket, handle: Callable[[socket.socket], Any], name: str
+) -> None:
+    """Accept connections on `listener` on a daemon thread, calling handle(connection) for each
+    there, until the listener is closed."""
+
+    def accept_all() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            handle(connection)
+
+    threading.Thread(target=accept_all, name=name, daemon=True).start()
 
 
 def rss_bytes() -> int:

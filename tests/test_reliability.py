@@ -34,6 +34,7 @@ from broker import (
     bounded,
     free_port,
     rss_bytes,
+    serve_connections,
     tracked,
     unique_id,
     wait_until,
@@ -158,27 +159,22 @@ class Proxy:
         self._lock = threading.Lock()
         self._server = socket.create_server((self.host, 0))
         self.port: int = self._server.getsockname()[1]
-        threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
+        serve_connections(self._server, self._relay, "proxy-accept")
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                downstream, _ = self._server.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-                upstream.settimeout(None)
-            except OSError:
-                downstream.close()
-                continue
-            with self._lock:
-                self.connections += 1
-                self._sockets += [downstream, upstream]
-            for src, dst, answers in ((downstream, upstream, False), (upstream, downstream, True)):
-                threading.Thread(
-                    target=self._pump, args=(src, dst, answers), name="proxy-pump", daemon=True
-                ).start()
+    def _relay(self, downstream: socket.socket) -> None:
+        try:
+            upstream = socket.create_connection(self.target, timeout=5)
+            upstream.settimeout(None)
+        except OSError:
+            downstream.close()
+            return
+        with self._lock:
+            self.connections += 1
+            self._sockets += [downstream, upstream]
+        for src, dst, answers in ((downstream, upstream, False), (upstream, downstream, True)):
+            threading.Thread(
+                target=self._pump, args=(src, dst, answers), name="proxy-pump", daemon=True
+            ).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket, answers: bool) -> None:
         while True:

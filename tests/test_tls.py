@@ -19,7 +19,6 @@ import ssl
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from broker import (
     Mosquitto,
     free_port,
     port_accepts,
+    serve_connections,
     unique_id,
     wait_until,
 )
@@ -648,21 +648,15 @@ class SniRecorder:
         self.ctx.sni_callback = lambda sock, name, ctx: self.names.append(name)
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        serve_connections(self.sock, self._record, "sni-recorder")
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            try:
-                with self.ctx.wrap_socket(conn, server_side=True) as tls:
-                    tls.settimeout(5)
-                    tls.recv(1024)  # the CONNECT; then hang up
-            except (OSError, ssl.SSLError):
-                pass
+    def _record(self, conn: socket.socket) -> None:
+        try:
+            with self.ctx.wrap_socket(conn, server_side=True) as tls:
+                tls.settimeout(5)
+                tls.recv(1024)  # the CONNECT; then hang up
+        except (OSError, ssl.SSLError):
+            pass
 
     def close(self) -> None:
         self.sock.close()
