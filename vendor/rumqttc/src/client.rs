@@ -231,6 +231,21 @@ impl AsyncClient {
         Ok(())
     }
 
+    /// umqtt patch: asks the `EventLoop` to send a PINGREQ now. It sends nothing while an earlier
+    /// PINGREQ waits for its PINGRESP: that answer will tell the same.
+    pub async fn ping(&self) -> Result<(), ClientError> {
+        self.request_tx
+            .send_async(Request::PingReq(PingReq))
+            .await?;
+        Ok(())
+    }
+
+    /// umqtt patch: attempts to `ping`.
+    pub fn try_ping(&self) -> Result<(), ClientError> {
+        self.request_tx.try_send(Request::PingReq(PingReq))?;
+        Ok(())
+    }
+
     /// Sends a MQTT disconnect to the `EventLoop`
     pub async fn disconnect(&self) -> Result<(), ClientError> {
         let request = Request::Disconnect(Disconnect);

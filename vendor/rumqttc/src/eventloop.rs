@@ -170,19 +170,24 @@ impl EventLoop {
             return Ok(Event::Incoming(Packet::ConnAck(connack)));
         }
 
-        match self.select().await {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                // MQTT requires that packets pending acknowledgement should be republished on session resume.
-                // Move pending messages from state to eventloop.
-                self.clean();
-                Err(e)
+        // umqtt patch: a request may produce no event (a PINGREQ asked for while one waits for
+        // its PINGRESP): then select again.
+        loop {
+            match self.select().await {
+                Ok(Some(event)) => return Ok(event),
+                Ok(None) => {}
+                Err(e) => {
+                    // MQTT requires that packets pending acknowledgement should be republished on session resume.
+                    // Move pending messages from state to eventloop.
+                    self.clean();
+                    return Err(e);
+                }
             }
         }
     }
 
     /// Select on network and requests and generate keepalive pings when necessary
-    async fn select(&mut self) -> Result<Event, ConnectionError> {
+    async fn select(&mut self) -> Result<Option<Event>, ConnectionError> {
         let network = self.network.as_mut().unwrap();
         // let await_acks = self.state.await_acks;
         let inflight_full = self.state.inflight >= self.mqtt_options.inflight;
@@ -191,7 +196,7 @@ impl EventLoop {
 
         // Read buffered events from previous polls before calling a new poll
         if let Some(event) = self.state.events.pop_front() {
-            return Ok(event);
+            return Ok(Some(event));
         }
 
         let mut no_sleep = Box::pin(time::sleep(Duration::ZERO));
@@ -206,7 +211,7 @@ impl EventLoop {
                     Ok(inner) => inner?,
                     Err(_)=> return Err(ConnectionError::FlushTimeout),
                 };
-                Ok(self.state.events.pop_front().unwrap())
+                Ok(self.state.events.pop_front())
             },
              // Handles pending and new requests.
             // If available, prioritises pending requests from previous session.
@@ -242,7 +247,8 @@ impl EventLoop {
                 self.mqtt_options.pending_throttle
             ), if !self.pending.is_empty() || (!inflight_full && !collision) => match o {
                 Ok(request) => {
-                    if let Some(outgoing) = self.state.handle_outgoing_packet(request)? {
+                    let keep_alive = self.mqtt_options.keep_alive;
+                    if let Some(outgoing) = Self::outgoing_request(&mut self.state, &mut self.keepalive_timeout, keep_alive, request)? {
                         network.write(outgoing).await?;
                     }
                     // umqtt patch: write the requests already queued, up to
@@ -257,7 +263,7 @@ impl EventLoop {
                         let Ok(request) = self.requests_rx.try_recv() else {
                             break;
                         };
-                        if let Some(outgoing) = self.state.handle_outgoing_packet(request)? {
+                        if let Some(outgoing) = Self::outgoing_request(&mut self.state, &mut self.keepalive_timeout, keep_alive, request)? {
                             network.write(outgoing).await?;
                         }
                     }
@@ -265,7 +271,7 @@ impl EventLoop {
                         Ok(inner) => inner?,
                         Err(_)=> return Err(ConnectionError::FlushTimeout),
                     };
-                    Ok(self.state.events.pop_front().unwrap())
+                    Ok(self.state.events.pop_front())
                 }
                 Err(_) => Err(ConnectionError::RequestsDone),
             },
@@ -283,9 +289,28 @@ impl EventLoop {
                     Ok(inner) => inner?,
                     Err(_)=> return Err(ConnectionError::FlushTimeout),
                 };
-                Ok(self.state.events.pop_front().unwrap())
+                Ok(self.state.events.pop_front())
             }
         }
+    }
+
+    /// umqtt patch: the packet for a request from `pending` or the channel. A PINGREQ asked for
+    /// (`AsyncClient::ping`) is sent unless one waits for its PINGRESP; once sent, it restarts
+    /// the keep-alive timer as the timer's own would, so its answer has a whole keep-alive to come.
+    fn outgoing_request(
+        state: &mut MqttState,
+        keepalive_timeout: &mut Option<Pin<Box<Sleep>>>,
+        keep_alive: Duration,
+        request: Request,
+    ) -> Result<Option<Packet>, StateError> {
+        if !matches!(request, Request::PingReq(_)) {
+            return state.handle_outgoing_packet(request);
+        }
+        let packet = state.requested_ping();
+        if let (Some(_), Some(timeout)) = (&packet, keepalive_timeout.as_mut()) {
+            timeout.as_mut().reset(Instant::now() + keep_alive);
+        }
+        Ok(packet)
     }
 
     pub fn network_options(&self) -> NetworkOptions {
@@ -528,5 +553,72 @@ async fn mqtt_connect(
         Incoming::ConnAck(connack) if connack.code == ConnectReturnCode::Success => Ok(connack),
         Incoming::ConnAck(connack) => Err(ConnectionError::ConnectionRefused(connack.code)),
         packet => Err(ConnectionError::NotConnAck(packet)),
+    }
+}
+
+// umqtt patch: PINGREQs asked for with `AsyncClient::ping`.
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::{AsyncClient, Event};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A client connected to a socket that plays the broker (CONNECT read, CONNACK sent).
+    async fn connected(keep_alive: Duration) -> (AsyncClient, EventLoop, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut options = MqttOptions::new("ping-test", "127.0.0.1", port);
+        options.set_keep_alive(keep_alive);
+        let (client, mut eventloop) = AsyncClient::new(options, 10);
+        let broker = async {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut header = [0u8; 2];
+            socket.read_exact(&mut header).await.unwrap();
+            let mut connect = vec![0u8; header[1] as usize];
+            socket.read_exact(&mut connect).await.unwrap();
+            socket.write_all(&[0x20, 0x02, 0x00, 0x00]).await.unwrap();
+            socket
+        };
+        let (connack, socket) = tokio::join!(eventloop.poll(), broker);
+        assert!(matches!(connack, Ok(Event::Incoming(Packet::ConnAck(_)))));
+        (client, eventloop, socket)
+    }
+
+    #[tokio::test]
+    async fn a_ping_asked_for_while_one_waits_sends_nothing() {
+        let (client, mut eventloop, mut broker) = connected(Duration::from_secs(60)).await;
+        client.try_ping().unwrap();
+        client.try_ping().unwrap();
+        let ping = Event::Outgoing(Outgoing::PingReq);
+        assert_eq!(eventloop.poll().await.unwrap(), ping);
+        // The second request is taken and produces nothing: poll() waits for the network.
+        let waiting = time::timeout(Duration::from_millis(100), eventloop.poll()).await;
+        assert!(waiting.is_err());
+        assert!(eventloop.requests_rx.is_empty());
+        let mut received = [0u8; 8];
+        let n = broker.read(&mut received).await.unwrap();
+        assert_eq!(&received[..n], &[0xC0, 0x00]);
+        broker.write_all(&[0xD0, 0x00]).await.unwrap();
+        let pong = Event::Incoming(Packet::PingResp);
+        assert_eq!(eventloop.poll().await.unwrap(), pong);
+        // Answered: the next one is sent.
+        client.try_ping().unwrap();
+        assert_eq!(eventloop.poll().await.unwrap(), ping);
+        let n = broker.read(&mut received).await.unwrap();
+        assert_eq!(&received[..n], &[0xC0, 0x00]);
+    }
+
+    #[tokio::test]
+    async fn a_ping_asked_for_restarts_the_keep_alive_timer() {
+        let keep_alive = Duration::from_secs(60);
+        let (client, mut eventloop, _broker) = connected(keep_alive).await;
+        time::sleep(Duration::from_millis(10)).await;
+        let asked = Instant::now();
+        client.try_ping().unwrap();
+        let ping = Event::Outgoing(Outgoing::PingReq);
+        assert_eq!(eventloop.poll().await.unwrap(), ping);
+        let timer = eventloop.keepalive_timeout.as_ref().unwrap();
+        assert!(timer.deadline() >= asked + keep_alive);
     }
 }

@@ -423,6 +423,19 @@ impl MqttState {
         Ok(Some(Packet::PingReq))
     }
 
+    /// umqtt patch: a PINGREQ asked for (`AsyncClient::ping`), not the keep-alive timer's. While
+    /// one waits for its PINGRESP, nothing is sent and nothing fails: that answer tells the same,
+    /// and the keep-alive timer still fails the link if it never comes.
+    pub fn requested_ping(&mut self) -> Option<Packet> {
+        if self.await_pingresp {
+            return None;
+        }
+        self.await_pingresp = true;
+        self.last_outgoing = Instant::now();
+        self.events.push_back(Event::Outgoing(Outgoing::PingReq));
+        Some(Packet::PingReq)
+    }
+
     fn outgoing_subscribe(
         &mut self,
         mut subscription: Subscribe,
@@ -967,5 +980,22 @@ mod test {
         let pending = mqtt.clean();
         assert!(mqtt.collision.is_none());
         assert_eq!(pending.len(), 3);
+    }
+
+    // umqtt patch: PINGREQs asked for.
+
+    #[test]
+    fn a_requested_ping_while_one_waits_is_neither_sent_nor_an_error() {
+        let mut mqtt = build_mqttstate();
+        assert_eq!(mqtt.requested_ping(), Some(Packet::PingReq));
+        assert_eq!(mqtt.requested_ping(), None);
+        assert_eq!(mqtt.events.len(), 1);
+        // The keep-alive timer's PINGREQ still finds the first one unanswered.
+        assert!(matches!(
+            mqtt.outgoing_ping(),
+            Err(StateError::AwaitPingResp)
+        ));
+        mqtt.handle_incoming_packet(Incoming::PingResp).unwrap();
+        assert_eq!(mqtt.requested_ping(), Some(Packet::PingReq));
     }
 }
