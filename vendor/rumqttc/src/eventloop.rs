@@ -541,6 +541,7 @@ async fn mqtt_connect(
     let mut connect = Connect::new(options.client_id());
     connect.keep_alive = options.keep_alive().as_secs() as u16;
     connect.clean_session = options.clean_session();
+    connect.protocol = options.protocol(); // umqtt patch: MQTT 3.1 or 3.1.1
     connect.last_will = options.last_will();
     connect.login = options.credentials();
 

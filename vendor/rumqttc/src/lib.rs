@@ -488,6 +488,8 @@ pub struct MqttOptions {
     manual_acks: bool,
     /// umqtt patch: the name sent as TLS SNI and verified, when it is not `broker_addr`.
     tls_server_name: Option<String>,
+    /// umqtt patch: the protocol CONNECT names, MQTT 3.1.1 (`V4`) or 3.1 (`V3`).
+    protocol: Protocol,
     #[cfg(feature = "proxy")]
     /// Proxy configuration.
     proxy: Option<Proxy>,
@@ -523,6 +525,7 @@ impl MqttOptions {
             last_will: None,
             manual_acks: false,
             tls_server_name: None,
+            protocol: Protocol::V4,
             #[cfg(feature = "proxy")]
             proxy: None,
             #[cfg(feature = "websocket")]
@@ -654,6 +657,27 @@ impl MqttOptions {
     /// Clean session
     pub fn clean_session(&self) -> bool {
         self.clean_session
+    }
+
+    /// umqtt patch: the protocol the CONNECT packet names: MQTT 3.1.1 (`Protocol::V4`, the
+    /// default) or MQTT 3.1 (`Protocol::V3`: protocol name `MQIsdp`, level 3). Brokers may refuse
+    /// MQTT 3.1 client ids longer than 23 bytes. MQTT 5 has its own client (`v5`).
+    ///
+    /// # Panic
+    ///
+    /// Panics on `Protocol::V5`.
+    pub fn set_protocol(&mut self, protocol: Protocol) -> &mut Self {
+        assert!(
+            protocol != Protocol::V5,
+            "MQTT 5 is rumqttc::v5's: this client speaks MQTT 3.1 and 3.1.1"
+        );
+        self.protocol = protocol;
+        self
+    }
+
+    /// umqtt patch: the protocol the CONNECT packet names.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
     }
 
     /// Username and password
@@ -952,6 +976,7 @@ impl Debug for MqttOptions {
             .field("last_will", &self.last_will)
             .field("manual_acks", &self.manual_acks)
             .field("tls_server_name", &self.tls_server_name)
+            .field("protocol", &self.protocol)
             .finish()
     }
 }
@@ -1053,5 +1078,21 @@ mod test {
         let mut options = MqttOptions::new("client_id", "127.0.0.1", 1883);
         options.set_clean_session(false);
         options.set_clean_session(true);
+    }
+
+    // umqtt patch: MQTT 3.1.
+
+    #[test]
+    fn protocol_is_mqtt_311_unless_set() {
+        let mut options = MqttOptions::new("client_id", "127.0.0.1", 1883);
+        assert_eq!(options.protocol(), Protocol::V4);
+        options.set_protocol(Protocol::V3);
+        assert_eq!(options.protocol(), Protocol::V3);
+    }
+
+    #[test]
+    #[should_panic]
+    fn protocol_cannot_be_mqtt_5() {
+        MqttOptions::new("client_id", "127.0.0.1", 1883).set_protocol(Protocol::V5);
     }
 }

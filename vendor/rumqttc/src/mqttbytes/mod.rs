@@ -89,6 +89,8 @@ pub enum PacketType {
 /// Protocol type
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
+    /// umqtt patch: MQTT 3.1 (protocol name `MQIsdp`, level 3).
+    V3,
     V4,
     V5,
 }

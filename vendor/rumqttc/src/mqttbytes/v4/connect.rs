@@ -40,8 +40,17 @@ impl Connect {
         self
     }
 
+    /// umqtt patch: the protocol name and level that start the variable header.
+    fn protocol_name_and_level(&self) -> (&'static str, u8) {
+        match self.protocol {
+            Protocol::V3 => ("MQIsdp", 3),
+            Protocol::V4 => ("MQTT", 4),
+            Protocol::V5 => ("MQTT", 5),
+        }
+    }
+
     fn len(&self) -> usize {
-        let mut len = 2 + "MQTT".len() // protocol name
+        let mut len = 2 + self.protocol_name_and_level().0.len() // protocol name
                               + 1            // protocol version
                               + 1            // connect flags
                               + 2; // keep alive
@@ -68,14 +77,12 @@ impl Connect {
         // Variable header
         let protocol_name = read_mqtt_string(&mut bytes)?;
         let protocol_level = read_u8(&mut bytes)?;
-        if protocol_name != "MQTT" {
-            return Err(Error::InvalidProtocol);
-        }
-
-        let protocol = match protocol_level {
-            4 => Protocol::V4,
-            5 => Protocol::V5,
-            num => return Err(Error::InvalidProtocolLevel(num)),
+        let protocol = match (protocol_name.as_str(), protocol_level) {
+            ("MQIsdp", 3) => Protocol::V3,
+            ("MQTT", 4) => Protocol::V4,
+            ("MQTT", 5) => Protocol::V5,
+            ("MQTT" | "MQIsdp", num) => return Err(Error::InvalidProtocolLevel(num)),
+            _ => return Err(Error::InvalidProtocol),
         };
 
         let connect_flags = read_u8(&mut bytes)?;
@@ -102,14 +109,11 @@ impl Connect {
         let len = self.len();
         buffer.put_u8(0b0001_0000);
         let count = write_remaining_length(buffer, len)?;
-        write_mqtt_string(buffer, "MQTT");
+        let (name, level) = self.protocol_name_and_level();
+        write_mqtt_string(buffer, name);
+        buffer.put_u8(level);
 
-        match self.protocol {
-            Protocol::V4 => buffer.put_u8(0x04),
-            Protocol::V5 => buffer.put_u8(0x05),
-        }
-
-        let flags_index = 1 + count + 2 + 4 + 1;
+        let flags_index = 1 + count + 2 + name.len() + 1;
 
         let mut connect_flags = 0;
         if self.clean_session {
@@ -411,5 +415,44 @@ mod test {
         // println!("{:?}", sample_bytes());
 
         assert_eq!(buf, sample_bytes());
+    }
+
+    // umqtt patch: MQTT 3.1.
+
+    #[test]
+    fn mqtt31_connect_names_mqisdp_level_3() {
+        let mut connect = Connect::new("test");
+        connect.protocol = Protocol::V3;
+        connect.login = Some(Login::new("rust", "mq"));
+        let mut buf = BytesMut::new();
+        let written = connect.write(&mut buf).unwrap();
+        assert_eq!(written, buf.len());
+        assert_eq!(written, connect.size());
+        let mut expected = vec![0x10, 28, 0x00, 0x06];
+        expected.extend_from_slice(b"MQIsdp");
+        expected.extend_from_slice(&[0x03, 0b1100_0010, 0x00, 0x0a, 0x00, 0x04]);
+        expected.extend_from_slice(b"test");
+        expected.extend_from_slice(&[0x00, 0x04]);
+        expected.extend_from_slice(b"rust");
+        expected.extend_from_slice(&[0x00, 0x02]);
+        expected.extend_from_slice(b"mq");
+        assert_eq!(buf, expected);
+
+        let fixed_header = parse_fixed_header(buf.iter()).unwrap();
+        assert_eq!(Connect::read(fixed_header, buf.freeze()).unwrap(), connect);
+    }
+
+    #[test]
+    fn a_protocol_level_that_does_not_match_its_name_is_refused() {
+        let mut connect = Connect::new("test");
+        connect.protocol = Protocol::V3;
+        let mut buf = BytesMut::new();
+        connect.write(&mut buf).unwrap();
+        buf[10] = 4; // MQIsdp at level 4
+        let fixed_header = parse_fixed_header(buf.iter()).unwrap();
+        assert!(matches!(
+            Connect::read(fixed_header, buf.freeze()),
+            Err(Error::InvalidProtocolLevel(4))
+        ));
     }
 }
