@@ -206,7 +206,9 @@ OPTION_NAMES = [
     "ssl",
     "ssl_params",
     "reconnect",
+    "version",
     "ping_grace",
+    "manage",
     "connect_timeout",
     "ack_timeout",
     "max_packet_size",
@@ -334,7 +336,6 @@ def fuzz_dialect(fdp: atheris.FuzzedDataProvider) -> None:
         if fdp.ConsumeIntInRange(0, 3) == 0
     }
     if cls is umqtt.simple.MQTTClient:
-        kw.pop("version", None)
         kw.pop("pingmaxnum", None)
     kw["password"] = PASSWORD
     _secrets.append(PASSWORD)

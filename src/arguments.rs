@@ -6,10 +6,13 @@ use std::time::Duration;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyInt, PyMemoryView, PyString};
-use rumqttc::QoS;
+use rumqttc::{Protocol, QoS};
 
 /// MQTT strings carry a two-byte length.
 const MAX_STRING: usize = 65_535;
+/// The largest packet MQTT can frame: a remaining length of 268,435,455 (four length bytes), the
+/// length bytes and the packet type. Outgoing packets are limited by this alone.
+pub const MQTT_MAX_PACKET: usize = 268_435_455 + 5;
 
 fn type_name(value: &Bound<'_, PyAny>) -> String {
     value
@@ -110,6 +113,20 @@ pub fn port(value: &Bound<'_, PyAny>, tls: bool) -> PyResult<u16> {
         1..=65_535 => Ok(number as u16),
         _ => Err(PyValueError::new_err(format!(
             "port must be between 1 and 65535 (or 0 for the default), not {number}"
+        ))),
+    }
+}
+
+/// `version`: 3 is MQTT 3.1, 4 MQTT 3.1.1 (the device's numbers); 5, MQTT 5, is not supported yet.
+pub fn protocol(value: &Bound<'_, PyAny>) -> PyResult<Protocol> {
+    match integer(value, "version")? {
+        3 => Ok(Protocol::V3),
+        4 => Ok(Protocol::V4),
+        5 => Err(PyValueError::new_err(
+            "version=5 (MQTT 5) is not supported yet: use version=4 (MQTT 3.1.1) or 3 (MQTT 3.1)",
+        )),
+        other => Err(PyValueError::new_err(format!(
+            "version must be 3 (MQTT 3.1), 4 (MQTT 3.1.1) or 5 (MQTT 5), not {other}"
         ))),
     }
 }
@@ -238,12 +255,14 @@ pub fn publish_size(topic: &str, payload: usize, qos: QoS) -> usize {
     1 + length_bytes + remaining
 }
 
-pub fn check_fits(topic: &str, payload: usize, qos: QoS, limit: usize) -> PyResult<()> {
+/// Whether a PUBLISH (or a will) fits in an MQTT packet; `max_packet_size` limits only what
+/// comes in.
+pub fn check_fits(topic: &str, payload: usize, qos: QoS) -> PyResult<()> {
     let size = publish_size(topic, payload, qos);
-    if size > limit {
+    if size > MQTT_MAX_PACKET {
         return Err(PyValueError::new_err(format!(
-            "message of {payload} bytes is too large: the packet would be {size} bytes and \
-             max_packet_size is {limit} (raise it in the constructor, up to 256 MiB)"
+            "message of {payload} bytes is too large: the packet would be {size} bytes, and MQTT \
+             allows at most {MQTT_MAX_PACKET} (256 MiB)"
         )));
     }
     Ok(())
@@ -274,6 +293,16 @@ mod tests {
         ] {
             assert!(!is_incomplete_shared_subscription(good), "{good}");
         }
+    }
+
+    #[test]
+    fn only_mqtt_limits_what_goes_out() {
+        // A remaining length of 268,435,455: the largest packet MQTT can frame.
+        let largest = 268_435_455 - 2 - 1;
+        assert_eq!(publish_size("t", largest, QoS::AtMostOnce), MQTT_MAX_PACKET);
+        assert!(check_fits("t", largest, QoS::AtMostOnce).is_ok());
+        assert!(check_fits("t", largest + 1, QoS::AtMostOnce).is_err());
+        assert!(check_fits("t", largest, QoS::AtLeastOnce).is_err());
     }
 
     #[test]

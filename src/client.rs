@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use rumqttc::{Publish, QoS};
@@ -79,8 +78,8 @@ impl Client {
     #[new]
     #[pyo3(signature = (
         client_id, server, port, *, user=None, password=None, keepalive=None, ssl=None, ssl_params=None,
-        reconnect=true, pingmaxnum=None, connect_timeout=20.0, ack_timeout=10.0,
-        max_packet_size=None, reconnect_delay=1.0, reconnect_max_delay=30.0,
+        reconnect=true, version=None, pingmaxnum=None, manage=false, connect_timeout=20.0,
+        ack_timeout=10.0, max_packet_size=None, reconnect_delay=1.0, reconnect_max_delay=30.0,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -93,7 +92,9 @@ impl Client {
         ssl: Option<&Bound<'_, PyAny>>,
         ssl_params: Option<&Bound<'_, PyAny>>,
         reconnect: bool,
+        version: Option<&Bound<'_, PyAny>>,
         pingmaxnum: Option<&Bound<'_, PyAny>>,
+        manage: bool,
         connect_timeout: f64,
         ack_timeout: f64,
         max_packet_size: Option<&Bound<'_, PyAny>>,
@@ -110,7 +111,9 @@ impl Client {
             ssl,
             ssl_params,
             reconnect,
+            version,
             pingmaxnum,
+            manage,
             connect_timeout,
             ack_timeout,
             max_packet_size,
@@ -141,8 +144,17 @@ impl Client {
     /// Connects and returns the session-present flag. Raises `MQTTConnectError` on failure.
     #[pyo3(signature = (clean_session=true, timeout=None))]
     fn connect(&self, py: Python<'_>, clean_session: bool, timeout: Option<f64>) -> PyResult<bool> {
-        self.connect_op(clean_session, timeout)?
+        self.connect_op(py, clean_session, timeout)?
             .wait(py, &self.core, &self.last_request)
+    }
+
+    /// Raises the `MQTTConnectError` that `connect(clean_session)` raises before sending anything
+    /// (what MQTT forbids), so that a dialect can tell it from the failures on the network.
+    fn check_connect(&self, py: Python<'_>, clean_session: bool) -> PyResult<()> {
+        match self.core.options.connect_refusal(clean_session) {
+            Some(reason) => Err(errors::connect_error(py, reason.to_owned(), None)),
+            None => Ok(()),
+        }
     }
 
     /// Publishes and, for QoS 1 and 2, waits for PUBACK/PUBCOMP. QoS 0 returns once queued.
@@ -251,6 +263,12 @@ impl Client {
             .wait(py, &self.core, &self.last_request)
     }
 
+    /// Asks for a PINGREQ now; none is sent while one waits for its PINGRESP. False, sending
+    /// nothing, when the link is not up.
+    fn ping(&self, py: Python<'_>) -> bool {
+        self.core.ping(pause_without_gil(py))
+    }
+
     /// Drops the connection without DISCONNECT, so the broker publishes the will.
     fn close(&self) {
         self.core.abandon_session();
@@ -265,7 +283,7 @@ impl Client {
         clean_session: bool,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.connect_op(clean_session, timeout)?
+        self.connect_op(py, clean_session, timeout)?
             .awaitable(py, &self.core)
     }
 
@@ -395,22 +413,7 @@ impl Client {
     }
 
     fn ack_timeout(&self, timeout: Option<f64>) -> PyResult<Duration> {
-        match timeout {
-            Some(seconds) => arguments::seconds(seconds, "timeout"),
-            None => Ok(self.core.options.ack_timeout),
-        }
-    }
-
-    fn connect_timeout(&self, clean_session: bool, timeout: Option<f64>) -> PyResult<Duration> {
-        if !clean_session && self.core.options.client_id.is_empty() {
-            return Err(PyValueError::new_err(
-                "a persistent session (clean_session=False) needs a non-empty client_id",
-            ));
-        }
-        match timeout {
-            Some(seconds) => arguments::seconds(seconds, "timeout"),
-            None => Ok(self.core.options.connect_timeout),
-        }
+        timeout_or(timeout, self.core.options.ack_timeout)
     }
 
     fn publish_request(
@@ -427,12 +430,7 @@ impl Client {
             .transpose()?
             .unwrap_or(QoS::AtMostOnce);
         let payload = arguments::payload(msg)?;
-        arguments::check_fits(
-            &topic,
-            payload.len(),
-            qos,
-            self.core.options.max_packet_size,
-        )?;
+        arguments::check_fits(&topic, payload.len(), qos)?;
         Ok(Request::Publish {
             topic,
             payload: Bytes::from(payload),
@@ -443,10 +441,12 @@ impl Client {
 
     fn connect_op(
         &self,
+        py: Python<'_>,
         clean_session: bool,
         timeout: Option<f64>,
     ) -> PyResult<Operation<impl Future<Output = Result<bool, DriverError>> + Send + 'static>> {
-        let timeout = self.connect_timeout(clean_session, timeout)?;
+        self.check_connect(py, clean_session)?;
+        let timeout = timeout_or(timeout, self.core.options.connect_timeout)?;
         let core = self.core.clone();
         let connect = async move { core.connect(clean_session, timeout).await };
         Ok(Operation::new(connect, None, "CONNACK", Ending::Packet))
@@ -515,6 +515,14 @@ impl Client {
             Ok(())
         };
         Operation::new(disconnect, None, "DISCONNECT", Ending::Closed)
+    }
+}
+
+/// A call's `timeout` argument, validated, or the client's default.
+fn timeout_or(timeout: Option<f64>, default: Duration) -> PyResult<Duration> {
+    match timeout {
+        Some(seconds) => arguments::seconds(seconds, "timeout"),
+        None => Ok(default),
     }
 }
 

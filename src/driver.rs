@@ -7,23 +7,28 @@
 //!   the driver clears them itself and fails their waiters, and stops new requests during outages;
 //! - events it buffered when the link failed are not replayed: incoming packets are handled (they
 //!   were read), outgoing ones dropped (they may not have been written);
-//! - it re-subscribes nothing, so subscriptions are re-sent when the session was not resumed.
+//! - it re-subscribes nothing, so subscriptions are re-sent when the session was not resumed
+//!   (at once, or 3 s later with `manage=True`, as the device does);
+//! - a broker closing the link says nothing about why: a large PUBLISH left unacknowledged is
+//!   named as the likely cause (brokers close the link on a packet larger than they accept).
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rumqttc::mqttbytes::Error as PacketError;
 use rumqttc::{
-    ConnectionError, Event, EventLoop, Incoming, Outgoing, Request, StateError, Subscribe,
-    SubscribeFilter, SubscribeReasonCode,
+    AsyncClient, ConnectionError, Event, EventLoop, Incoming, Outgoing, Request, StateError,
+    Subscribe, SubscribeFilter, SubscribeReasonCode,
 };
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::acks::{Ack, AckTable, Kind};
 use crate::errors::{describe_connect_failure, DriverError};
 use crate::lock::lock;
-use crate::shared::{Link, Received, Shared};
+use crate::shared::{HandOver, Link, Received, Shared, FULL_CHANNEL_PAUSE};
 
 /// Text passed to the error callback, as on the device.
 pub const RECONNECT_START: &str = "reconnect_start";
@@ -42,10 +47,19 @@ const TAKEOVER_COUNT: usize = 3;
 /// window, since they are acknowledged only when handled).
 const INBOX_LIMIT: usize = 16 * 1024 * 1024;
 
+/// An unacknowledged PUBLISH at least this large is named when the broker closes the link, and
+/// not sent again: brokers close it on a packet larger than they accept (cloud brokers from
+/// 128 KiB).
+pub const LARGE_PACKET: usize = 64 * 1024;
+
 pub struct DriverConfig {
     pub target: String,
     pub client_id: String,
     pub reconnect: bool,
+    /// How long after a reconnect the subscriptions are sent again (`manage=True`: 3 s).
+    pub resubscribe_delay: Duration,
+    /// The limit on incoming packets (`max_packet_size`), for messages.
+    pub max_packet_size: usize,
     /// Extra unanswered PINGREQs tolerated before the link counts as dead (`pingmaxnum`).
     pub ping_grace: u32,
     pub reconnect_delay: Duration,
@@ -90,8 +104,20 @@ impl Backoff {
     }
 }
 
+/// A task aborted when this is dropped (with its driver, or when the link drops).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 struct Driver {
     eventloop: EventLoop,
+    /// The request handle, for re-subscriptions sent later (`manage=True`).
+    requests: AsyncClient,
+    delayed_resubscription: Option<AbortOnDrop>,
     shared: Arc<Shared>,
     config: DriverConfig,
     acks: AckTable,
@@ -108,6 +134,7 @@ struct Driver {
 /// Runs one connection until it is disconnected, fails for good, or the task is aborted.
 pub async fn run(
     eventloop: EventLoop,
+    requests: AsyncClient,
     shared: Arc<Shared>,
     config: DriverConfig,
     first_connack: oneshot::Sender<Result<bool, DriverError>>,
@@ -115,6 +142,8 @@ pub async fn run(
     let backoff = Backoff::new(config.reconnect_delay, config.reconnect_max_delay);
     let mut driver = Driver {
         eventloop,
+        requests,
+        delayed_resubscription: None,
         shared,
         config,
         acks: AckTable::default(),
@@ -242,8 +271,19 @@ impl Driver {
         }
     }
 
-    /// Queues the known subscriptions ahead of any new request (rumqttc sends `pending` first).
+    /// Queues the known subscriptions ahead of any new request (rumqttc sends `pending` first);
+    /// with `manage=True` sends them `resubscribe_delay` later instead.
     fn resubscribe(&mut self) {
+        if !self.config.resubscribe_delay.is_zero() {
+            let later = resubscribe_later(
+                self.shared.clone(),
+                self.requests.clone(),
+                self.shared.epoch.load(Ordering::Acquire),
+                self.config.resubscribe_delay,
+            );
+            self.delayed_resubscription = Some(AbortOnDrop(tokio::spawn(later)));
+            return;
+        }
         let subscriptions = lock(&self.shared.subscriptions).clone();
         for (topic, qos) in subscriptions {
             let filter = SubscribeFilter::new(topic, qos);
@@ -254,8 +294,16 @@ impl Driver {
 
     /// Returns whether to keep running (and reconnect).
     async fn on_error(&mut self, error: ConnectionError) -> bool {
-        let reason = error.to_string();
+        self.delayed_resubscription = None;
+        let largest = self
+            .largest_unacknowledged_publish()
+            .filter(|&size| size >= LARGE_PACKET && closed_by_peer(&error));
+        let reason = self.failure_reason(&error, largest);
         let lost = format!("connection to {} lost: {reason}", self.config.target);
+        let failure = match largest {
+            Some(_) => DriverError::LostWithLargePublish(lost.clone()),
+            None => DriverError::ConnectionLost(lost.clone()),
+        };
         if let Some(since) = self.connected_at.take() {
             if since.elapsed() >= STABLE_CONNECTION {
                 self.backoff.reset();
@@ -273,7 +321,7 @@ impl Driver {
             (false, false) => Link::Failed,
         };
         self.shared.link.send_replace(link);
-        self.forget_queued(&DriverError::ConnectionLost(lost.clone()));
+        self.forget_queued(&failure);
         if let Some(first) = self.first_connack.take() {
             let _ = first.send(Err(describe_connect_failure(&error, &self.config.target)));
             return false;
@@ -292,6 +340,47 @@ impl Driver {
         }
         tokio::time::sleep(self.backoff.step()).await;
         true
+    }
+
+    /// Why the link failed, in words: rumqttc's error, and what it says about packet sizes
+    /// (`largest_unacknowledged`: the large PUBLISH outstanding when the broker closed the link).
+    fn failure_reason(
+        &self,
+        error: &ConnectionError,
+        largest_unacknowledged: Option<usize>,
+    ) -> String {
+        if let ConnectionError::MqttState(StateError::Deserialization(
+            PacketError::PayloadSizeLimitExceeded(size),
+        )) = error
+        {
+            return format!(
+                "the broker sent a packet of {size} bytes (after its fixed header), more than \
+                 max_packet_size ({} bytes); raise max_packet_size (up to 256 MiB)",
+                self.config.max_packet_size
+            );
+        }
+        match largest_unacknowledged {
+            Some(size) => format!(
+                "the broker closed it while a PUBLISH of {size} bytes waited for its \
+                 acknowledgement: it may not accept packets that large (mosquitto: \
+                 max_packet_size), so that PUBLISH is not sent again ({error})"
+            ),
+            None => error.to_string(),
+        }
+    }
+
+    /// The size of the largest QoS 1/2 PUBLISH written and not acknowledged when the link
+    /// failed: rumqttc has moved them to `pending` (those never written have no packet id).
+    fn largest_unacknowledged_publish(&self) -> Option<usize> {
+        let publishes = self
+            .eventloop
+            .pending
+            .iter()
+            .filter_map(|request| match request {
+                Request::Publish(publish) if publish.pkid != 0 => Some(publish.size()),
+                _ => None,
+            });
+        publishes.max()
     }
 
     /// MQTT 3.1.1 brokers close the older connection when a client connects with the same id,
@@ -346,6 +435,39 @@ impl Driver {
     }
 }
 
+/// `manage=True`: sends the known subscriptions `delay` after connection `epoch` came up, through
+/// rumqttc's channel as a caller would, each waiting for its SUBACK (a refusal is logged).
+/// Nothing more is sent once that connection is gone.
+async fn resubscribe_later(
+    shared: Arc<Shared>,
+    requests: AsyncClient,
+    epoch: u64,
+    delay: Duration,
+) {
+    tokio::time::sleep(delay).await;
+    let subscriptions = lock(&shared.subscriptions).clone();
+    let mut acks = Vec::with_capacity(subscriptions.len());
+    for (filter, qos) in subscriptions {
+        let ack = loop {
+            if shared.epoch.load(Ordering::Acquire) != epoch {
+                return;
+            }
+            let send = || requests.try_subscribe(filter.as_str(), qos);
+            match shared.hand_over(Some(Kind::Subscribe), send) {
+                HandOver::Sent(Some(ack)) => break ack,
+                HandOver::Full => tokio::time::sleep(FULL_CHANNEL_PAUSE).await,
+                HandOver::Sent(None) | HandOver::Closed => return,
+            }
+        };
+        acks.push((filter, ack));
+    }
+    for (filter, ack) in acks {
+        if let Ok(Ok(Ack::Subscribed(0x80))) = ack.await {
+            log::warn!(target: "umqtt", "the broker refused the re-subscription to {filter:?} (SUBACK 0x80)");
+        }
+    }
+}
+
 /// Back-pressure: while the application leaves too much unread, read nothing more.
 async fn wait_for_reader(shared: &Shared, target: &str) {
     let unread = shared.inbox.bytes();
@@ -366,7 +488,10 @@ fn closed_by_peer(error: &ConnectionError) -> bool {
     use std::io::ErrorKind;
     match error {
         ConnectionError::MqttState(StateError::ConnectionAborted) => true,
-        ConnectionError::MqttState(StateError::Io(io)) | ConnectionError::Io(io) => matches!(
+        // A write fails with the codec's I/O error (`Deserialization` names both directions).
+        ConnectionError::MqttState(StateError::Io(io))
+        | ConnectionError::MqttState(StateError::Deserialization(PacketError::Io(io)))
+        | ConnectionError::Io(io) => matches!(
             io.kind(),
             ErrorKind::ConnectionReset | ErrorKind::UnexpectedEof | ErrorKind::BrokenPipe
         ),

@@ -32,6 +32,10 @@ pub enum DriverError {
     Connect { message: String, rc: Option<u8> },
     /// The link dropped (or never came up) while the request was outstanding.
     ConnectionLost(String),
+    /// Like `ConnectionLost`, but the broker closed the link while a large PUBLISH was
+    /// unacknowledged: it may not accept packets that large, so a large PUBLISH is not sent again
+    /// (it would close the link again).
+    LostWithLargePublish(String),
     /// The user closed or disconnected the client.
     Closed,
     /// No acknowledgement (or no connection) before the deadline; says what was awaited.
@@ -42,8 +46,10 @@ impl DriverError {
     pub fn into_pyerr(self, py: Python<'_>) -> PyErr {
         match self {
             DriverError::Connect { message, rc } => connect_error(py, message, rc),
-            DriverError::ConnectionLost(message) => connection_lost(py, message),
-            DriverError::Closed => connection_lost(py, "the client was disconnected".into()),
+            DriverError::ConnectionLost(message) | DriverError::LostWithLargePublish(message) => {
+                connection_lost(py, message)
+            }
+            DriverError::Closed => connection_lost(py, self.to_string()),
             DriverError::Timeout(message) => timeout(py, message),
         }
     }
@@ -51,9 +57,21 @@ impl DriverError {
     /// For futures that may complete while Python is finalizing: fall back to a plain
     /// MQTTException when the interpreter can no longer be attached.
     pub fn into_pyerr_anywhere(self) -> PyErr {
-        let fallback = format!("{self:?}");
+        let fallback = self.to_string();
         Python::try_attach(|py| self.into_pyerr(py))
             .unwrap_or_else(|| MQTTException::new_err(fallback))
+    }
+}
+
+impl std::fmt::Display for DriverError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DriverError::Connect { message, .. }
+            | DriverError::ConnectionLost(message)
+            | DriverError::LostWithLargePublish(message)
+            | DriverError::Timeout(message) => f.write_str(message),
+            DriverError::Closed => f.write_str("the client was disconnected"),
+        }
     }
 }
 

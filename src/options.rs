@@ -4,16 +4,17 @@ use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use rumqttc::{LastWill, MqttOptions, NetworkOptions, QoS, TlsConfiguration, Transport};
+use rumqttc::{LastWill, MqttOptions, NetworkOptions, Protocol, QoS, TlsConfiguration, Transport};
 
-use crate::arguments::{self, bounded_int};
+use crate::arguments::{self, bounded_int, MQTT_MAX_PACKET};
 use crate::tls::{self, TlsSettings};
 
-/// The largest remaining length an MQTT packet can declare (four length bytes).
-const MQTT_MAX_REMAINING: usize = 268_435_455;
-/// Smallest packet limit accepted: a CONNECT with a long client id must still fit.
+/// Smallest limit accepted for incoming packets.
 const MIN_PACKET_SIZE: usize = 1024;
+/// The default limit on incoming packets: what one message may make the client hold.
 const DEFAULT_MAX_PACKET_SIZE: usize = 16 * 1024 * 1024;
+/// `manage=True`: how long after a reconnect the subscriptions are sent again (the device's).
+const MANAGED_RESUBSCRIBE_DELAY: Duration = Duration::from_secs(3);
 
 /// The arguments of `umqtt._native.Client(...)`, as Python passed them.
 pub struct ConstructorArguments<'a, 'py> {
@@ -26,7 +27,10 @@ pub struct ConstructorArguments<'a, 'py> {
     pub ssl: Option<&'a Bound<'py, PyAny>>,
     pub ssl_params: Option<&'a Bound<'py, PyAny>>,
     pub reconnect: bool,
+    /// Not given: 4 (MQTT 3.1.1).
+    pub version: Option<&'a Bound<'py, PyAny>>,
     pub pingmaxnum: Option<&'a Bound<'py, PyAny>>,
+    pub manage: bool,
     pub connect_timeout: f64,
     pub ack_timeout: f64,
     pub max_packet_size: Option<&'a Bound<'py, PyAny>>,
@@ -44,12 +48,17 @@ pub struct ClientOptions {
     pub target: String,
     pub credentials: Option<(String, String)>,
     pub keepalive: u16,
+    pub protocol: Protocol,
     pub reconnect: bool,
+    /// How long after a reconnect the subscriptions are sent again (`manage=True`: 3 s).
+    pub resubscribe_delay: Duration,
     pub ping_grace: u32,
     pub reconnect_delay: Duration,
     pub reconnect_max_delay: Duration,
     pub connect_timeout: Duration,
     pub ack_timeout: Duration,
+    /// The limit on incoming packets (their length after the fixed header); outgoing ones are
+    /// limited only by MQTT (`MQTT_MAX_PACKET`).
     pub max_packet_size: usize,
     pub tls: Option<TlsSettings>,
 }
@@ -89,7 +98,16 @@ impl ClientOptions {
             host,
             credentials,
             keepalive,
+            protocol: match given.version {
+                Some(value) => arguments::protocol(value)?,
+                None => Protocol::V4,
+            },
             reconnect: given.reconnect,
+            resubscribe_delay: if given.manage {
+                MANAGED_RESUBSCRIBE_DELAY
+            } else {
+                Duration::ZERO
+            },
             ping_grace: match given.pingmaxnum {
                 Some(value) => arguments::bounded_int(value, "pingmaxnum", 0..=1000)? as u32,
                 None => 0,
@@ -131,7 +149,7 @@ impl ClientOptions {
                     .map(arguments::qos)
                     .transpose()?
                     .unwrap_or(QoS::AtMostOnce);
-                arguments::check_fits(&topic, payload.len(), qos, self.max_packet_size)?;
+                // A topic and a message of at most 65535 bytes each always fit in a CONNECT.
                 Some(LastWill::new(topic, payload, qos, retain))
             }
             _ => None,
@@ -148,8 +166,27 @@ impl ClientOptions {
     }
 
     fn packet_size(value: &Bound<'_, PyAny>) -> PyResult<usize> {
-        let limit = (MQTT_MAX_REMAINING + 5) as i64;
+        let limit = MQTT_MAX_PACKET as i64;
         Ok(bounded_int(value, "max_packet_size", MIN_PACKET_SIZE as i64..=limit)? as usize)
+    }
+
+    /// Why `connect(clean_session)` is refused before anything is sent: what MQTT 3.1.1 and 3.1
+    /// forbid, and brokers answer by refusing or closing the connection.
+    pub fn connect_refusal(&self, clean_session: bool) -> Option<&'static str> {
+        if !clean_session && self.client_id.is_empty() {
+            return Some(
+                "client_id is empty: a persistent session (clean_session=False) needs a client \
+                 id (MQTT 3.1.1 brokers refuse it with CONNACK 2, identifier rejected); nothing \
+                 was sent",
+            );
+        }
+        match &self.credentials {
+            Some((user, password)) if user.is_empty() && !password.is_empty() => Some(
+                "a password without a user name: MQTT 3.1.1 and 3.1 forbid it (brokers close \
+                 the connection); pass user= too, or no password; nothing was sent",
+            ),
+            _ => None,
+        }
     }
 
     pub fn mqtt_options(&self, clean_session: bool, will: Option<LastWill>) -> MqttOptions {
@@ -158,7 +195,8 @@ impl ClientOptions {
         options
             .set_keep_alive(Duration::from_secs(u64::from(self.keepalive)))
             .set_clean_session(clean_session || self.client_id.is_empty())
-            .set_max_packet_size(self.max_packet_size, self.max_packet_size)
+            .set_protocol(self.protocol)
+            .set_max_packet_size(self.max_packet_size, MQTT_MAX_PACKET)
             .set_inflight(100)
             // A burst of publishes queued while the driver was busy leaves in one write.
             .set_max_request_batch(64)

@@ -12,19 +12,18 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::acks::{Ack, Kind, ReplyReceiver};
-use crate::driver::{self, DriverConfig};
+use crate::arguments;
+use crate::driver::{self, DriverConfig, LARGE_PACKET};
 use crate::errors::DriverError;
 use crate::inbox::Taken;
 use crate::lock::lock;
 use crate::options::ClientOptions;
-use crate::shared::{Link, Received, Shared};
+use crate::shared::{HandOver, Link, Received, Shared, FULL_CHANNEL_PAUSE};
 
 /// How many requests may wait in rumqttc's channel before senders back off.
 const REQUEST_CHANNEL_CAPACITY: usize = 256;
 /// How long `disconnect()` waits for the driver to write DISCONNECT before abandoning it.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-/// How long a sender waits before retrying when rumqttc's channel is full.
-const FULL_CHANNEL_PAUSE: Duration = Duration::from_millis(1);
 pub const NOT_CONNECTED: &str = "not connected: call connect() first";
 
 /// One connection: the request handle and the driver task that serves it.
@@ -186,6 +185,8 @@ impl Core {
             target: self.options.target.clone(),
             client_id: self.options.client_id.clone(),
             reconnect: self.options.reconnect,
+            resubscribe_delay: self.options.resubscribe_delay,
+            max_packet_size: self.options.max_packet_size,
             ping_grace: self.options.ping_grace,
             reconnect_delay: self.options.reconnect_delay,
             reconnect_max_delay: self.options.reconnect_max_delay,
@@ -194,6 +195,7 @@ impl Core {
         self.shared.link.send_replace(Link::Connecting);
         let task = tokio::spawn(driver::run(
             eventloop,
+            requests.clone(),
             self.shared.clone(),
             config,
             connack_tx,
@@ -243,23 +245,12 @@ impl Core {
         let kind = request.kind();
         loop {
             self.wait_for_link().await?;
+            if let HandOver::Sent(receiver) =
+                self.shared.hand_over(kind, || request.send(&requests))
             {
-                let mut outbox = lock(&self.shared.outbox);
-                if outbox.open {
-                    let receiver = kind.map(|kind| {
-                        let (reply, receiver) = oneshot::channel();
-                        outbox.push(kind, reply);
-                        receiver
-                    });
-                    if request.send(&requests).is_ok() {
-                        return Ok(receiver);
-                    }
-                    // Full, or closed because the driver ended: then the link state says so.
-                    if let Some(kind) = kind {
-                        outbox.pop_newest(kind);
-                    }
-                }
+                return Ok(receiver);
             }
+            // Full, or closed because the link dropped: then the link state says so.
             tokio::time::sleep(FULL_CHANNEL_PAUSE).await;
         }
     }
@@ -288,8 +279,8 @@ impl Core {
             let _in_flight = InFlight::start(&self.shared);
             match receiver.await {
                 Ok(Ok(ack)) => return Ok(Some(ack)),
-                Ok(Err(DriverError::ConnectionLost(reason))) if self.resends(&request) => {
-                    log::info!(target: "umqtt", "{reason}; sending the {} again after reconnecting", request.kind_name());
+                Ok(Err(error)) if self.resends(&request, &error) => {
+                    log::info!(target: "umqtt", "{error}; sending the {} again after reconnecting", request.kind_name());
                 }
                 Ok(Err(error)) => return Err(error),
                 Err(_) => return Err(DriverError::Closed),
@@ -297,35 +288,70 @@ impl Core {
         }
     }
 
-    fn resends(&self, request: &Request) -> bool {
-        let exactly_once = matches!(
-            request,
+    /// Whether a request whose link failed with `error` is sent again after the reconnect.
+    fn resends(&self, request: &Request, error: &DriverError) -> bool {
+        let (exactly_once, large) = match request {
             Request::Publish {
-                qos: QoS::ExactlyOnce,
+                topic,
+                payload,
+                qos,
                 ..
-            }
-        );
-        self.options.reconnect && !exactly_once
+            } => (
+                *qos == QoS::ExactlyOnce,
+                arguments::publish_size(topic, payload.len(), *qos) >= LARGE_PACKET,
+            ),
+            _ => (false, false),
+        };
+        let lost = match error {
+            DriverError::ConnectionLost(_) => true,
+            DriverError::LostWithLargePublish(_) => !large,
+            _ => false,
+        };
+        lost && self.options.reconnect && !exactly_once
     }
 
-    /// Acknowledges a handled QoS 1/2 message (PUBACK/PUBREC), on the connection it came on only:
-    /// after a reconnect its packet id may name another message, and the broker redelivers it.
-    /// While rumqttc's channel is full (the driver cannot write: TCP back-pressure), `pause` waits
-    /// a little; a Python thread waits without the GIL, which the driver may need to log.
+    /// Acknowledges a handled QoS 1/2 message (PUBACK/PUBREC), on the connection it came on only,
+    /// while it is up: after a reconnect its packet id may name another message, and the broker
+    /// redelivers it.
     pub fn acknowledge(&self, received: &Received, pause: impl Fn(Duration)) {
-        if received.publish.qos == QoS::AtMostOnce
-            || received.epoch != self.shared.epoch.load(Ordering::Acquire)
-        {
+        if received.publish.qos == QoS::AtMostOnce {
             return;
         }
-        let Ok(requests) = self.requests() else {
-            return;
+        let on_its_connection = || {
+            received.epoch == self.shared.epoch.load(Ordering::Acquire) && self.link() == Link::Up
         };
-        while let Err(ClientError::TryRequest(_)) = requests.try_ack(&received.publish) {
-            if received.epoch != self.shared.epoch.load(Ordering::Acquire)
-                || self.link() != Link::Up
-            {
-                return;
+        self.send_now(
+            |requests| requests.try_ack(&received.publish),
+            on_its_connection,
+            pause,
+        );
+    }
+
+    /// Asks for a PINGREQ now (rumqttc sends none while one waits for its PINGRESP). False,
+    /// sending nothing, when the link is not up.
+    pub fn ping(&self, pause: impl Fn(Duration)) -> bool {
+        self.send_now(AsyncClient::try_ping, || self.link() == Link::Up, pause)
+    }
+
+    /// Hands a request that awaits no acknowledgement to rumqttc at once, while `still_wanted`:
+    /// while rumqttc's channel is full (the driver cannot write: TCP back-pressure), `pause`
+    /// waits a little between tries (a Python thread waits without the GIL, which the driver may
+    /// need to log). Returns whether it was sent.
+    fn send_now(
+        &self,
+        send: impl Fn(&AsyncClient) -> Result<(), ClientError>,
+        still_wanted: impl Fn() -> bool,
+        pause: impl Fn(Duration),
+    ) -> bool {
+        let Ok(requests) = self.requests() else {
+            return false;
+        };
+        loop {
+            if !still_wanted() {
+                return false;
+            }
+            if send(&requests).is_ok() {
+                return true;
             }
             pause(FULL_CHANNEL_PAUSE);
         }

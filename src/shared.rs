@@ -3,17 +3,30 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Mutex;
+use std::time::Duration;
 
-use rumqttc::{Publish, QoS};
-use tokio::sync::watch;
+use rumqttc::{ClientError, Publish, QoS};
+use tokio::sync::{oneshot, watch};
 
-use crate::acks::Outbox;
+use crate::acks::{Kind, Outbox, ReplyReceiver};
 use crate::errors::DriverError;
 use crate::inbox::{Mailbox, Weight};
 use crate::lock::lock;
 
 /// Link notices kept for the error callback (older ones are dropped).
 const NOTICE_LIMIT: usize = 64;
+/// How long a sender waits before retrying when rumqttc's channel is full.
+pub const FULL_CHANNEL_PAUSE: Duration = Duration::from_millis(1);
+
+/// What became of a request handed to rumqttc ([`Shared::hand_over`]).
+pub enum HandOver {
+    /// In rumqttc's channel; with the receiver of its acknowledgement when one is awaited.
+    Sent(Option<ReplyReceiver>),
+    /// Not sent: the channel is full.
+    Full,
+    /// Not sent: the outbox is closed (no connection is up).
+    Closed,
+}
 
 /// The state of the link, as `get_mqttsta()` and waiting publishers see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +119,32 @@ impl Shared {
 
     pub fn forget_subscription(&self, topic: &str) {
         lock(&self.subscriptions).retain(|(known, _)| known != topic);
+    }
+
+    /// Hands a request to rumqttc (`send`) while the outbox is open, registering the waiter of its
+    /// acknowledgement (`kind`) in the same critical section, so that waiters and requests stay in
+    /// the same order.
+    pub fn hand_over(
+        &self,
+        kind: Option<Kind>,
+        send: impl FnOnce() -> Result<(), ClientError>,
+    ) -> HandOver {
+        let mut outbox = lock(&self.outbox);
+        if !outbox.open {
+            return HandOver::Closed;
+        }
+        let receiver = kind.map(|kind| {
+            let (reply, receiver) = oneshot::channel();
+            outbox.push(kind, reply);
+            receiver
+        });
+        if send().is_ok() {
+            return HandOver::Sent(receiver);
+        }
+        if let Some(kind) = kind {
+            outbox.pop_newest(kind);
+        }
+        HandOver::Full
     }
 
     /// Closes the outbox and fails what waits in it; used when the driver is stopped from outside.

@@ -69,13 +69,6 @@ def _require_callable(f: object, what: str) -> None:
         raise TypeError(f"{what} must be callable, not {type(f).__name__}")
 
 
-def _check_version(version: object) -> None:
-    if version == 3:
-        raise ValueError("version=3 (MQTT 3.1) is not supported: use version=4 (MQTT 3.1.1)")
-    if version != 4:
-        raise ValueError(f"version must be 4 (MQTT 3.1.1), not {version!r}")
-
-
 def _describe(client: object, core: _native.Client) -> str:
     """A client's repr: what it is and where it connects, never its credentials."""
     kind = f"{type(client).__module__}.{type(client).__name__}"
@@ -156,7 +149,6 @@ class _ClientBase(_CoreClient):
     ) -> None:
         if isinstance(keepalive, int) and 0 < keepalive < 5:
             raise ValueError(_KEEPALIVE_TOO_SHORT)
-        _check_version(version)
         super().__init__(
             client_id,
             server,
@@ -167,7 +159,9 @@ class _ClientBase(_CoreClient):
             ssl,
             ssl_params,
             reconnect=bool(reconn),
+            version=version,
             pingmaxnum=pingmaxnum,
+            manage=bool(manage),
             **options,
         )
         self.reconn = reconn
@@ -180,9 +174,11 @@ class _ClientBase(_CoreClient):
         """0 connected, 1 connecting, 2 closed by the server, -1 error or disconnected."""
         return self._core.mqttsta()
 
-    def _check_link(self) -> None:
-        """What ping() does: the core sends PINGREQ every keepalive; this checks the link."""
-        if self._core.mqttsta() in (self.CONNECTEXCE, self.SEVCLOSE):
+    def _ping(self) -> None:
+        """What ping() does: a PINGREQ now (none while one waits for its PINGRESP). While the
+        client reconnects by itself nothing is sent; when the link is gone (state -1 or 2) it
+        raises MQTTConnectionLost."""
+        if not self._core.ping() and self._core.mqttsta() in (self.CONNECTEXCE, self.SEVCLOSE):
             raise MQTTConnectionLost(f"not connected (state: {self._core.state})")
 
     def close(self) -> None:
@@ -278,8 +274,9 @@ class MQTTClient(_ClientBase):
             raise
 
     def ping(self) -> None:
-        """The core sends PINGREQ every keepalive in the background; this checks the link."""
-        self._check_link()
+        """Writes a PINGREQ now, unless one waits for its PINGRESP; the core also sends one every
+        keepalive. Raises MQTTConnectionLost when the link is gone."""
+        self._ping()
 
     def disconnect(self) -> None:
         """Sends what was queued, then DISCONNECT (no will). Never raises."""

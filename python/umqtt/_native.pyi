@@ -72,7 +72,9 @@ class Client:
         ssl: Any = None,
         ssl_params: dict[str, Any] | None = None,
         reconnect: bool = True,
+        version: int | None = None,
         pingmaxnum: int | None = None,
+        manage: bool = False,
         # The defaults are the constructor's own (docs/api.md lists them).
         connect_timeout: float = ...,
         ack_timeout: float = ...,
@@ -88,6 +90,7 @@ class Client:
         retain: bool = False,
     ) -> None: ...
     def connect(self, clean_session: bool = True, timeout: float | None = None) -> bool: ...
+    def check_connect(self, clean_session: bool) -> None: ...
     def publish(
         self,
         topic: _Text,
@@ -122,6 +125,7 @@ class Client:
     @property
     def keepalive(self) -> int: ...
     def disconnect(self) -> None: ...
+    def ping(self) -> bool: ...
     def close(self) -> None: ...
     # asyncio: awaitables, to be called from a running event loop
     def connect_async(

@@ -77,8 +77,9 @@ class MQTTClient(_ClientBase):
         await self._core.unsubscribe_async(topic)
 
     async def ping(self) -> None:
-        """The core sends PINGREQ every keepalive; this raises if the link is gone."""
-        self._check_link()
+        """Writes a PINGREQ now, unless one waits for its PINGRESP; the core also sends one every
+        keepalive. Raises MQTTConnectionLost when the link is gone."""
+        self._ping()
 
     async def disconnect(self) -> None:
         """Lets requests in flight finish, sends what was queued, then DISCONNECT (no will)."""

@@ -21,6 +21,17 @@ from .simple import MQTTClient
 
 _EXIT_ERROR = 1
 _EXIT_TIMEOUT = 27  # what mosquitto_sub exits with when -W expires
+# -V as mosquitto_pub/mosquitto_sub name the protocol versions, and the client's `version`.
+_PROTOCOL_VERSIONS = {"mqttv31": 3, "31": 3, "mqttv311": 4, "311": 4, "mqttv5": 5, "5": 5}
+
+
+def _protocol_version(name: str) -> int:
+    try:
+        return _PROTOCOL_VERSIONS[name.lower()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(
+            f"unknown protocol version {name!r}: use mqttv311 (311) or mqttv31 (31)"
+        ) from None
 
 
 def _connection_options(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +55,14 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
     _connection_options(parser)
     parser.add_argument("-q", "--qos", type=int, default=0, choices=(0, 1, 2), help="QoS (0)")
     parser.add_argument("-k", "--keepalive", type=int, default=60, help="keepalive seconds (60)")
+    parser.add_argument(
+        "-V",
+        "--protocol-version",
+        type=_protocol_version,
+        default=4,
+        metavar="VERSION",
+        help="mqttv311 (or 311, the default) or mqttv31 (31): MQTT 3.1.1 or 3.1",
+    )
     parser.add_argument("-t", "--topic", action="append", required=True, help="topic (repeatable)")
 
 
@@ -102,6 +121,7 @@ def _client(args: argparse.Namespace) -> MQTTClient:
         keepalive=args.keepalive,
         ssl=use_tls,
         ssl_params=ssl_params,
+        version=args.protocol_version,
     )
 
 

@@ -282,6 +282,11 @@ class Connected:
         return "other"
 
 
+def _link_up(client: MQTTClient) -> bool:
+    """Whether the client's link is up, asking the broker nothing (ping() sends a PINGREQ)."""
+    return client._core.mqttsta() == 0
+
+
 def _connect(client: MQTTClient, clean_session: bool = True) -> Connected:
     started = time.monotonic()
     try:
@@ -710,10 +715,10 @@ class Doctor:
                 "check which program listens on the port (on the server: ss -ltnp) and that it "
                 "is the broker's MQTT port (mosquitto: its `listener` lines)"
             )
-        elif kind == "closed" and not self.user and self._password is not None:
+        elif not self.user and self._password:
             cause = (
-                "a password without a user name: the broker closed the connection (mosquitto "
-                "counts a password without a user name as a protocol error)"
+                "a password without a user name, which MQTT 3.1.1 forbids: the client refuses "
+                "to send it (mosquitto would close the connection as a protocol error)"
             )
             fix = "pass the user name with -u along with -P"
         elif kind == "closed":
@@ -831,11 +836,7 @@ class Doctor:
     def _keepalive(self, step: Step, connected: Connected) -> None:
         client = self._client
         details = {"keepalive": KEEPALIVE, "watched": KEEPALIVE_WATCH}
-        while time.monotonic() - connected.at < KEEPALIVE_WATCH:
-            try:
-                client.ping()  # sends nothing: raises once the link is gone
-            except OSError:
-                break
+        while time.monotonic() - connected.at < KEEPALIVE_WATCH and _link_up(client):
             time.sleep(_POLL)
         try:
             client.check_msg()  # raises with the core's reason when the link is gone
@@ -882,9 +883,7 @@ class Doctor:
         started = time.monotonic()
         try:
             while time.monotonic() - started < self.timeout:
-                try:
-                    client.ping()
-                except OSError:
+                if not _link_up(client):
                     details["taken_over"] = True
                     break
                 time.sleep(_POLL)

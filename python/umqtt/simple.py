@@ -2,8 +2,11 @@
 
 Raises where MicroPython raises: ``MQTTException(rc)`` for a CONNACK refusal, ``OSError`` for
 network failures (``MQTTConnectionLost`` and ``MQTTTimeout`` are ``OSError`` subclasses), and the
-callback's own exceptions. No automatic reconnect; keepalive pings, when ``keepalive`` is set, are
-sent by the core (MicroPython leaves that to the application).
+callback's own exceptions. What ``connect()`` refuses before sending anything (what MQTT forbids:
+an empty client id with ``clean_session=False``, a password without a user name) raises
+``MQTTConnectError``, an ``MQTTException`` and a ``ValueError``: not an ``OSError``, so that
+``umqtt.robust`` does not retry it for ever. No automatic reconnect; keepalive pings, when
+``keepalive`` is set, are sent by the core (MicroPython leaves that to the application).
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ def _no_callback(topic: bytes, msg: bytes) -> None:
 
 class MQTTClient(_CoreClient):
     """``MQTTClient(client_id, server, port=0, user=None, password=None, keepalive=0, ssl=None,
-    ssl_params={})``; keyword-only options as for ``umqtt.MQTTClient`` (connect_timeout,
-    ack_timeout, max_packet_size, ...)."""
+    ssl_params={})``; keyword-only ``version`` (4: MQTT 3.1.1, 3: MQTT 3.1) and the options of
+    ``umqtt.MQTTClient`` (connect_timeout, ack_timeout, max_packet_size, ...)."""
 
     def __init__(
         self,
@@ -38,6 +41,8 @@ class MQTTClient(_CoreClient):
         keepalive: int = 0,
         ssl: Any = None,
         ssl_params: dict[str, Any] | None = {},  # noqa: B006 - MicroPython's signature
+        *,
+        version: int = 4,
         **options: Unpack[_CoreOptions],
     ) -> None:
         super().__init__(
@@ -50,6 +55,7 @@ class MQTTClient(_CoreClient):
             ssl,
             ssl_params,
             reconnect=False,
+            version=version,
             **options,
         )
         self.user = user
@@ -61,7 +67,9 @@ class MQTTClient(_CoreClient):
         self.cb = f
 
     def connect(self, clean_session: bool = True, timeout: float | None = None) -> int:
-        """Returns the session-present flag. Refusal: MQTTException(rc); network: OSError."""
+        """Returns the session-present flag. Refusal: MQTTException(rc); network: OSError;
+        refused before sending (what MQTT forbids): MQTTConnectError, a ValueError."""
+        self._core.check_connect(bool(clean_session))
         try:
             return int(self._core.connect(bool(clean_session), timeout))
         except MQTTConnectError as e:
@@ -73,8 +81,9 @@ class MQTTClient(_CoreClient):
         self._core.disconnect()
 
     def ping(self) -> None:
-        """Keepalive pings are automatic; this raises OSError if the link is gone."""
-        if self._core.mqttsta() != 0:
+        """Writes a PINGREQ now, unless one waits for its PINGRESP (keepalive pings are also
+        automatic). Raises OSError when not connected."""
+        if not self._core.ping():
             raise MQTTConnectionLost(f"not connected (state: {self._core.state})")
 
     def publish(self, topic: Text, msg: Payload, retain: bool = False, qos: int = 0) -> None:
