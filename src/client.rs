@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use rumqttc::{Publish, QoS};
 
+use crate::aio::{self, LoopBridge};
 use crate::arguments;
 use crate::errors::{self, DriverError, MQTTException};
 use crate::inbox::{Taken, Waiting};
@@ -276,21 +277,21 @@ impl Client {
 
     // ---- asyncio: the same operations as awaitables (call them from a running event loop) ----
 
-    #[pyo3(signature = (clean_session=true, timeout=None))]
+    #[pyo3(signature = (bridge, clean_session=true, timeout=None))]
     fn connect_async<'py>(
         &self,
-        py: Python<'py>,
+        bridge: &Bound<'py, LoopBridge>,
         clean_session: bool,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.connect_op(py, clean_session, timeout)?
-            .awaitable(py, &self.core)
+        self.connect_op(bridge.py(), clean_session, timeout)?
+            .awaitable(bridge, &self.core)
     }
 
-    #[pyo3(signature = (topic, msg, qos=None, retain=false, timeout=None))]
+    #[pyo3(signature = (bridge, topic, msg, qos=None, retain=false, timeout=None))]
     fn publish_async<'py>(
         &self,
-        py: Python<'py>,
+        bridge: &Bound<'py, LoopBridge>,
         topic: &Bound<'py, PyAny>,
         msg: &Bound<'py, PyAny>,
         qos: Option<&Bound<'py, PyAny>>,
@@ -298,54 +299,72 @@ impl Client {
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.publish_op(topic, msg, qos, retain, timeout)?
-            .awaitable(py, &self.core)
+            .awaitable(bridge, &self.core)
     }
 
-    #[pyo3(signature = (topic, qos=None, timeout=None))]
+    #[pyo3(signature = (bridge, topic, qos=None, timeout=None))]
     fn subscribe_async<'py>(
         &self,
-        py: Python<'py>,
+        bridge: &Bound<'py, LoopBridge>,
         topic: &Bound<'py, PyAny>,
         qos: Option<&Bound<'py, PyAny>>,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.subscribe_op(topic, qos, timeout)?
-            .awaitable(py, &self.core)
+            .awaitable(bridge, &self.core)
     }
 
-    #[pyo3(signature = (topic, timeout=None))]
+    #[pyo3(signature = (bridge, topic, timeout=None))]
     fn unsubscribe_async<'py>(
         &self,
-        py: Python<'py>,
+        bridge: &Bound<'py, LoopBridge>,
         topic: &Bound<'py, PyAny>,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.unsubscribe_op(topic, timeout)?
-            .awaitable(py, &self.core)
+            .awaitable(bridge, &self.core)
     }
 
     /// Resolves (to None) once a message can be taken with `take_message()`, or the link is gone
     /// for good. Takes nothing itself, so cancelling it loses nothing.
-    fn message_ready_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    fn message_ready_async<'py>(
+        &self,
+        bridge: &Bound<'py, LoopBridge>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let core = self.core.clone();
         let ready = async move {
             core.shared.inbox.ready().await;
             Ok(())
         };
-        Operation::new(ready, None, "message", Ending::Packet).awaitable(py, &self.core)
+        Operation::new(ready, None, "message", Ending::Arrival).awaitable(bridge, &self.core)
     }
 
     /// An arrived message, or None at once; raises `MQTTConnectionLost` once the link is gone for
-    /// good and nothing is left. Never blocks.
-    fn take_message(&self, py: Python<'_>) -> PyResult<Option<Message>> {
+    /// good and nothing is left. Never blocks. Taken for `bridge`'s event loop, which then
+    /// drives the acknowledgement out and polls for the messages likely to follow.
+    #[pyo3(signature = (bridge=None))]
+    fn take_message(
+        &self,
+        py: Python<'_>,
+        bridge: Option<&Bound<'_, LoopBridge>>,
+    ) -> PyResult<Option<Message>> {
         match self.core.take_message(pause_without_gil(py)) {
-            Ok(publish) => Ok(publish.map(|publish| Message { publish })),
+            Ok(Some(publish)) => {
+                if let Some(bridge) = bridge {
+                    aio::expect_more(bridge)?;
+                }
+                Ok(Some(Message { publish }))
+            }
+            Ok(None) => Ok(None),
             Err(error) => Err(error.into_pyerr(py)),
         }
     }
 
-    fn disconnect_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.disconnect_op().awaitable(py, &self.core)
+    fn disconnect_async<'py>(
+        &self,
+        bridge: &Bound<'py, LoopBridge>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.disconnect_op().awaitable(bridge, &self.core)
     }
 
     // ---- state ----

@@ -53,14 +53,6 @@ impl DriverError {
             DriverError::Timeout(message) => timeout(py, message),
         }
     }
-
-    /// For futures that may complete while Python is finalizing: fall back to a plain
-    /// MQTTException when the interpreter can no longer be attached.
-    pub fn into_pyerr_anywhere(self) -> PyErr {
-        let fallback = self.to_string();
-        Python::try_attach(|py| self.into_pyerr(py))
-            .unwrap_or_else(|| MQTTException::new_err(fallback))
-    }
 }
 
 impl std::fmt::Display for DriverError {

@@ -3,6 +3,7 @@
 //! dialects as thin policy layers; this crate owns every socket, timer and packet.
 
 mod acks;
+mod aio;
 mod arguments;
 mod client;
 mod driver;
@@ -31,6 +32,7 @@ fn _native(py: Python<'_>, module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(runtime::set_busy_poll, module)?)?;
     module.add_class::<client::Client>()?;
     module.add_class::<client::Message>()?;
+    module.add_class::<aio::LoopBridge>()?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

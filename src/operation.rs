@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 
+use crate::aio::{self, Expect, LoopBridge};
 use crate::arguments;
 use crate::errors::DriverError;
 use crate::lock::lock;
@@ -35,6 +36,8 @@ pub enum Ending {
     Queued,
     /// The driver's own work (DISCONNECT written, the task gone): no reply comes.
     Closed,
+    /// A message, which the broker sends when it likes: no request of this call makes it soon.
+    Arrival,
 }
 
 impl<F> Operation<F> {
@@ -64,7 +67,7 @@ impl<F> Operation<F> {
         let (done, busy_poll) = match self.ends_with {
             Ending::Packet => (Poll::Pending, BusyPoll::after(sent)),
             Ending::Queued => (runtime::poll_now(future.as_mut())?, BusyPoll::NONE),
-            Ending::Closed => (Poll::Pending, BusyPoll::NONE),
+            Ending::Closed | Ending::Arrival => (Poll::Pending, BusyPoll::NONE),
         };
         let outcome = match done {
             Poll::Ready(result) => Some(result),
@@ -76,29 +79,38 @@ impl<F> Operation<F> {
         }
     }
 
-    /// The same operation as an asyncio awaitable; cancelling it drops the future (cancel-safe).
-    pub fn awaitable<'py, T>(self, py: Python<'py>, core: &Arc<Core>) -> PyResult<Bound<'py, PyAny>>
+    /// The same operation as an asyncio awaitable of `bridge`'s event loop, driven on the loop's
+    /// thread (see `aio`); cancelling it drops the future (cancel-safe).
+    pub fn awaitable<'py, T>(
+        self,
+        bridge: &Bound<'py, LoopBridge>,
+        core: &Arc<Core>,
+    ) -> PyResult<Bound<'py, PyAny>>
     where
         F: Future<Output = Result<T, DriverError>> + Send + 'static,
         T: for<'a> IntoPyObject<'a> + Send + 'static,
     {
-        runtime::runtime()?;
         let core = core.clone();
         let Operation {
             future,
             timeout,
             what,
-            ..
+            ends_with,
         } = self;
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let outcome = match timeout {
+        let (sent, expect) = match ends_with {
+            Ending::Packet => (true, Expect::Reply),
+            Ending::Queued => (true, Expect::Nothing),
+            Ending::Closed | Ending::Arrival => (false, Expect::Nothing),
+        };
+        let timed = async move {
+            match timeout {
                 Some(limit) => tokio::time::timeout(limit, future)
                     .await
                     .unwrap_or_else(|_| Err(core.expired(what))),
                 None => future.await,
-            };
-            outcome.map_err(DriverError::into_pyerr_anywhere)
-        })
+            }
+        };
+        aio::start(bridge, timed, sent, expect)
     }
 }
 

@@ -1,5 +1,5 @@
-//! One tokio runtime shared by every client (and by asyncio through pyo3-async-runtimes), and the
-//! blocking wait that Python threads use: GIL released, signals checked every slice.
+//! One tokio runtime shared by every client, the blocking wait that Python threads use (GIL
+//! released, signals checked every slice), and the short turns an asyncio event loop takes.
 //!
 //! The runtime is a current-thread runtime whose scheduler and I/O driver (its "core") are held by
 //! whichever thread is waiting on it: a Python thread blocked in a call drives every connection
@@ -14,6 +14,10 @@
 //! `epoll_wait` into a zero-timeout poll until the budget (`set_busy_poll`, 200 µs by default)
 //! after the request is spent. Waking a sleeping thread costs about 100 µs on a VM; the reply
 //! from a local broker comes within that budget, so the round trip loses the wake-up.
+//!
+//! An asyncio event loop's thread takes the core the same way for a short turn (`tick`): it runs
+//! what is ready, polls the sockets without waiting and leaves, never waiting for a blocked caller
+//! (which may hold the core for long) to give the core up.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -64,8 +68,7 @@ pub fn runtime() -> PyResult<&'static Runtime> {
         .map_err(PyRuntimeError::new_err)
 }
 
-/// Builds the runtime, starts the background thread and hands the runtime to asyncio support,
-/// all before any caller can see it (`OnceLock` runs this once; other callers wait for it). A
+/// Builds the runtime and starts the background thread, both before any caller can see it (`OnceLock` runs this once; other callers wait for it). A
 /// failure (no thread or no epoll for this process) is kept and raised by every later call.
 fn start() -> Result<&'static Runtime, String> {
     let built = build().map_err(|e| format!("cannot start the umqtt I/O runtime: {e}"))?;
@@ -75,17 +78,14 @@ fn start() -> Result<&'static Runtime, String> {
         .name("umqtt-io".into())
         .spawn(|| HANDOVER.drive_in_background(runtime))
         .map_err(|e| format!("cannot start the umqtt I/O thread: {e}"))?;
-    // Err only means asyncio support was initialised before, which `OnceLock` rules out.
-    let _ = pyo3_async_runtimes::tokio::init_with_runtime(runtime);
     Ok(runtime)
 }
 
 /// A current-thread runtime, whose core the hand-over passes between its waiting threads.
 fn build() -> std::io::Result<Runtime> {
     tokio::runtime::Builder::new_current_thread()
-        // pyo3-async-runtimes completes every asyncio future from a blocking-pool thread that
-        // waits for the GIL; uncapped (512), a thousand completions at once mean hundreds of
-        // threads. A few suffice: they queue for the GIL anyway. DNS lookups share them.
+        // Only DNS lookups use the blocking pool; uncapped (512), a thousand clients connecting
+        // at once would mean hundreds of threads.
         .max_blocking_threads(6)
         .thread_keep_alive(Duration::from_secs(2))
         .thread_name("umqtt-blocking")
@@ -97,10 +97,16 @@ fn build() -> std::io::Result<Runtime> {
         .build()
 }
 
-/// Who holds the runtime's core: the background thread, or the callers blocked in `block_on`.
+/// Who holds the runtime's core: the background thread, the callers blocked in `block_on`, or an
+/// event loop's thread taking a turn.
 struct Handover {
-    /// Callers inside `Runtime::block_on` now.
+    /// Callers inside `Runtime::block_on` now, event loops' turns included.
     callers: AtomicUsize,
+    /// Of those, the blocked callers: one may hold the core for as long as its call lasts.
+    blocked: AtomicUsize,
+    /// An event loop stopped polling while it waits for replies: the background thread should
+    /// take the core back now rather than after a pause, so that nobody leaves them unread.
+    handed_back: AtomicBool,
     /// Calls so far that waited: tells the background thread whether a caller came, drove the
     /// I/O and went while it slept.
     entries: AtomicU64,
@@ -119,6 +125,8 @@ impl Handover {
     const fn new() -> Self {
         Handover {
             callers: AtomicUsize::new(0),
+            blocked: AtomicUsize::new(0),
+            handed_back: AtomicBool::new(false),
             entries: AtomicU64::new(0),
             awaiting_idle: AtomicBool::new(false),
             wanted: Notify::const_new(),
@@ -165,12 +173,29 @@ impl Handover {
             // `Leave` counts an entry before it counts the caller out, so with no caller in this
             // sees every call that waited.
             let seen = self.entries.load(Ordering::SeqCst);
-            if self.callers.load(Ordering::SeqCst) == 0 && seen == counted {
+            if self.callers.load(Ordering::SeqCst) == 0
+                && (seen == counted || self.handed_back.swap(false, Ordering::SeqCst))
+            {
                 return;
             }
-            std::thread::sleep(RECLAIM_AFTER);
+            self.pause();
             counted = seen;
         }
+    }
+
+    /// Sleeps one `RECLAIM_AFTER` pause, or less when an event loop hands the core back.
+    fn pause(&self) {
+        let guard = lock(&self.idle_lock);
+        if !self.handed_back.load(Ordering::SeqCst) {
+            let _ = self.idle.wait_timeout(guard, RECLAIM_AFTER);
+        }
+    }
+
+    /// Tells the background thread to take the core back at once (see `handed_back`).
+    fn hand_back(&self) {
+        self.handed_back.store(true, Ordering::SeqCst);
+        let _guard = lock(&self.idle_lock);
+        self.idle.notify_one();
     }
 
     fn wait_for_no_callers(&self) {
@@ -193,10 +218,12 @@ impl Handover {
 
     /// Runs `future` on the calling thread, taking the core from the background thread.
     fn block_on<F: Future>(&self, runtime: &Runtime, busy_poll: BusyPoll, future: F) -> F::Output {
+        self.blocked.fetch_add(1, Ordering::SeqCst);
         self.callers.fetch_add(1, Ordering::SeqCst);
         let leave = Leave {
             handover: self,
             waited: Cell::new(false),
+            blocked: true,
         };
         self.wanted.notify_waiters();
         let mut future = std::pin::pin!(future);
@@ -210,15 +237,72 @@ impl Handover {
         }))
     }
 
-    /// Polls `future` once without waiting for the core (see [`poll_now`]).
-    fn poll_now<F: Future>(&self, runtime: &Runtime, mut future: Pin<&mut F>) -> Poll<F::Output> {
+    /// One short turn of the runtime on an event loop's thread (see [`tick`]). Returns whether
+    /// this thread held the core (and so drove the I/O).
+    fn tick(&self, runtime: &Runtime) -> bool {
+        self.callers.fetch_add(1, Ordering::SeqCst);
+        let leave = Leave {
+            handover: self,
+            waited: Cell::new(false),
+            blocked: false,
+        };
+        self.wanted.notify_waiters();
+        // Armed before the check below, so a blocked caller that comes after it wakes this turn.
+        let mut caller_came = std::pin::pin!(self.wanted.notified());
+        caller_came.as_mut().enable();
+        if self.blocked.load(Ordering::SeqCst) > 0 {
+            // A blocked caller holds the core, or is about to: it drives.
+            return false;
+        }
+        let mut turn = Turn::Started;
+        runtime.block_on(std::future::poll_fn(|context| {
+            match turn {
+                Turn::Started => {
+                    // Only the thread holding the core runs the before-park hook, so a wake-up
+                    // from it says this thread holds the core and has run what was ready.
+                    swap_busy_polling(Some((far_future(), context.waker().clone())));
+                    turn = Turn::WaitingForCore;
+                }
+                Turn::WaitingForCore if busy_polling_taken() => {
+                    // The hook's wake-up polled the sockets; once more runs what they woke.
+                    leave.waited.set(true);
+                    turn = Turn::Driving;
+                    context.waker().wake_by_ref();
+                }
+                Turn::WaitingForCore => {
+                    // Polled before the hook ran: a caller came for the core (give way to a
+                    // blocked one), or this thread has just taken it. The waker differs with and
+                    // without the core, so the hook must get this one.
+                    if self.blocked.load(Ordering::SeqCst) > 0 {
+                        swap_busy_polling(None);
+                        return Poll::Ready(());
+                    }
+                    swap_busy_polling(Some((far_future(), context.waker().clone())));
+                    caller_came.set(self.wanted.notified());
+                    caller_came.as_mut().enable();
+                }
+                Turn::Driving => return Poll::Ready(()),
+            }
+            let _ = caller_came.as_mut().poll(context);
+            Poll::Pending
+        }));
+        leave.waited.get()
+    }
+
+    /// Polls `future` once with `waker`, without waiting for the core (see [`poll_now`]).
+    fn poll_now<F: Future + ?Sized>(
+        &self,
+        runtime: &Runtime,
+        mut future: Pin<&mut F>,
+        waker: &Waker,
+    ) -> Poll<F::Output> {
         if self.core_is_held() || tokio::runtime::Handle::try_current().is_ok() {
             let _context = runtime.enter();
-            return future.poll(&mut Context::from_waker(Waker::noop()));
+            return future.poll(&mut Context::from_waker(waker));
         }
         // `Runtime::block_on` polls its future before anything else, and this one is done then.
-        runtime.block_on(std::future::poll_fn(|context| {
-            Poll::Ready(future.as_mut().poll(context))
+        runtime.block_on(std::future::poll_fn(|_| {
+            Poll::Ready(future.as_mut().poll(&mut Context::from_waker(waker)))
         }))
     }
 }
@@ -231,6 +315,7 @@ impl Handover {
 struct Leave<'a> {
     handover: &'a Handover,
     waited: Cell<bool>,
+    blocked: bool,
 }
 
 impl Drop for Leave<'_> {
@@ -239,6 +324,9 @@ impl Drop for Leave<'_> {
         let handover = self.handover;
         if self.waited.get() {
             handover.entries.fetch_add(1, Ordering::SeqCst);
+        }
+        if self.blocked {
+            handover.blocked.fetch_sub(1, Ordering::SeqCst);
         }
         // SeqCst on both sides: either this sees `awaiting_idle` or the background thread sees
         // no callers before it waits.
@@ -266,6 +354,11 @@ impl BusyPoll {
         }
     }
 
+    /// When the busy poll ends, if it polls at all.
+    pub fn until(self) -> Option<Instant> {
+        self.0
+    }
+
     /// Leaves `waker` for the before-park hook, which checks whether the budget lasts.
     fn arm(self, waker: &Waker) {
         if let Some(until) = self.0 {
@@ -286,6 +379,25 @@ fn busy_poll_before_park() {
             waker.wake();
         }
     }
+}
+
+/// How far an event loop's turn is (see `Handover::tick`).
+enum Turn {
+    Started,
+    WaitingForCore,
+    Driving,
+}
+
+/// Whether the before-park hook took this thread's busy poll (so this thread holds the core).
+fn busy_polling_taken() -> bool {
+    BUSY_POLLING
+        .try_with(|slot| slot.borrow().is_none())
+        .unwrap_or(true)
+}
+
+/// A busy-poll end that the hook always finds ahead: a turn is woken by its first park.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(3600)
 }
 
 /// Replaces this thread's busy poll, returning the one it had; a thread being torn down has none.
@@ -403,6 +515,37 @@ where
     }
 }
 
+/// One short turn of the runtime on an event loop's thread, GIL released: runs everything
+/// ready, polls the sockets without waiting, runs what they woke and returns, so the loop's
+/// requests are written and the replies already in are read on the loop's own thread. Takes the
+/// core from the background thread (waiting for it to let go, as a blocked caller does) but
+/// never from a blocked caller, which drives meanwhile. Returns whether this thread drove.
+pub fn tick(py: Python<'_>) -> PyResult<bool> {
+    let runtime = runtime()?;
+    Ok(py.detach(|| HANDOVER.tick(runtime)))
+}
+
+/// Whether a thread drives the runtime now (a guess that may be stale: see `core_is_held`).
+pub fn core_is_held() -> bool {
+    HANDOVER.core_is_held()
+}
+
+/// Polls an event loop's operation once with its own waker, GIL released, as [`poll_now`] does.
+pub fn poll_detached<T: Send>(
+    py: Python<'_>,
+    future: Pin<&mut (dyn Future<Output = T> + Send)>,
+    waker: &Waker,
+) -> PyResult<Poll<T>> {
+    let runtime = runtime()?;
+    Ok(py.detach(|| HANDOVER.poll_now(runtime, future, waker)))
+}
+
+/// An event loop that drove the runtime stops polling and waits for its replies elsewhere: the
+/// background thread takes the core back now, to read them.
+pub fn hand_back() {
+    HANDOVER.hand_back();
+}
+
 /// Polls `future` once, for calls that are usually done then (a QoS 0 publish), without waiting
 /// for the core: a thread that holds it (the background thread, or a caller) would have to give it
 /// up first. When one does, this polls outside the core, in the runtime's context (so the future
@@ -415,7 +558,7 @@ where
 /// a lock held by a thread that waits for this core would deadlock). If the future is not done,
 /// `block_on` polls it again, and whatever it waits for wakes that.
 pub fn poll_now<F: Future>(future: Pin<&mut F>) -> PyResult<Poll<F::Output>> {
-    Ok(HANDOVER.poll_now(runtime()?, future))
+    Ok(HANDOVER.poll_now(runtime()?, future, Waker::noop()))
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import paho.mqtt.client as paho
 import pytest
+import umqtt.aio
 from broker import (
     ALICE,
     BOB,
@@ -277,6 +278,13 @@ def make_client(mqtt_client: ClientFactory) -> Callable[..., Any]:
     every client it made is disconnected at teardown.
     """
     return functools.partial(mqtt_client, connect=False)
+
+
+@pytest.fixture
+def make_aio(make_client: Callable[..., Any]) -> Callable[..., umqtt.aio.MQTTClient]:
+    """make_client(dialect="aio", ...): an unconnected umqtt.aio.MQTTClient; every client made
+    is disconnected (awaited) at teardown."""
+    return functools.partial(make_client, dialect="aio")
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import random
 import resource
@@ -141,13 +140,6 @@ class Collector:
         self.task.cancel()
         with contextlib.suppress(BaseException):
             await self.task
-
-
-@pytest.fixture
-def make_aio(make_client: Callable[..., Any]) -> Callable[..., MQTTClient]:
-    """make_client(dialect="aio", ...): an unconnected umqtt.aio.MQTTClient; every client made
-    is disconnected (awaited) at teardown."""
-    return functools.partial(make_client, dialect="aio")
 
 
 # --------------------------------------------------------------------------- round trips

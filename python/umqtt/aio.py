@@ -15,6 +15,8 @@ Cancelling a task that awaits a call is safe: the connection stays up and nothin
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator
 from types import TracebackType
 
@@ -27,7 +29,7 @@ from . import (
     Text,
     _ClientBase,
 )
-from ._native import Message
+from ._native import LoopBridge, Message
 
 __all__ = [
     "MQTTClient",
@@ -39,9 +41,34 @@ __all__ = [
 ]
 
 
+# One bridge per event loop, shared by its clients; it goes when the loop goes.
+_bridges: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopBridge] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _bridge_of(loop: asyncio.AbstractEventLoop) -> LoopBridge:
+    """The core's end in `loop`: completions that arrive from another thread wake the loop
+    through the bridge's socket."""
+    bridge = _bridges.get(loop)
+    if bridge is None:
+        bridge = _bridges[loop] = LoopBridge(loop)
+        loop.add_reader(bridge.fileno(), bridge.drain)
+    return bridge
+
+
 class MQTTClient(_ClientBase):
     """``MQTTClient(client_id, server, port=0, user=None, password=None, keepalive=60,
     ssl=False, ssl_params={}, reconn=True, ...)``, as ``umqtt.MQTTClient``, with async methods."""
+
+    _loop: asyncio.AbstractEventLoop | None = None
+    _loop_bridge: LoopBridge | None = None
+
+    def _bridge(self) -> LoopBridge:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop or self._loop_bridge is None:
+            self._loop, self._loop_bridge = loop, _bridge_of(loop)
+        return self._loop_bridge
 
     async def __aenter__(self) -> MQTTClient:
         await self.connect()
@@ -58,23 +85,23 @@ class MQTTClient(_ClientBase):
     async def connect(self, clean_session: bool = True) -> int:
         """Connects; returns the session-present flag. Raises MQTTConnectError (a ValueError)."""
         self._ended_by_user = False
-        return int(await self._core.connect_async(bool(clean_session)))
+        return int(await self._core.connect_async(self._bridge(), bool(clean_session)))
 
     async def publish(self, topic: Text, msg: Payload, retain: bool = False, qos: int = 0) -> None:
         """Returns once QoS 0 is queued, QoS 1 PUBACKed or QoS 2 PUBCOMPed.
         Raises MQTTConnectionLost or MQTTTimeout (ack_timeout) otherwise."""
-        await self._core.publish_async(topic, msg, qos, bool(retain))
+        await self._core.publish_async(self._bridge(), topic, msg, qos, bool(retain))
 
     async def subscribe(self, topic: Text, qos: int = 0) -> int:
         """Returns the QoS the broker granted; a refusal (SUBACK 0x80) raises MQTTException."""
-        code = await self._core.subscribe_async(topic, qos)
+        code = await self._core.subscribe_async(self._bridge(), topic, qos)
         if code == 0x80:
             raise MQTTException(f"the broker refused the subscription to {topic!r} (SUBACK 0x80)")
         return code
 
     async def unsubscribe(self, topic: Text) -> None:
         """Waits for UNSUBACK; the topic is not re-subscribed after a reconnect either way."""
-        await self._core.unsubscribe_async(topic)
+        await self._core.unsubscribe_async(self._bridge(), topic)
 
     async def ping(self) -> None:
         """Writes a PINGREQ now, unless one waits for its PINGRESP; the core also sends one every
@@ -84,7 +111,7 @@ class MQTTClient(_ClientBase):
     async def disconnect(self) -> None:
         """Lets requests in flight finish, sends what was queued, then DISCONNECT (no will)."""
         self._ended_by_user = True
-        await self._core.disconnect_async()
+        await self._core.disconnect_async(self._bridge())
 
     async def messages(self) -> AsyncIterator[Message]:
         """Received messages (``topic`` str, ``payload`` bytes, ``qos``, ``retain``, ``dup``),
@@ -92,13 +119,13 @@ class MQTTClient(_ClientBase):
         for good (reconn=False)."""
         while True:
             try:
-                message = self._core.take_message()
+                message = self._core.take_message(self._bridge())
             except MQTTConnectionLost:
                 if self._ended_by_user:
                     return
                 raise
             if message is None:
                 # Waiting takes nothing: a cancelled wait loses no message.
-                await self._core.message_ready_async()
+                await self._core.message_ready_async(self._bridge())
                 continue
             yield message

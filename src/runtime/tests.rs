@@ -110,7 +110,9 @@ impl Fixture {
         let mut spawning = Box::pin(async move {
             tokio::spawn(async move { ran_on(std::thread::current().id()) });
         });
-        let first_poll = self.handover.poll_now(self.runtime, spawning.as_mut());
+        let first_poll = self
+            .handover
+            .poll_now(self.runtime, spawning.as_mut(), Waker::noop());
         assert!(first_poll.is_ready());
     }
 
@@ -368,5 +370,145 @@ fn a_first_poll_while_a_caller_holds_the_core_leaves_its_task_to_that_caller() {
         assert_eq!(ran.recv_timeout(HANG), Ok(caller_id));
         gate.release();
         caller.join().expect("the caller panicked");
+    });
+}
+
+impl Fixture {
+    /// An event loop's turn, from the calling thread (see `Handover::tick`).
+    fn turn(&self) -> bool {
+        self.handover.tick(self.runtime)
+    }
+
+    /// The thread an errand queued now runs on, asked without waiting: `ran_on` is told.
+    fn errand_reporting_its_thread(&self) -> mpsc::Receiver<ThreadId> {
+        let (done, ran_on) = mpsc::channel();
+        self.send(move || {
+            let _ = done.send(std::thread::current().id());
+        });
+        ran_on
+    }
+}
+
+#[test]
+fn a_turn_with_the_core_free_runs_what_is_ready_on_its_own_thread() {
+    scenario(false, "a turn on a free core", |fixture| {
+        let ran_on = fixture.errand_reporting_its_thread();
+        assert!(fixture.turn(), "the turn did not drive");
+        assert_eq!(ran_on.try_recv().ok(), Some(std::thread::current().id()));
+        assert_eq!(fixture.handover.callers.load(SeqCst), 0);
+    });
+}
+
+/// The background thread lets go for a turn as it does for a blocked caller, and takes the core
+/// back once the loop stops taking turns.
+#[test]
+fn a_turn_takes_the_core_from_the_background_thread_which_takes_it_back() {
+    scenario(
+        true,
+        "a turn while the background thread drives",
+        |fixture| {
+            fixture.assert_driven_in_background();
+            for _ in 0..100 {
+                let ran_on = fixture.errand_reporting_its_thread();
+                if fixture.turn() {
+                    // What was queued before the turn ran by the time it ended, here or before.
+                    let ran_on = ran_on.recv_timeout(HANG).expect("the errand never ran");
+                    assert!(
+                        ran_on == std::thread::current().id() || Some(ran_on) == fixture.background
+                    );
+                }
+            }
+            fixture.handover.hand_back();
+            wait_for("the background thread holding the core", || {
+                Some(fixture.holder()) == fixture.background
+            });
+            fixture.assert_driven_in_background();
+        },
+    );
+}
+
+/// A blocked caller may hold the core for as long as its call lasts: an event loop's turn must not
+/// wait for it, and what the turn's operations queued is run by that caller.
+#[test]
+fn a_turn_never_waits_for_a_blocked_caller() {
+    scenario(true, "a turn while a caller holds the core", |fixture| {
+        let (gate, caller) = fixture.caller_holding_the_core();
+        let caller_thread = caller.thread().id();
+        for _ in 0..100 {
+            assert!(
+                !fixture.turn(),
+                "the turn drove while a caller held the core"
+            );
+        }
+        assert_eq!(fixture.holder(), caller_thread);
+        gate.release();
+        caller.join().expect("the caller panicked");
+        fixture.assert_driven_in_background();
+    });
+}
+
+/// A turn that waits for the core (held by something that is not a blocked caller, as another
+/// loop's turn) gives way as soon as a blocked caller comes for the core too.
+#[test]
+fn a_turn_waiting_for_the_core_gives_way_to_a_blocked_caller() {
+    scenario(false, "a turn giving way", |fixture| {
+        // Holds the core outside the hand-over's count, as a turn of another loop would.
+        let other_turn = Gate::default();
+        let other = {
+            let (runtime, gate) = (fixture.runtime, other_turn.clone());
+            std::thread::spawn(move || runtime.block_on(gate.wait()))
+        };
+        let other_thread = other.thread().id();
+        wait_for("the other turn holding the core", || {
+            fixture.holder() == other_thread
+        });
+        let turn = {
+            let fixture = fixture.clone();
+            std::thread::spawn(move || fixture.turn())
+        };
+        wait_for("the turn waiting for the core", || {
+            fixture.handover.callers.load(SeqCst) == 1
+        });
+        let caller_came = Gate::default();
+        let caller = {
+            let (fixture, gate) = (fixture.clone(), caller_came.clone());
+            std::thread::spawn(move || fixture.call(BusyPoll::NONE, gate.wait()))
+        };
+        assert!(!turn.join().expect("the turn panicked"), "the turn drove");
+        other_turn.release();
+        other.join().expect("the other turn panicked");
+        caller_came.release();
+        caller.join().expect("the caller panicked");
+        assert_eq!(fixture.handover.callers.load(SeqCst), 0);
+    });
+}
+
+/// Many threads taking turns while callers come and go: every turn returns, nothing hangs.
+#[test]
+fn turns_and_callers_share_the_core_without_a_hang() {
+    scenario(true, "turns among callers", |fixture| {
+        let threads: Vec<_> = (0..4)
+            .map(|thread| {
+                let fixture = fixture.clone();
+                std::thread::spawn(move || {
+                    for call in 0..200 {
+                        match (thread + call) % 4 {
+                            0 => fixture.call(BusyPoll::NONE, fixture.reply()),
+                            1 => fixture.handover.hand_back(),
+                            _ => {
+                                fixture.turn();
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("a thread panicked");
+        }
+        wait_for("the background thread holding the core", || {
+            Some(fixture.holder()) == fixture.background
+        });
+        fixture.assert_driven_in_background();
     });
 }
