@@ -5,6 +5,7 @@ use crate::{MqttOptions, Outgoing};
 use crate::framed::{AsyncReadWrite, QuickAckSocket};
 use crate::mqttbytes::v4::*;
 use flume::{bounded, Receiver, Sender};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::net::{lookup_host, TcpSocket, TcpStream};
 use tokio::select;
 use tokio::time::{self, Instant, Sleep};
@@ -359,52 +360,92 @@ async fn connect(
     Ok((network, connack))
 }
 
+/// umqtt patch: how long a connection attempt has before the next address is tried alongside
+/// it (RFC 8305's "connection attempt delay").
+const NEXT_ADDRESS_DELAY: Duration = Duration::from_millis(250);
+
+/// umqtt patch: the addresses of `host`, in the resolver's order; IPv6 ones only with `ipv6_only`.
+pub(crate) async fn resolve(host: &str, port: u16, ipv6_only: bool) -> io::Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = lookup_host((host, port))
+        .await?
+        .filter(|addr| addr.is_ipv6() || !ipv6_only)
+        .collect();
+    if addrs.is_empty() {
+        let which = if ipv6_only { "IPv6 address" } else { "address" };
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{host} has no {which}"),
+        ));
+    }
+    Ok(addrs)
+}
+
+/// umqtt patch: connects to `host`'s addresses in the resolver's order (Happy Eyeballs, RFC
+/// 8305): each attempt starts `NEXT_ADDRESS_DELAY` after the previous one, or as soon as it
+/// failed, and the first connection made wins; the others are dropped. An unreachable first
+/// address (IPv6 without a route, a silent firewall) then costs 250 ms, not the whole timeout.
 pub(crate) async fn socket_connect(
-    host: String,
-    network_options: NetworkOptions,
+    host: &str,
+    port: u16,
+    ipv6_only: bool,
+    network_options: &NetworkOptions,
 ) -> io::Result<TcpStream> {
-    let addrs = lookup_host(host).await?;
+    let mut addrs = resolve(host, port, ipv6_only).await?.into_iter();
+    let mut attempts = FuturesUnordered::new();
     let mut last_err = None;
-
-    for addr in addrs {
-        let socket = match addr {
-            SocketAddr::V4(_) => TcpSocket::new_v4()?,
-            SocketAddr::V6(_) => TcpSocket::new_v6()?,
-        };
-
-        socket.set_nodelay(network_options.tcp_nodelay)?;
-
-        if let Some(send_buff_size) = network_options.tcp_send_buffer_size {
-            socket.set_send_buffer_size(send_buff_size).unwrap();
-        }
-        if let Some(recv_buffer_size) = network_options.tcp_recv_buffer_size {
-            socket.set_recv_buffer_size(recv_buffer_size).unwrap();
-        }
-
-        #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
-        {
-            if let Some(bind_device) = &network_options.bind_device {
-                // call the bind_device function only if the bind_device network option is defined
-                // If binding device is None or an empty string it removes the binding,
-                // which is causing PermissionDenied errors in AWS environment (lambda function).
-                socket.bind_device(Some(bind_device.as_bytes()))?;
+    let next_address = time::sleep(Duration::ZERO);
+    tokio::pin!(next_address);
+    loop {
+        select! {
+            biased;
+            Some(attempt) = attempts.next(), if !attempts.is_empty() => match attempt {
+                Ok(stream) => return Ok(stream),
+                Err(e) => {
+                    last_err = Some(e);
+                    next_address.as_mut().reset(Instant::now());
+                }
+            },
+            () = &mut next_address, if addrs.len() > 0 => {
+                if let Some(addr) = addrs.next() {
+                    attempts.push(connect_to(addr, network_options));
+                }
+                next_address.as_mut().reset(Instant::now() + NEXT_ADDRESS_DELAY);
+            },
+            else => {
+                return Err(last_err.unwrap_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "could not resolve to any address")
+                }))
             }
         }
+    }
+}
 
-        match socket.connect(addr).await {
-            Ok(s) => return Ok(s),
-            Err(e) => {
-                last_err = Some(e);
-            }
-        };
+async fn connect_to(addr: SocketAddr, network_options: &NetworkOptions) -> io::Result<TcpStream> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+
+    socket.set_nodelay(network_options.tcp_nodelay)?;
+
+    if let Some(send_buff_size) = network_options.tcp_send_buffer_size {
+        socket.set_send_buffer_size(send_buff_size).unwrap();
+    }
+    if let Some(recv_buffer_size) = network_options.tcp_recv_buffer_size {
+        socket.set_recv_buffer_size(recv_buffer_size).unwrap();
     }
 
-    Err(last_err.unwrap_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "could not resolve to any address",
-        )
-    }))
+    #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+    {
+        if let Some(bind_device) = &network_options.bind_device {
+            // call the bind_device function only if the bind_device network option is defined
+            // If binding device is None or an empty string it removes the binding,
+            // which is causing PermissionDenied errors in AWS environment (lambda function).
+            socket.bind_device(Some(bind_device.as_bytes()))?;
+        }
+    }
+
+    socket.connect(addr).await
 }
 
 async fn network_connect(
@@ -499,14 +540,21 @@ async fn network_connect(
                 request = request_modifier(request).await;
             }
 
-            let connector = tls::rustls_connector(&tls_config).await?;
-
-            let (socket, response) = async_tungstenite::tokio::client_async_tls_with_connector(
-                request,
+            // umqtt patch: TLS as for `Transport::Tls` (no TLS stack of async-tungstenite's own),
+            // verifying the name set or else the URL's host, then the upgrade over it.
+            let server_name = match options.tls_server_name() {
+                unset if unset == options.broker_addr => domain.as_str(),
+                name => name,
+            };
+            let tls_stream = tls::tls_connect(
+                server_name,
+                port,
+                &tls_config,
                 tcp_stream,
-                Some(connector),
             )
             .await?;
+            let (socket, response) =
+                async_tungstenite::tokio::client_async(request, tls_stream).await?;
             validate_response_headers(response)?;
 
             Network::new(
@@ -526,7 +574,8 @@ async fn direct_connect(
     port: u16,
     network_options: NetworkOptions,
 ) -> io::Result<(Box<dyn AsyncReadWrite>, Option<QuickAckSocket>)> {
-    let tcp = socket_connect(format!("{domain}:{port}"), network_options).await?;
+    let ipv6_only = network_options.ipv6_only();
+    let tcp = socket_connect(domain, port, ipv6_only, &network_options).await?;
     #[cfg(target_os = "linux")]
     let socket = Some(std::os::fd::AsRawFd::as_raw_fd(&tcp));
     #[cfg(not(target_os = "linux"))]

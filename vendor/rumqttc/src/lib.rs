@@ -399,6 +399,8 @@ pub struct NetworkOptions {
     conn_timeout: u64,
     #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
     bind_device: Option<String>,
+    /// umqtt patch: connect to the broker's IPv6 addresses only.
+    ipv6_only: bool,
 }
 
 impl NetworkOptions {
@@ -410,7 +412,19 @@ impl NetworkOptions {
             conn_timeout: 5,
             #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
             bind_device: None,
+            ipv6_only: false,
         }
+    }
+
+    /// umqtt patch: connect to the broker's IPv6 addresses only (a name without one fails to
+    /// connect); by default every address it resolves to, in the resolver's order.
+    pub fn set_ipv6_only(&mut self, ipv6_only: bool) -> &mut Self {
+        self.ipv6_only = ipv6_only;
+        self
+    }
+
+    pub fn ipv6_only(&self) -> bool {
+        self.ipv6_only
     }
 
     pub fn set_tcp_nodelay(&mut self, nodelay: bool) {

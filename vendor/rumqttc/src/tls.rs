@@ -59,6 +59,10 @@ pub enum Error {
     /// No valid key found
     #[error("No valid key in chain")]
     NoValidKeyInChain,
+    /// umqtt patch: ALPN protocols were offered and the server chose none of them.
+    #[cfg(feature = "use-rustls-no-provider")]
+    #[error("the server chose none of the ALPN protocols offered")]
+    NoAlpnProtocol,
     #[cfg(feature = "use-native-tls")]
     #[error("Native TLS error {0}")]
     NativeTls(#[from] NativeTlsError),
@@ -157,7 +161,14 @@ pub async fn tls_connect(
         TlsConfiguration::Simple { .. } | TlsConfiguration::Rustls(_) => {
             let connector = rustls_connector(tls_config).await?;
             let domain = ServerName::try_from(addr)?.to_owned();
-            Box::new(connector.connect(domain, tcp).await?)
+            let offered_alpn = !connector.config().alpn_protocols.is_empty();
+            let stream = connector.connect(domain, tcp).await?;
+            // umqtt patch: a server that chose none of the protocols offered is not speaking
+            // the one we need (AWS IoT on port 443 then speaks HTTPS).
+            if offered_alpn && stream.get_ref().1.alpn_protocol().is_none() {
+                return Err(Error::NoAlpnProtocol);
+            }
+            Box::new(stream)
         }
         #[cfg(feature = "use-native-tls")]
         TlsConfiguration::Native
