@@ -61,12 +61,15 @@ umqtt_as_root() {
 }
 
 # What a fresh Debian machine lacks for building and testing, installed when missing: mosquitto and
-# mosquitto-clients, Python's venv module and headers (pyo3 links libpython for `cargo test`), a C
+# mosquitto-clients, the proxies the transport tests go through (tinyproxy: HTTP CONNECT;
+# microsocks: SOCKS5), Python's venv module and headers (pyo3 links libpython for `cargo test`), a C
 # compiler (ring), and a Rust toolchain with rustfmt and clippy (rustup, minimal profile).
 umqtt_ensure_system() {
     local packages=()
     command -v mosquitto >/dev/null 2>&1 && command -v mosquitto_pub >/dev/null 2>&1 ||
         packages+=(mosquitto mosquitto-clients)
+    command -v tinyproxy >/dev/null 2>&1 || [ -x /usr/bin/tinyproxy ] || packages+=(tinyproxy)
+    command -v microsocks >/dev/null 2>&1 || packages+=(microsocks)
     if [ -n "$UMQTT_BASE_PYTHON" ]; then
         "$UMQTT_BASE_PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || packages+=(python3-venv)
         "$UMQTT_BASE_PYTHON" -c 'import os, sys, sysconfig

@@ -96,8 +96,8 @@ pub fn qos(value: &Bound<'_, PyAny>) -> PyResult<QoS> {
     }
 }
 
-/// A port as an int or a decimal string (`'18830'`, as device scripts pass it); 0 picks the default.
-pub fn port(value: &Bound<'_, PyAny>, tls: bool) -> PyResult<u16> {
+/// A port as an int or a decimal string (`'18830'`, as device scripts pass it); 0 picks `default`.
+pub fn port(value: &Bound<'_, PyAny>, default: u16) -> PyResult<u16> {
     let number = if let Ok(s) = value.cast::<PyString>() {
         let s = s.to_cow()?;
         let s = s.trim();
@@ -108,8 +108,7 @@ pub fn port(value: &Bound<'_, PyAny>, tls: bool) -> PyResult<u16> {
         integer(value, "port")?
     };
     match number {
-        0 if tls => Ok(8883),
-        0 => Ok(1883),
+        0 => Ok(default),
         1..=65_535 => Ok(number as u16),
         _ => Err(PyValueError::new_err(format!(
             "port must be between 1 and 65535 (or 0 for the default), not {number}"
@@ -128,6 +127,15 @@ pub fn protocol(value: &Bound<'_, PyAny>) -> PyResult<Protocol> {
         other => Err(PyValueError::new_err(format!(
             "version must be 3 (MQTT 3.1), 4 (MQTT 3.1.1) or 5 (MQTT 5), not {other}"
         ))),
+    }
+}
+
+/// `host:port` as messages and URLs write it (`[::1]:1883` for an IPv6 address).
+pub fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 

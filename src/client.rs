@@ -81,6 +81,7 @@ impl Client {
         client_id, server, port, *, user=None, password=None, keepalive=None, ssl=None, ssl_params=None,
         reconnect=true, version=None, pingmaxnum=None, manage=false, connect_timeout=20.0,
         ack_timeout=10.0, max_packet_size=None, reconnect_delay=1.0, reconnect_max_delay=30.0,
+        transport=None, ws_path=None, ws_headers=None, proxy=None, ipvtype=None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -101,6 +102,11 @@ impl Client {
         max_packet_size: Option<&Bound<'_, PyAny>>,
         reconnect_delay: f64,
         reconnect_max_delay: f64,
+        transport: Option<&Bound<'_, PyAny>>,
+        ws_path: Option<&Bound<'_, PyAny>>,
+        ws_headers: Option<&Bound<'_, PyAny>>,
+        proxy: Option<&Bound<'_, PyAny>>,
+        ipvtype: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let options = ClientOptions::from_python(ConstructorArguments {
             client_id,
@@ -120,6 +126,11 @@ impl Client {
             max_packet_size,
             reconnect_delay,
             reconnect_max_delay,
+            transport,
+            ws_path,
+            ws_headers,
+            proxy,
+            ipvtype,
         })?;
         Ok(Client {
             core: Arc::new(Core::new(options)),
@@ -394,7 +405,8 @@ impl Client {
         &self.core.options.host
     }
 
-    /// `host:port` as the core's messages write it (`[::1]:1883` for IPv6).
+    /// The broker as the core's messages name it: `host:port` (`[::1]:1883` for IPv6), a Unix
+    /// socket's path or a WebSocket URL, and the proxy (never its password).
     #[getter]
     fn target(&self) -> &str {
         &self.core.options.target

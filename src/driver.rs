@@ -26,6 +26,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::acks::{Ack, AckTable, Kind};
+use crate::credentials::Credentials;
 use crate::errors::{describe_connect_failure, DriverError};
 use crate::lock::lock;
 use crate::shared::{HandOver, Link, Received, Shared, FULL_CHANNEL_PAUSE};
@@ -54,6 +55,8 @@ pub const LARGE_PACKET: usize = 64 * 1024;
 
 pub struct DriverConfig {
     pub target: String,
+    /// Credentials with callables, called before each connection attempt (`None`: all fixed).
+    pub expiring_credentials: Option<Credentials>,
     pub client_id: String,
     pub reconnect: bool,
     /// How long after a reconnect the subscriptions are sent again (`manage=True`: 3 s).
@@ -125,6 +128,8 @@ struct Driver {
     first_connack: Option<oneshot::Sender<Result<bool, DriverError>>>,
     backoff: Backoff,
     reconnecting: bool,
+    /// The next poll connects: the first one, and each after a failure.
+    connecting_next: bool,
     unanswered_pings: u32,
     connected_at: Option<Instant>,
     /// When recent connections were closed by the broker soon after it accepted them.
@@ -150,6 +155,7 @@ pub async fn run(
         first_connack: Some(first_connack),
         backoff,
         reconnecting: false,
+        connecting_next: true,
         unanswered_pings: 0,
         connected_at: None,
         peer_closes: VecDeque::new(),
@@ -169,6 +175,14 @@ impl Driver {
             // poll() took it from `pending` (re-subscriptions). Requests written in one batch
             // come back as buffered events, still fresh; a parked publish's release is told
             // apart by its packet id (AckTable::on_outgoing).
+            if std::mem::take(&mut self.connecting_next) {
+                if let Err(error) = self.refresh_credentials().await {
+                    if !self.on_error(error).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
             let pending = self.eventloop.pending.len();
             let polled = self.eventloop.poll().await;
             let fresh = self.eventloop.pending.len() == pending;
@@ -182,6 +196,21 @@ impl Driver {
                 return;
             }
         }
+    }
+
+    /// Calls the credentials' callables (on a blocking thread: they take the GIL, and may take
+    /// their time) and sets what they returned for the coming connection attempt.
+    async fn refresh_credentials(&mut self) -> Result<(), ConnectionError> {
+        let Some(credentials) = self.config.expiring_credentials.clone() else {
+            return Ok(());
+        };
+        let current = tokio::task::spawn_blocking(move || credentials.current())
+            .await
+            .map_err(|_| "the credentials callable panicked".to_owned())
+            .and_then(|current| current)
+            .map_err(|failure| ConnectionError::Io(std::io::Error::other(failure)))?;
+        current.apply(&mut self.eventloop.mqtt_options);
+        Ok(())
     }
 
     fn on_incoming(&mut self, packet: Incoming) -> bool {
@@ -294,6 +323,7 @@ impl Driver {
 
     /// Returns whether to keep running (and reconnect).
     async fn on_error(&mut self, error: ConnectionError) -> bool {
+        self.connecting_next = true;
         self.delayed_resubscription = None;
         let largest = self
             .largest_unacknowledged_publish()

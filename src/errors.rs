@@ -148,10 +148,31 @@ pub fn connack_code(code: ConnectReturnCode) -> (u8, &'static str) {
     }
 }
 
+/// Finds an error of type `T` behind a connection failure, however deeply it was wrapped.
+fn find_cause<'a, T: std::error::Error + 'static>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(found) = error.downcast_ref::<T>() {
+            return Some(found);
+        }
+        let inner = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+        current = inner.or_else(|| error.source());
+    }
+    None
+}
+
 /// Turns a failed first connection attempt into a message that says what failed and how to check it.
 pub fn describe_connect_failure(error: &ConnectionError, target: &str) -> DriverError {
-    if let Some(failure) = tls::find_rustls_error(error) {
+    if let Some(failure) = find_cause::<rustls::Error>(error) {
         let message = tls::describe(failure, target);
+        return DriverError::Connect { message, rc: None };
+    }
+    if let Some(message) = describe_transport_failure(error, target) {
         return DriverError::Connect { message, rc: None };
     }
     let (message, rc) = match error {
@@ -176,6 +197,98 @@ pub fn describe_connect_failure(error: &ConnectionError, target: &str) -> Driver
     DriverError::Connect { message, rc }
 }
 
+/// Failures of the WebSocket upgrade, of a proxy and of ALPN, in words.
+fn describe_transport_failure(error: &ConnectionError, target: &str) -> Option<String> {
+    if let ConnectionError::Tls(rumqttc::TlsError::NoAlpnProtocol) = error {
+        return Some(format!(
+            "TLS: {target} chose none of the ALPN protocols offered (ssl_params['alpn_protocols']): \
+             it does not speak MQTT under those names on that port (AWS IoT on port 443 expects \
+             'x-amzn-mqtt-ca')"
+        ));
+    }
+    if let Some(tungstenite::Error::Http(response)) = find_cause::<tungstenite::Error>(error) {
+        let status = response.status();
+        return Some(format!(
+            "{target} refused the WebSocket upgrade: HTTP {} {}: check ws_path, and ws_headers \
+             or the password for a token",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        ));
+    }
+    if let ConnectionError::ResponseValidation(why) = error {
+        return Some(format!(
+            "{target} upgraded to WebSocket without the 'mqtt' subprotocol ({why}): is an MQTT \
+             broker listening at that path?"
+        ));
+    }
+    if let Some(failure) = find_cause::<async_http_proxy::HttpError>(error) {
+        return Some(describe_http_proxy(failure, target));
+    }
+    if let Some(failure) = find_cause::<tokio_socks::Error>(error) {
+        return Some(describe_socks(failure, target));
+    }
+    if let ConnectionError::Proxy(failure) = error {
+        let Some(io) = find_cause::<std::io::Error>(failure) else {
+            return Some(format!(
+                "connecting to {target} failed at the proxy: {failure}"
+            ));
+        };
+        use std::io::ErrorKind;
+        return Some(match io.kind() {
+            // Resolving the broker's name ourselves (socks5://) fails as a direct connect would.
+            ErrorKind::NotFound => describe_io(io, target),
+            _ if is_dns_failure(io) => describe_io(io, target),
+            _ => format!("cannot reach the proxy to connect to {target}: {io}"),
+        });
+    }
+    None
+}
+
+fn describe_http_proxy(failure: &async_http_proxy::HttpError, target: &str) -> String {
+    use async_http_proxy::HttpError;
+    let HttpError::HttpCode200(code) = failure else {
+        return format!("the HTTP proxy did not open a tunnel to {target}: {failure}");
+    };
+    let reason = http::StatusCode::from_u16(*code)
+        .ok()
+        .and_then(|status| status.canonical_reason())
+        .unwrap_or("");
+    let hint = match code {
+        // tinyproxy answers wrong credentials with 401, not 407.
+        401 | 407 => ": check the user name and password in proxy='http://user:password@host:port'",
+        403 => ": the proxy does not allow a tunnel to that host and port",
+        502..=504 => ": the proxy could not reach the broker",
+        _ => "",
+    };
+    format!("the proxy refused the connection to {target}: HTTP {code} {reason}{hint}")
+}
+
+fn describe_socks(failure: &tokio_socks::Error, target: &str) -> String {
+    use tokio_socks::Error as E;
+    let reply = |code: u8, words: &str| {
+        format!("the SOCKS5 proxy could not connect to {target}: {words} (SOCKS reply {code})")
+    };
+    match failure {
+        E::PasswordAuthFailure(_) => format!(
+            "the SOCKS5 proxy refused the user name and password (connecting to {target}): check \
+             them in proxy='socks5://user:password@host:port'"
+        ),
+        E::NoAcceptableAuthMethods => format!(
+            "the SOCKS5 proxy accepts none of the ways offered to log in (connecting to {target}): \
+             it probably needs a user name and password in proxy='socks5://user:password@host:port'"
+        ),
+        E::GeneralSocksServerFailure => reply(1, "general failure"),
+        E::ConnectionNotAllowedByRuleset => reply(2, "not allowed by its rules"),
+        E::NetworkUnreachable => reply(3, "network unreachable"),
+        E::HostUnreachable => reply(4, "host unreachable"),
+        E::ConnectionRefused => reply(5, "connection refused by the broker's address"),
+        E::TtlExpired => reply(6, "TTL expired"),
+        E::CommandNotSupported => reply(7, "CONNECT not supported"),
+        E::AddressTypeNotSupported => reply(8, "address type not supported"),
+        other => format!("the SOCKS5 proxy failed connecting to {target}: {other}"),
+    }
+}
+
 fn describe_io(io: &std::io::Error, target: &str) -> String {
     use std::io::ErrorKind;
     match io.kind() {
@@ -186,6 +299,9 @@ fn describe_io(io: &std::io::Error, target: &str) -> String {
             format!("{target} closed the connection during the MQTT handshake ({io})")
         }
         ErrorKind::TimedOut => format!("timed out connecting to {target} ({io})"),
+        ErrorKind::NotFound if io.to_string().contains("has no IPv6 address") => {
+            format!("cannot connect to {target}: {io} (ipvtype=1 connects over IPv6 only)")
+        }
         _ if is_dns_failure(io) => format!("cannot resolve the broker address {target} ({io})"),
         _ => format!("connecting to {target} failed: {io}"),
     }

@@ -6,6 +6,7 @@ mod acks;
 mod aio;
 mod arguments;
 mod client;
+mod credentials;
 mod driver;
 mod errors;
 mod inbox;
@@ -19,6 +20,7 @@ mod shared;
 #[cfg(test)]
 mod test_support;
 mod tls;
+mod transport;
 
 use pyo3::prelude::*;
 

@@ -4,10 +4,12 @@ use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use rumqttc::{LastWill, MqttOptions, NetworkOptions, Protocol, QoS, TlsConfiguration, Transport};
+use rumqttc::{LastWill, MqttOptions, NetworkOptions, Protocol, QoS, TlsConfiguration};
 
 use crate::arguments::{self, bounded_int, MQTT_MAX_PACKET};
+use crate::credentials::Credentials;
 use crate::tls::{self, TlsSettings};
+use crate::transport::{Route, RouteArguments};
 
 /// Smallest limit accepted for incoming packets.
 const MIN_PACKET_SIZE: usize = 1024;
@@ -36,6 +38,11 @@ pub struct ConstructorArguments<'a, 'py> {
     pub max_packet_size: Option<&'a Bound<'py, PyAny>>,
     pub reconnect_delay: f64,
     pub reconnect_max_delay: f64,
+    pub transport: Option<&'a Bound<'py, PyAny>>,
+    pub ws_path: Option<&'a Bound<'py, PyAny>>,
+    pub ws_headers: Option<&'a Bound<'py, PyAny>>,
+    pub proxy: Option<&'a Bound<'py, PyAny>>,
+    pub ipvtype: Option<&'a Bound<'py, PyAny>>,
 }
 
 /// Everything a connection needs, validated once in the constructor.
@@ -44,9 +51,10 @@ pub struct ClientOptions {
     pub client_id: String,
     pub host: String,
     pub port: u16,
-    /// `host:port` for messages, computed once (`ClientOptions::target`).
+    /// The broker as messages name it, computed once (`Route::target`).
     pub target: String,
-    pub credentials: Option<(String, String)>,
+    pub credentials: Credentials,
+    pub route: Route,
     pub keepalive: u16,
     pub protocol: Protocol,
     pub reconnect: bool,
@@ -73,30 +81,35 @@ impl ClientOptions {
         if host.trim().is_empty() {
             return Err(PyValueError::new_err("server must not be empty"));
         }
-        let user = arguments::optional_text(given.user, "user")?;
-        if let Some(user) = &user {
-            arguments::check_mqtt_string(user, "user")?;
-        }
-        let password = arguments::optional_text(given.password, "password")?;
-        if password.as_ref().is_some_and(|p| p.len() > 65_535) {
-            return Err(PyValueError::new_err("password is longer than 65535 bytes"));
-        }
-        let credentials = match (user, password) {
-            (None, None) => None,
-            (user, password) => Some((user.unwrap_or_default(), password.unwrap_or_default())),
-        };
+        let credentials = Credentials::from_python(given.user, given.password, given.ws_headers)?;
+        let route = Route::from_python(
+            RouteArguments {
+                transport: given.transport,
+                ws_path: given.ws_path,
+                proxy: given.proxy,
+                ipvtype: given.ipvtype,
+            },
+            tls.is_some(),
+            credentials.has_ws_headers(),
+        )?;
         let keepalive = match given.keepalive {
             Some(value) if !value.is_none() => arguments::keepalive(value)?,
             _ => 0,
         };
-        let host = host.trim().to_owned();
-        let port = arguments::port(given.port, tls.is_some())?;
+        let host = host.trim();
+        // An IPv6 address may come in brackets, as in URLs.
+        let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            Some(address) => address.to_owned(),
+            None => host.to_owned(),
+        };
+        let port = arguments::port(given.port, route.default_port(tls.is_some()))?;
         Ok(ClientOptions {
-            target: ClientOptions::target(&host, port),
+            target: route.target(&host, port, tls.is_some()),
             port,
             client_id,
             host,
             credentials,
+            route,
             keepalive,
             protocol: match given.version {
                 Some(value) => arguments::protocol(value)?,
@@ -156,15 +169,6 @@ impl ClientOptions {
         })
     }
 
-    /// `host:port` as messages name the broker (`[::1]:1883` for an IPv6 address).
-    pub fn target(host: &str, port: u16) -> String {
-        if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        }
-    }
-
     fn packet_size(value: &Bound<'_, PyAny>) -> PyResult<usize> {
         let limit = MQTT_MAX_PACKET as i64;
         Ok(bounded_int(value, "max_packet_size", MIN_PACKET_SIZE as i64..=limit)? as usize)
@@ -190,7 +194,12 @@ impl ClientOptions {
     }
 
     pub fn mqtt_options(&self, clean_session: bool, will: Option<LastWill>) -> MqttOptions {
-        let mut options = MqttOptions::new(self.client_id.clone(), self.host.clone(), self.port);
+        let tls = self.tls.is_some();
+        let mut options = MqttOptions::new(
+            self.client_id.clone(),
+            self.route.broker_address(&self.host, self.port, tls),
+            self.port,
+        );
         // rumqttc asserts these invariants; the constructor and connect() checked them.
         options
             .set_keep_alive(Duration::from_secs(u64::from(self.keepalive)))
@@ -202,28 +211,31 @@ impl ClientOptions {
             .set_max_request_batch(64)
             // Acknowledge incoming QoS 1/2 only once the application has handled the message.
             .set_manual_acks(true);
-        if let Some((user, password)) = &self.credentials {
-            options.set_credentials(user.clone(), password.clone());
+        if !self.credentials.expire() {
+            // Fixed values: nothing is called. Callables are called by the driver before each
+            // connection attempt.
+            if let Ok(current) = self.credentials.current() {
+                current.apply(&mut options);
+            }
         }
         if let Some(will) = will {
             options.set_last_will(will);
         }
-        if let Some(tls) = &self.tls {
-            options
-                .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-                    tls.config.clone(),
-                )))
-                .set_tls_server_name(tls.server_name.clone());
-        }
+        let tls_config = self.tls.as_ref().map(|tls| {
+            options.set_tls_server_name(tls.server_name.clone());
+            TlsConfiguration::Rustls(tls.config.clone())
+        });
+        self.route.apply(&mut options, tls_config);
         options
     }
 
     /// TCP options for one connection attempt bounded by `connect_timeout`.
-    pub fn network_options(connect_timeout: Duration) -> NetworkOptions {
+    pub fn network_options(&self, connect_timeout: Duration) -> NetworkOptions {
         let mut network = NetworkOptions::new();
         network.set_tcp_nodelay(true);
         // rumqttc counts whole seconds; round up so a short timeout is never zero.
         network.set_connection_timeout(connect_timeout.as_secs_f64().ceil().max(1.0) as u64);
+        self.route.apply_network(&mut network);
         network
     }
 }

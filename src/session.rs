@@ -180,9 +180,14 @@ impl Core {
             self.options.mqtt_options(clean_session, will),
             REQUEST_CHANNEL_CAPACITY,
         );
-        eventloop.set_network_options(ClientOptions::network_options(connect_timeout));
+        eventloop.set_network_options(self.options.network_options(connect_timeout));
         let config = DriverConfig {
             target: self.options.target.clone(),
+            expiring_credentials: self
+                .options
+                .credentials
+                .expire()
+                .then(|| self.options.credentials.clone()),
             client_id: self.options.client_id.clone(),
             reconnect: self.options.reconnect,
             resubscribe_delay: self.options.resubscribe_delay,

@@ -22,7 +22,7 @@ use rustls::{
 use crate::arguments;
 
 /// Every `ssl_params` key understood, device keys first.
-const KNOWN_KEYS: [&str; 10] = [
+const KNOWN_KEYS: [&str; 11] = [
     "cert",
     "key",
     "server_hostname",
@@ -33,6 +33,7 @@ const KNOWN_KEYS: [&str; 10] = [
     "ca_certs",
     "cadata",
     "cert_reqs",
+    "alpn_protocols",
 ];
 /// `ssl.CERT_NONE`, `ssl.CERT_OPTIONAL`, `ssl.CERT_REQUIRED`.
 const CERT_NONE: i64 = 0;
@@ -48,6 +49,8 @@ struct TlsRequest {
     server_hostname: Option<String>,
     verify: bool,
     check_hostname: bool,
+    /// Offered in the handshake, in order of preference (`alpn_protocols`).
+    alpn_protocols: Vec<Vec<u8>>,
 }
 
 /// A connection's TLS: the rustls configuration, and the name to send as SNI and verify when it
@@ -119,6 +122,7 @@ fn apply_param(request: &mut TlsRequest, key: &str, value: &Bound<'_, PyAny>) ->
             .extend(certificates(&read_file(value, key)?, key)?),
         "cadata" => request.extra_roots.extend(ca_data(value)?),
         "server_hostname" => request.server_hostname = Some(arguments::text(value, key)?),
+        "alpn_protocols" => request.alpn_protocols = alpn_protocols(value)?,
         "cert_reqs" => {
             let mode = arguments::bounded_int(value, "ssl_params['cert_reqs']", 0..=2)?;
             request.verify = mode != CERT_NONE;
@@ -143,6 +147,30 @@ fn apply_param(request: &mut TlsRequest, key: &str, value: &Bound<'_, PyAny>) ->
         }
     }
     Ok(())
+}
+
+/// `alpn_protocols`: a list of protocol names (str), as `SSLContext.set_alpn_protocols` takes.
+fn alpn_protocols(value: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u8>>> {
+    const WHAT: &str = "ssl_params['alpn_protocols']";
+    if value.is_instance_of::<PyString>() || value.is_instance_of::<PyBytes>() {
+        return Err(PyTypeError::new_err(format!(
+            "{WHAT} must be a list of protocol names, such as ['x-amzn-mqtt-ca'], not a single name"
+        )));
+    }
+    let mut protocols = Vec::new();
+    for name in value
+        .try_iter()
+        .map_err(|_| PyTypeError::new_err(format!("{WHAT} must be a list of str")))?
+    {
+        let name = arguments::text(&name?, WHAT)?;
+        if name.is_empty() || name.len() > 255 {
+            return Err(PyValueError::new_err(format!(
+                "{WHAT}: each protocol name must be 1 to 255 bytes long, not {name:?}"
+            )));
+        }
+        protocols.push(name.into_bytes());
+    }
+    Ok(protocols)
 }
 
 /// What can be read back from an `ssl.SSLContext`: its CA certificates and verify settings.
@@ -297,7 +325,7 @@ fn build(request: TlsRequest) -> PyResult<TlsSettings> {
         .map_err(|e| PyValueError::new_err(format!("TLS setup failed: {e}")))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier));
-    let config = match request.client_key {
+    let mut config = match request.client_key {
         Some(key) => builder
             .with_client_auth_cert(request.client_chain, key)
             .map_err(|e| {
@@ -305,6 +333,7 @@ fn build(request: TlsRequest) -> PyResult<TlsSettings> {
             })?,
         None => builder.with_no_client_auth(),
     };
+    config.alpn_protocols = request.alpn_protocols;
     Ok(TlsSettings {
         config: Arc::new(config),
         server_name: request.server_hostname,
@@ -380,24 +409,6 @@ impl ServerCertVerifier for Verifier {
             .signature_verification_algorithms
             .supported_schemes()
     }
-}
-
-/// Finds the rustls error behind a connection failure, however deeply rumqttc wrapped it.
-pub fn find_rustls_error<'a>(
-    error: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a rustls::Error> {
-    let mut current = Some(error);
-    while let Some(error) = current {
-        if let Some(found) = error.downcast_ref::<rustls::Error>() {
-            return Some(found);
-        }
-        let inner = error
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .map(|inner| inner as &(dyn std::error::Error + 'static));
-        current = inner.or_else(|| error.source());
-    }
-    None
 }
 
 /// A handshake failure in words, with how to fix it.

@@ -13,6 +13,7 @@ from . import _cwd_guard  # noqa: F401 - before anything else is imported
 import logging
 import threading
 import weakref
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, TypedDict, Union
 
 from . import _native
@@ -45,6 +46,10 @@ log.addHandler(logging.NullHandler())
 
 Text = Union[str, bytes]
 Payload = Union[str, bytes, bytearray, memoryview]
+#: A password or its callable, called at every connect for the current value (expiring tokens).
+Password = Union[Text, Callable[[], Text]]
+#: Extra headers of the WebSocket upgrade request, or a callable called at every connect.
+WsHeaders = Union[Mapping[str, str], Callable[[], Mapping[str, str]]]
 MessageCallback = Callable[[bytes, bytes], Any]
 ErrorCallback = Callable[[str], Any]
 
@@ -58,6 +63,17 @@ class _CoreOptions(TypedDict, total=False):
     max_packet_size: int
     reconnect_delay: float
     reconnect_max_delay: float
+    transport: str
+    ws_path: str
+    ws_headers: WsHeaders
+    proxy: str | None
+
+
+class _MicroPythonOptions(_CoreOptions, total=False):
+    """The MicroPython dialects' keyword-only options: the core's, and ``ipvtype``, which the
+    QuecPython signature has in its positional list."""
+
+    ipvtype: int
 
 
 _KEEPALIVE_TOO_SHORT = "inport parameter error : keepalive >= 5S"  # the device's text, verbatim
@@ -85,7 +101,7 @@ class _CoreClient:
         server: Text,
         port: int | str,
         user: Text | None,
-        password: Text | None,
+        password: Password | None,
         keepalive: int,
         ssl: Any,
         ssl_params: dict[str, Any] | None,
@@ -136,7 +152,7 @@ class _ClientBase(_CoreClient):
         server: Text,
         port: int | str = 0,
         user: Text | None = None,
-        password: Text | None = None,
+        password: Password | None = None,
         keepalive: int = 60,
         ssl: Any = False,
         ssl_params: dict[str, Any] | None = {},  # noqa: B006 - the device's signature
@@ -162,6 +178,7 @@ class _ClientBase(_CoreClient):
             version=version,
             pingmaxnum=pingmaxnum,
             manage=bool(manage),
+            ipvtype=ipvtype,
             **options,
         )
         self.reconn = reconn

@@ -1,6 +1,7 @@
 """The native core of umqtt (Rust: rumqttc on tokio). Private: use the dialects instead."""
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any, Callable, final
 
 from typing_extensions import Self
@@ -78,7 +79,7 @@ class Client:
         port: int | str,
         *,
         user: _Text | None = None,
-        password: _Text | None = None,
+        password: _Text | Callable[[], _Text] | None = None,
         keepalive: int | None = None,
         ssl: Any = None,
         ssl_params: dict[str, Any] | None = None,
@@ -92,6 +93,11 @@ class Client:
         max_packet_size: int | None = ...,
         reconnect_delay: float = ...,
         reconnect_max_delay: float = ...,
+        transport: str | None = None,
+        ws_path: str | None = None,
+        ws_headers: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
+        proxy: str | None = None,
+        ipvtype: int | None = None,
     ) -> Self: ...
     def set_will(
         self,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import Payload, Text, _CoreClient, _CoreOptions, _require_callable
+from . import Password, Payload, Text, _CoreClient, _MicroPythonOptions, _require_callable
 from ._native import MQTTConnectError, MQTTConnectionLost, MQTTException
 
 if TYPE_CHECKING:
@@ -29,7 +29,8 @@ def _no_callback(topic: bytes, msg: bytes) -> None:
 class MQTTClient(_CoreClient):
     """``MQTTClient(client_id, server, port=0, user=None, password=None, keepalive=0, ssl=None,
     ssl_params={})``; keyword-only ``version`` (4: MQTT 3.1.1, 3: MQTT 3.1) and the options of
-    ``umqtt.MQTTClient`` (connect_timeout, ack_timeout, max_packet_size, ...)."""
+    ``umqtt.MQTTClient`` (connect_timeout, ack_timeout, max_packet_size, transport, proxy, ...,
+    and ipvtype)."""
 
     def __init__(
         self,
@@ -37,13 +38,13 @@ class MQTTClient(_CoreClient):
         server: Text,
         port: int | str = 0,
         user: Text | None = None,
-        password: Text | None = None,
+        password: Password | None = None,
         keepalive: int = 0,
         ssl: Any = None,
         ssl_params: dict[str, Any] | None = {},  # noqa: B006 - MicroPython's signature
         *,
         version: int = 4,
-        **options: Unpack[_CoreOptions],
+        **options: Unpack[_MicroPythonOptions],
     ) -> None:
         super().__init__(
             client_id,

@@ -129,8 +129,9 @@ async def _awaited(awaitable: Awaitable[Any]) -> None:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on ``host`` that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A TCP port on ``host`` (an IPv4 or IPv6 address) that nothing listens on right now."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         port: int = s.getsockname()[1]
         return port
@@ -140,6 +141,17 @@ def port_accepts(host: str, port: int, timeout: float = 0.2) -> bool:
     """True when a TCP connection to ``host``:``port`` succeeds."""
     try:
         with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _unix_socket_accepts(path: StrPath) -> bool:
+    """True when a connection to the Unix domain socket at ``path`` succeeds."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(0.2)
+            s.connect(os.fspath(path))
             return True
     except OSError:
         return False
@@ -277,8 +289,13 @@ class Mosquitto:
         ``ca_path`` (the CA to trust), a server certificate for 127.0.0.1 and localhost, and
         ``client_cert_path``/``client_key_path`` (a client certificate signed by the same CA).
     require_certificate: the TLS listener demands a client certificate (mutual TLS).
+    websockets: also listen for MQTT over WebSocket on ``ws_port`` (and, with ``tls``, over
+        secure WebSocket on ``wss_port``, with the same certificates). mosquitto accepts any
+        path.
+    unix_socket: also listen on a Unix domain socket, ``unix_path`` (in the broker's directory).
+    ipv6: also listen on ``::1``, port ``ipv6_port``.
     port, tls_port: fixed ports (default: free ones, drawn at the first start and kept for
-        restarts).
+        restarts; so are the other listeners' ports).
     binary: the mosquitto executable (default: looked up, see ``find_mosquitto``).
 
     Raises MosquittoNotFound when mosquitto is not installed, RuntimeError when it does not
@@ -297,6 +314,9 @@ class Mosquitto:
         extra_config: Iterable[str] = (),
         tls: bool = False,
         require_certificate: bool = False,
+        websockets: bool = False,
+        unix_socket: bool = False,
+        ipv6: bool = False,
         port: int | None = None,
         tls_port: int | None = None,
         binary: str | None = None,
@@ -318,6 +338,10 @@ class Mosquitto:
         self.require_certificate = bool(require_certificate)
         self.port = port or 0
         self.tls_port: int | None = (tls_port or 0) if self.tls else None
+        self.ws_port: int | None = 0 if websockets else None
+        self.wss_port: int | None = 0 if websockets and self.tls else None
+        self.ipv6_port: int | None = 0 if ipv6 else None
+        self.unix_path: Path | None = self.dir / "mqtt.sock" if unix_socket else None
         self.ca_path: Path | None = None
         self.server_cert_path: Path | None = None
         self.server_key_path: Path | None = None
@@ -394,16 +418,31 @@ class Mosquitto:
             lines += [f"plugin {plugin}", f"plugin_opt_config_file {dynsec_file}"]
         return lines
 
-    def _tls_listener(self) -> list[str]:
-        if not self.tls:
-            return []
+    def _tls_settings(self) -> list[str]:
         return [
-            f"listener {self.tls_port} {self.host}",
             f"cafile {self.ca_path}",
             f"certfile {self.server_cert_path}",
             f"keyfile {self.server_key_path}",
             f"require_certificate {'true' if self.require_certificate else 'false'}",
         ]
+
+    def _more_listeners(self) -> list[str]:
+        lines: list[str] = []
+        if self.tls:
+            lines += [f"listener {self.tls_port} {self.host}", *self._tls_settings()]
+        if self.ws_port is not None:
+            lines += [f"listener {self.ws_port} {self.host}", "protocol websockets"]
+        if self.wss_port is not None:
+            lines += [
+                f"listener {self.wss_port} {self.host}",
+                "protocol websockets",
+                *self._tls_settings(),
+            ]
+        if self.ipv6_port is not None:
+            lines.append(f"listener {self.ipv6_port} ::1")
+        if self.unix_path is not None:
+            lines.append(f"listener 0 {self.unix_path}")
+        return lines
 
     def _write_config(self) -> None:
         lines = [
@@ -414,7 +453,7 @@ class Mosquitto:
             "log_timestamp_format %H:%M:%S",
             *self._files,
             *self.extra_config,
-            *self._tls_listener(),
+            *self._more_listeners(),
         ]
         if hasattr(os, "getuid"):
             import pwd
@@ -442,12 +481,19 @@ class Mosquitto:
             raise RuntimeError("broker already running")
         fixed_port = self.port != 0
         fixed_tls_port = self.tls_port != 0
+        fixed_ws_ports = self.ws_port != 0
+        fixed_ipv6_port = self.ipv6_port != 0
         deadline = time.monotonic() + timeout
         while True:
             if not fixed_port:
                 self.port = free_port(self.host)
             if not fixed_tls_port:
                 self.tls_port = free_port(self.host)
+            if not fixed_ws_ports:
+                self.ws_port = free_port(self.host)
+                self.wss_port = free_port(self.host) if self.wss_port is not None else None
+            if not fixed_ipv6_port:
+                self.ipv6_port = free_port("::1")
             if self._launch(deadline):
                 _running.add(self)
                 return
@@ -457,8 +503,13 @@ class Mosquitto:
                 )
             time.sleep(0.1)
 
-    def _ports(self) -> list[int]:
-        return [self.port] + ([self.tls_port] if self.tls_port else [])
+    def _listening(self) -> bool:
+        ports = [self.port, self.tls_port, self.ws_port, self.wss_port]
+        if not all(port_accepts(self.host, p) for p in ports if p):
+            return False
+        if self.ipv6_port and not port_accepts("::1", self.ipv6_port):
+            return False
+        return self.unix_path is None or _unix_socket_accepts(self.unix_path)
 
     def _launch(self, deadline: float) -> bool:
         """One attempt: True once every port accepts; False if the process died (port busy)."""
@@ -475,7 +526,7 @@ class Mosquitto:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return False
-            if all(port_accepts(self.host, p) for p in self._ports()):
+            if self._listening():
                 return True
             time.sleep(0.02)
         self.kill()
