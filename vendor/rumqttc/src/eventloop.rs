@@ -390,7 +390,16 @@ pub(crate) async fn socket_connect(
     ipv6_only: bool,
     network_options: &NetworkOptions,
 ) -> io::Result<TcpStream> {
-    let mut addrs = resolve(host, port, ipv6_only).await?.into_iter();
+    let addrs = resolve(host, port, ipv6_only).await?;
+    connect_in_turn(addrs, network_options).await
+}
+
+/// umqtt patch: the attempts of `socket_connect`, to `addrs` in this order.
+async fn connect_in_turn(
+    addrs: Vec<SocketAddr>,
+    network_options: &NetworkOptions,
+) -> io::Result<TcpStream> {
+    let mut addrs = addrs.into_iter();
     let mut attempts = FuturesUnordered::new();
     let mut last_err = None;
     let next_address = time::sleep(Duration::ZERO);
@@ -606,6 +615,7 @@ async fn mqtt_connect(
     }
 }
 
+<<<<<<< HEAD
 // umqtt patch: PINGREQs asked for with `AsyncClient::ping`.
 #[cfg(test)]
 mod test {
@@ -670,5 +680,71 @@ mod test {
         assert_eq!(eventloop.poll().await.unwrap(), ping);
         let timer = eventloop.keepalive_timeout.as_ref().unwrap();
         assert!(timer.deadline() >= asked + keep_alive);
+=======
+/// umqtt patch: `connect_in_turn` against loopback listeners.
+#[cfg(test)]
+mod happy_eyeballs_tests {
+    use super::*;
+    use std::net::TcpStream as StdStream;
+    use tokio::net::TcpListener;
+
+    /// A listener whose accept queue (one connection) is full: the kernel drops the SYNs of
+    /// further connections, which hang as towards an unreachable address.
+    async fn black_hole() -> (TcpListener, Vec<StdStream>, SocketAddr) {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let queued = (0..2)
+            .filter_map(|_| StdStream::connect_timeout(&addr, Duration::from_millis(300)).ok())
+            .collect();
+        (listener, queued, addr)
+    }
+
+    #[tokio::test]
+    async fn the_next_address_starts_250_ms_after_a_silent_one() {
+        let (_hole, _queued, silent) = black_hole().await;
+        let good = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let good_addr = good.local_addr().unwrap();
+        let started = Instant::now();
+        let stream = connect_in_turn(vec![silent, good_addr], &NetworkOptions::new())
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        assert_eq!(stream.peer_addr().unwrap(), good_addr);
+        assert!(took >= NEXT_ADDRESS_DELAY, "{took:?}");
+        assert!(took < NEXT_ADDRESS_DELAY * 8, "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_address_starts_the_next_at_once() {
+        let refused = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        let good = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let good_addr = good.local_addr().unwrap();
+        let started = Instant::now();
+        let stream = connect_in_turn(vec![refused, good_addr], &NetworkOptions::new())
+            .await
+            .unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), good_addr);
+        assert!(started.elapsed() < NEXT_ADDRESS_DELAY, "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn when_every_address_fails_the_last_error_is_returned() {
+        let refused = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        let error = connect_in_turn(vec![refused, refused], &NetworkOptions::new())
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::ConnectionRefused);
+    }
+
+    #[tokio::test]
+    async fn ipv6_only_keeps_ipv6_addresses() {
+        let error = resolve("127.0.0.1", 1, true).await.unwrap_err();
+        assert_eq!(error.to_string(), "127.0.0.1 has no IPv6 address");
+        let addrs = resolve("::1", 1, true).await.unwrap();
+        assert_eq!(addrs, vec!["[::1]:1".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(resolve("127.0.0.1", 1, false).await.unwrap().len(), 1);
+>>>>>>> 7b3d343 (vendor patch 22: Rust tests of Happy Eyeballs (connect_in_turn against a listener that drops our SYNs, a refused one, all failing) and of the IPv6 filter)
     }
 }
