@@ -555,13 +555,7 @@ async fn network_connect(
                 unset if unset == options.broker_addr => domain.as_str(),
                 name => name,
             };
-            let tls_stream = tls::tls_connect(
-                server_name,
-                port,
-                &tls_config,
-                tcp_stream,
-            )
-            .await?;
+            let tls_stream = tls::tls_connect(server_name, port, &tls_config, tcp_stream).await?;
             let (socket, response) =
                 async_tungstenite::tokio::client_async(request, tls_stream).await?;
             validate_response_headers(response)?;
@@ -718,7 +712,11 @@ mod happy_eyeballs_tests {
 
     #[tokio::test]
     async fn a_refused_address_starts_the_next_at_once() {
-        let refused = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        let refused = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
         let good = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let good_addr = good.local_addr().unwrap();
         let started = Instant::now();
@@ -726,12 +724,20 @@ mod happy_eyeballs_tests {
             .await
             .unwrap();
         assert_eq!(stream.peer_addr().unwrap(), good_addr);
-        assert!(started.elapsed() < NEXT_ADDRESS_DELAY, "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < NEXT_ADDRESS_DELAY,
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]
     async fn when_every_address_fails_the_last_error_is_returned() {
-        let refused = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        let refused = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
         let error = connect_in_turn(vec![refused, refused], &NetworkOptions::new())
             .await
             .unwrap_err();

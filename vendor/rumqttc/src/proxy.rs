@@ -1,8 +1,8 @@
 use crate::eventloop::{resolve, socket_connect};
-use tokio_socks::tcp::Socks5Stream;
-use tokio_socks::IntoTargetAddr;
 use crate::framed::AsyncReadWrite;
 use crate::NetworkOptions;
+use tokio_socks::tcp::Socks5Stream;
+use tokio_socks::IntoTargetAddr;
 
 use std::io;
 
