@@ -161,6 +161,8 @@ def test_json_of_a_broker_with_passwords_has_the_schema_and_never_the_password(
         "host": "127.0.0.1",
         "port": broker.port,
         "tls": False,
+        "transport": "tcp",
+        "proxy": None,
         "client_id": report["target"]["client_id"],
         "checked_client_id": None,
         "username": "alice",

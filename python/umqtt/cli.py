@@ -48,6 +48,35 @@ def _connection_options(parser: argparse.ArgumentParser) -> None:
     tls.add_argument("--cert", help="client certificate for mutual TLS (PEM file)")
     tls.add_argument("--key", help="client private key for mutual TLS (PEM file)")
     tls.add_argument("--insecure", action="store_true", help="do not verify the broker")
+    tls.add_argument(
+        "--alpn",
+        action="append",
+        metavar="PROTOCOL",
+        help="offer this ALPN protocol (repeatable; AWS IoT on port 443: x-amzn-mqtt-ca)",
+    )
+    way = parser.add_argument_group("the way to the broker")
+    way.add_argument(
+        "--transport",
+        choices=("tcp", "websockets", "unix"),
+        help="tcp (default), websockets (wss with TLS) or unix (-h is the socket's path)",
+    )
+    way.add_argument(
+        "--unix", metavar="PATH", help="connect to this Unix socket (--transport unix)"
+    )
+    way.add_argument("--ws-path", metavar="PATH", help="WebSocket path (/mqtt)")
+    way.add_argument(
+        "--ws-header",
+        action="append",
+        metavar="'NAME: VALUE'",
+        help="a header of the WebSocket upgrade request (repeatable)",
+    )
+    way.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="through this proxy: http://[user:password@]host:port, socks5://... or "
+        "socks5h://... (the proxy resolves the name)",
+    )
+    way.add_argument("--ipv6-only", action="store_true", help="connect over IPv6 only (ipvtype=1)")
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
@@ -103,18 +132,46 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _tls(args: argparse.Namespace) -> tuple[bool, dict[str, Any]]:
-    params: dict[str, Any] = {"ca_certs": args.cafile, "certfile": args.cert, "keyfile": args.key}
+    params: dict[str, Any] = {
+        "ca_certs": args.cafile,
+        "certfile": args.cert,
+        "keyfile": args.key,
+        "alpn_protocols": args.alpn,
+    }
     if args.insecure:
         params["cert_reqs"] = ssl.CERT_NONE
     enabled = args.tls or args.insecure or any(v is not None for v in params.values())
     return enabled, params
 
 
+def _route(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The server (-h, or the path of --unix) and the core's transport options that were given."""
+    server = args.host
+    options: dict[str, Any] = {}
+    if args.unix is not None:
+        server, options["transport"] = args.unix, "unix"
+    elif args.transport is not None:
+        options["transport"] = args.transport
+    if args.ws_path is not None:
+        options["ws_path"] = args.ws_path
+    if args.ws_header:
+        headers = [h.split(":", 1) for h in args.ws_header]
+        if any(len(h) != 2 for h in headers):
+            raise ValueError("--ws-header takes 'NAME: VALUE'")
+        options["ws_headers"] = {name.strip(): value.strip() for name, value in headers}
+    if args.proxy is not None:
+        options["proxy"] = args.proxy
+    if args.ipv6_only:
+        options["ipvtype"] = 1
+    return server, options
+
+
 def _client(args: argparse.Namespace) -> MQTTClient:
     use_tls, ssl_params = _tls(args)
+    server, route = _route(args)
     return MQTTClient(
         args.id or f"umqtt-cli-{uuid.uuid4().hex[:8]}",
-        args.host,
+        server,
         args.port,
         user=args.username,
         password=args.pw,
@@ -122,6 +179,7 @@ def _client(args: argparse.Namespace) -> MQTTClient:
         ssl=use_tls,
         ssl_params=ssl_params,
         version=args.protocol_version,
+        **route,
     )
 
 

@@ -4,7 +4,9 @@ The doctor walks the path a client takes, up to the first step that fails, and n
 step's cause and fix: 1. name resolution (every address), 2. TCP to each address, 3. TLS (when
 asked, or when a plain client fails on a port that answers TLS), 4. the MQTT CONNECT, 5. a QoS 1
 round trip on a private topic, 6. the keepalive, 7. with ``--check-client-id``: whether another
-client uses the same client id.
+client uses the same client id. Through a proxy (``--proxy``), steps 1 and 2 are about the proxy,
+and TLS is judged from the core's handshake alone (the broker cannot be probed directly); over a
+Unix socket (``--unix``), step 2 tries the socket and step 1 has nothing to resolve.
 
 The verdicts of steps 3 to 7 are the core's own: they run on ``umqtt.simple.MQTTClient`` with the
 settings a client would use, and quote its messages. Plain sockets only resolve the name and try
@@ -27,13 +29,14 @@ import sys
 import tempfile
 import textwrap
 import time
+import urllib.parse
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import MQTTConnectError, MQTTConnectionLost, MQTTException, MQTTTimeout
-from .cli import _connection_options, _tls
+from .cli import _connection_options, _route, _tls
 from .simple import MQTTClient
 
 SCHEMA = "umqtt-doctor/1"
@@ -71,6 +74,14 @@ _SHORT_NAMES = {
     "stateOrProvinceName": "ST",
     "localityName": "L",
 }
+# How the core's messages start when a proxy refused or failed (src/errors.rs).
+_PROXY_FAILURES = (
+    "the proxy refused",
+    "SOCKS5 proxy",
+    "cannot reach the proxy",
+    "did not open a tunnel",
+    "failed at the proxy",
+)
 _MARKS = {PASS: "✓", FAIL: "✗", SKIP: "–"}
 _ASCII_MARKS = {PASS: "ok", FAIL: "XX", SKIP: "--"}  # for a terminal that cannot show those
 _FIX_ACL = (
@@ -124,9 +135,11 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     use_tls, ssl_params = _tls(args)
     try:
+        server, route = _route(args)
         doctor = Doctor(
-            args.host.strip(),
+            server.strip(),
             args.port,
+            route=route,
             tls=use_tls,
             ssl_params=ssl_params,
             user=args.username,
@@ -277,6 +290,10 @@ class Connected:
             return "tls"
         if "timed out" in text:
             return "timeout"
+        if "WebSocket upgrade" in text or "'mqtt' subprotocol" in text:
+            return "websocket"
+        if any(w in text for w in _PROXY_FAILURES):
+            return "proxy"
         if any(w in text for w in ("reset by peer", "closed by peer", "closed the connection")):
             return "closed"
         return "other"
@@ -309,6 +326,7 @@ class Doctor:
         host: str,
         port: int = 0,
         *,
+        route: dict[str, Any] | None = None,
         tls: bool = False,
         ssl_params: dict[str, Any] | None = None,
         user: str | None = None,
@@ -320,6 +338,9 @@ class Doctor:
     ) -> None:
         self.host = host
         self.port = port  # 0 until the first client is built: the core picks 1883 or 8883
+        # The core's transport options (transport, ws_path, ws_headers, proxy, ipvtype).
+        self.route = dict(route or {})
+        self.unix = self.route.get("transport") == "unix"
         self.tls = tls
         self.ssl_params = dict(ssl_params or {})
         self.user = user
@@ -334,11 +355,20 @@ class Doctor:
         # before any step runs.
         self._client = self._new_client(self.client_id)
         self.port = self._client.port
+        self.proxy = _Proxy.parse(self.route.get("proxy"))
 
     @property
     def target(self) -> str:
+        if self.unix:
+            return self.host
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
+
+    def way(self) -> str:
+        """How the client gets there, in words ("" for plain TCP)."""
+        words = {"websockets": " over WebSocket", "unix": " (a Unix socket)"}
+        way = words.get(self.route.get("transport", ""), "")
+        return way + ("" if self.proxy is None else f" via the proxy {self.proxy.shown}")
 
     def trusted(self) -> str:
         """What the client verifies the broker's certificate with, in words."""
@@ -362,6 +392,7 @@ class Doctor:
             ssl_params=self.ssl_params if use_tls else {},
             connect_timeout=self.timeout,
             ack_timeout=self.timeout,
+            **self.route,
         )
 
     def run(
@@ -392,12 +423,21 @@ class Doctor:
     def _walk(
         self, steps: dict[str, Step], report: Callable[[], None], notice: Callable[[str], None]
     ) -> None:
-        addresses = self._resolve(steps["resolve"])
-        report()
-        used = self._tcp(steps["tcp"], addresses) if addresses else None
-        report()
-        if used is None:
-            return
+        used: TcpAttempt | None = None
+        if self.unix:
+            steps["resolve"].skipped(f"{self.host} is a Unix socket (no name to resolve)")
+            report()
+            reached = self._unix_socket(steps["tcp"])
+            report()
+            if not reached:
+                return
+        else:
+            addresses = self._resolve(steps["resolve"])
+            report()
+            used = self._tcp(steps["tcp"], addresses) if addresses else None
+            report()
+            if used is None:
+                return
         connected = self._tls_and_connect(steps["tls"], steps["connect"], used)
         report()
         if connected is None:
@@ -423,17 +463,20 @@ class Doctor:
     # -- 1. name resolution
 
     def _resolve(self, step: Step) -> list[TcpAttempt]:
+        """The broker's name, or the proxy's when there is one (it resolves the broker's)."""
+        host, port = (self.host, self.port) if self.proxy is None else self.proxy.address
+        via = "" if self.proxy is None else f"via the proxy {self.proxy.shown}: "
         started = time.monotonic()
         try:
-            infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError) as e:
             step.seconds = time.monotonic() - started
             step.failed(
-                f"cannot resolve {self.host}: {e}",
-                f"no address for the name {self.host!r}: a typing error, a name that does not "
+                f"{via}cannot resolve {host}: {e}",
+                f"no address for the name {host!r}: a typing error, a name that does not "
                 "exist (yet), or this machine's DNS does not answer",
-                "check the host name (-h), or try the broker's IP address; check this "
-                "machine's DNS settings",
+                "check the host name (-h, or the proxy's in --proxy), or try an IP address; "
+                "check this machine's DNS settings",
                 addresses=[],
             )
             return []
@@ -442,11 +485,34 @@ class Doctor:
         for family, _, _, _, sockaddr in infos:
             attempts.setdefault(tuple(sockaddr), TcpAttempt(family, tuple(sockaddr)))
         found = [a.address for a in attempts.values()]
-        if _is_address(self.host):
-            step.passed(f"{self.host} is an address (no lookup)", addresses=found)
+        if _is_address(host):
+            step.passed(f"{via}{host} is an address (no lookup)", addresses=found)
         else:
-            step.passed(f"{self.host} → {', '.join(found)}", addresses=found)
+            step.passed(f"{via}{host} → {', '.join(found)}", addresses=found)
         return list(attempts.values())
+
+    def _unix_socket(self, step: Step) -> bool:
+        """Step 2 for a Unix socket: whether something accepts connections on it."""
+        started = time.monotonic()
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(self.timeout)
+                s.connect(self.host)
+        except OSError as e:
+            step.seconds = time.monotonic() - started
+            missing = isinstance(e, FileNotFoundError)
+            step.failed(
+                f"{self.host}: {e}",
+                "no such socket: the path is wrong, or the broker is not running"
+                if missing
+                else "nothing accepts connections on this socket (a broker that stopped leaves "
+                "its socket file behind), or this user may not open it",
+                "check the path; mosquitto listens on a Unix socket with `listener 0 PATH`",
+            )
+            return False
+        step.seconds = time.monotonic() - started
+        step.passed(f"{self.host} accepts connections")
+        return True
 
     # -- 2. TCP
 
@@ -480,6 +546,12 @@ class Doctor:
 
     def _tcp_failure(self, attempt: TcpAttempt) -> tuple[str, str]:
         where = attempt.endpoint()
+        if self.proxy is not None:
+            return (
+                f"the proxy {self.proxy.shown} cannot be reached at {where} "
+                f"({_OUTCOME_WORDS[attempt.outcome]}: {attempt.error})",
+                "check the proxy's host and port in --proxy, and that this machine may use it",
+            )
         if attempt.outcome == "refused":
             return (
                 f"nothing listens on {where}: is the broker running, and does it listen on "
@@ -507,9 +579,25 @@ class Doctor:
 
     # -- 3. TLS and 4. CONNECT
 
-    def _tls_and_connect(self, tls: Step, connect: Step, used: TcpAttempt) -> Connected | None:
+    def _tls_and_connect(
+        self, tls: Step, connect: Step, used: TcpAttempt | None
+    ) -> Connected | None:
         """Steps 3 and 4 from one connect() of the core. Python's ssl module reads the
-        certificate (TLS asked), or tells a TLS port when a plain client fails on it."""
+        certificate (TLS asked), or tells a TLS port when a plain client fails on it; not
+        through a proxy nor over a Unix socket (used is None), where the core's verdict is all."""
+        if used is None or self.proxy is not None:
+            outcome = _connect(self._client)
+            if self.tls:
+                if not self._tls_verdict_unprobed(tls, outcome):
+                    return None
+            elif self.unix:
+                tls.skipped("a Unix socket carries no TLS", asked=False)
+            else:
+                tls.skipped(
+                    "not asked (--tls, --cafile, --cert, --insecure turn it on)", asked=False
+                )
+            connect.seconds = outcome.seconds
+            return outcome if self._connect_verdict(connect, outcome) else None
         answer = self._tls_probe(used) if self.tls else None
         outcome = _connect(self._client)
         if self.tls:
@@ -543,6 +631,23 @@ class Doctor:
             )
         connect.seconds = outcome.seconds
         return outcome if self._connect_verdict(connect, outcome) else None
+
+    def _tls_verdict_unprobed(self, step: Step, outcome: Connected) -> bool:
+        """TLS asked through a proxy: the core's handshake is the only witness."""
+        step.seconds = outcome.seconds
+        details: dict[str, Any] = {"asked": True, "verified_with": self.trusted()}
+        if outcome.reached_mqtt:
+            step.passed(
+                f"the handshake through the proxy passed; checked against {self.trusted()}",
+                **details,
+            )
+            return True
+        if outcome.kind() != "tls":
+            step.skipped("not reached: the connection failed before TLS (step 4)", **details)
+            return True
+        cause, fix = self._certificate_problem(TlsAnswer(True, outcome.seconds), outcome)
+        step.failed(outcome.error or "", cause, fix, client_error=outcome.error, **details)
+        return False
 
     def _tls_probe(self, used: TcpAttempt) -> TlsAnswer:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -679,6 +784,13 @@ class Doctor:
                 f"pass the certificate of the CA {issuer} with --cafile FILE (on mosquitto, the "
                 "file its `cafile` line names)",
             )
+        if "ALPN" in error:
+            return (
+                "the broker chose none of the ALPN protocols offered (--alpn): on this port it "
+                "expects another one, or another protocol altogether",
+                "offer the protocol the broker expects on this port (AWS IoT on port 443: "
+                "--alpn x-amzn-mqtt-ca), or use its MQTT port (8883) without --alpn",
+            )
         if "client certificate" in error:
             return (
                 "the broker demands a client certificate it trusts",
@@ -705,6 +817,21 @@ class Doctor:
         kind = outcome.kind()
         if outcome.rc is not None:
             cause, fix = self._refusal(outcome.rc, self.client_id)
+        elif kind == "proxy":
+            cause = "the proxy did not open the way to the broker (its answer is quoted above)"
+            fix = (
+                "check --proxy (its user name and password), and that the proxy may connect to "
+                f"{self.target} (an HTTP proxy often allows port 443 only)"
+            )
+        elif kind == "websocket":
+            cause = (
+                "the server did not accept the WebSocket upgrade: a wrong path (--ws-path), "
+                "a missing token (--ws-header, -P), or not a WebSocket listener"
+            )
+            fix = (
+                "check the broker's WebSocket path and authentication (mosquitto: a `listener` "
+                "with `protocol websockets`)"
+            )
         elif kind == "timeout":
             cause = (
                 "TCP works but nothing answers like an MQTT broker: no CONNACK within "
@@ -919,6 +1046,8 @@ class Doctor:
                 "host": self.host,
                 "port": self.port,
                 "tls": self.tls,
+                "transport": self.route.get("transport", "tcp"),
+                "proxy": None if self.proxy is None else self.proxy.shown,
                 "client_id": self.client_id,
                 "checked_client_id": self.checked_id,
                 "username": self.user,
@@ -929,6 +1058,25 @@ class Doctor:
 
 
 # --------------------------------------------------------------------------- probes
+
+
+@dataclass(frozen=True)
+class _Proxy:
+    """A --proxy URL's address, and how it is shown: never with its password."""
+
+    address: tuple[str, int]
+    shown: str
+
+    @staticmethod
+    def parse(url: str | None) -> _Proxy | None:
+        """None without a proxy; the core has checked the URL already (in the constructor)."""
+        if not url:
+            return None
+        parts = urllib.parse.urlsplit(url)
+        host, port = parts.hostname or "", parts.port or 0
+        user = f"{urllib.parse.unquote(parts.username)}@" if parts.username else ""
+        where = f"[{host}]" if ":" in host else host
+        return _Proxy((host, port), f"{parts.scheme}://{user}{where}:{port}")
 
 
 def _random_id() -> str:
@@ -1055,7 +1203,8 @@ class _Printer:
         how = "TLS" if doctor.tls else "no TLS"
         checked = "" if doctor.checked_id is None else f", checking client id {doctor.checked_id}"
         self._fill(
-            f"umqtt doctor: {doctor.target}, {how}, client id {doctor.client_id}, {user}{checked}",
+            f"umqtt doctor: {doctor.target}{doctor.way()}, {how}, client id {doctor.client_id}, "
+            f"{user}{checked}",
             14,
         )
 
