@@ -131,6 +131,8 @@ class Broker:
         }
         lines = [f"listener {self.port} {HOST}", "allow_anonymous true"]
         lines += [f"{k} {v}" for k, v in self.settings.items()]
+        self.ws_port = free_port()
+        lines += [f"listener {self.ws_port} {HOST}", "protocol websockets", "max_connections -1"]
         # stderr, into a file opened here: mosquitto started as root drops to user "mosquitto",
         # which could not open a file in this private directory itself. Subscriptions are logged
         # so that broker_cap knows when mosquitto_sub (which prints nothing then) is subscribed.
@@ -163,6 +165,11 @@ class Broker:
         if self.proc.poll() is not None:
             self.fail("mosquitto exited at start")
         self.version = version_of([self.binary, "-h"]).replace("mosquitto version ", "")
+
+    def port_for(self, contender: Contender) -> int:
+        """The port of the listener the contender's clients connect to."""
+        websockets = contender.variant is not None and contender.variant.listener == "websockets"
+        return self.ws_port if websockets else self.port
 
     def fail(self, what: str) -> NoReturn:
         tail = self.log_tail()
@@ -352,6 +359,14 @@ class Variant:
     label: str
     options: Mapping[str, Any]
     libs: tuple[str, ...]
+    # The broker's listener its clients connect to: "mqtt" or "websockets" (Broker.port_for).
+    listener: str = "mqtt"
+
+
+# MQTT over WebSocket (issue 22), on the broker's WebSocket listener.
+WEBSOCKET = Variant(
+    "ws", "over WebSocket", {"transport": "websockets"}, ("umqtt", "umqtt.aio"), "websockets"
+)
 
 
 @dataclass(frozen=True)
@@ -523,22 +538,26 @@ def scenario_runners(profile: dict[str, dict[str, Any]]) -> dict[str, Runner]:
     def qos0_64(c: Contender, b: Broker) -> dict[str, Any]:
         if c.lib == CAP:
             return broker_cap(b, 64, q64["count"])
-        return throughput(c, b.port, 0, 64, q64["count"], q64["duration"])
+        return throughput(c, b.port_for(c), 0, 64, q64["count"], q64["duration"])
 
     return {
         "qos0_64": qos0_64,
-        "qos0_4k": lambda c, b: throughput(c, b.port, 0, 4096, q4k["count"], q4k["duration"]),
-        "qos1_single": lambda c, b: throughput(c, b.port, 1, 64, q1["count"], q1["duration"]),
+        "qos0_4k": lambda c, b: throughput(
+            c, b.port_for(c), 0, 4096, q4k["count"], q4k["duration"]
+        ),
+        "qos1_single": lambda c, b: throughput(
+            c, b.port_for(c), 1, 64, q1["count"], q1["duration"]
+        ),
         "qos1_window": lambda c, b: throughput(
-            c, b.port, 1, 64, q1w["count"], q1w["duration"], windowed
+            c, b.port_for(c), 1, 64, q1w["count"], q1w["duration"], windowed
         ),
         "qos1_inflight": lambda c, b: throughput(
-            c, b.port, 1, 64, q1i["count"], q1i["duration"], in_flight
+            c, b.port_for(c), 1, 64, q1i["count"], q1i["duration"], in_flight
         ),
-        "rtt": lambda c, b: single("rtt", c, b.port, qos=0, size=64, **profile["rtt"]),
-        "conn": lambda c, b: single("conn", c, b.port, **profile["conn"]),
-        "idle": lambda c, b: single("idle", c, b.port, **profile["idle"]),
-        "crowd": lambda c, b: single("crowd", c, b.port, **profile["crowd"]),
+        "rtt": lambda c, b: single("rtt", c, b.port_for(c), qos=0, size=64, **profile["rtt"]),
+        "conn": lambda c, b: single("conn", c, b.port_for(c), **profile["conn"]),
+        "idle": lambda c, b: single("idle", c, b.port_for(c), **profile["idle"]),
+        "crowd": lambda c, b: single("crowd", c, b.port_for(c), **profile["crowd"]),
     }
 
 
@@ -640,6 +659,12 @@ def tables(profile: dict[str, dict[str, Any]]) -> tuple[Table, ...]:
             Row("qos1_window", "lost", "QoS1 windowed: lost messages", "msgs"),
             with_target(RTT_P50, "<=", 0.45),
             with_target(RTT_P99, "<=", 0.4),
+            dataclasses.replace(
+                QOS0_E2E, label="QoS0 64 B: end-to-end rate, over WebSocket", variant=WEBSOCKET
+            ),
+            dataclasses.replace(
+                RTT_P50, label="Round trip QoS0 64 B: p50, over WebSocket", variant=WEBSOCKET
+            ),
             with_target(CONN, "<=", 1.0),
             with_target(IDLE_RSS, "<=", 0.5),
             with_target(QOS0_CPU, "<=", 0.5),

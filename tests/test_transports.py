@@ -14,8 +14,10 @@ x dialect (each pair of values in some row), not the full product.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -651,3 +653,17 @@ def test_proxy_password_is_in_no_log_repr_or_error(
     assert f"http://{PROXY_LOGIN[0]}@127.0.0.1" in repr(client)
     for secret in (PROXY_LOGIN[1], "wr0ng-pa55"):
         assert secret not in seen
+
+
+def test_the_benchmark_worker_runs_over_websockets(net_broker: Mosquitto) -> None:
+    """The benchmark's WebSocket rows (benches/run.py, variant "ws"): the round-trip worker with
+    transport="websockets" on the broker's WebSocket listener."""
+    worker = Path(__file__).resolve().parent.parent / "benches" / "worker.py"
+    topic = f"umqtt-test/bench-ws/{unique_id()}"
+    args = ["rtt", "umqtt", "--port", str(net_broker.ws_port), "--topic", topic]
+    args += ["--count", "50", "--warmup", "5", '--option=transport="websockets"']
+    done = subprocess.run(
+        [sys.executable, str(worker), *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["n"] == 50
