@@ -17,10 +17,14 @@ import umqtt
 import umqtt.aio
 import umqtt.simple
 from broker import Mosquitto, unique_id, wait_until
-from transport_servers import MicroSocks, TinyProxy, proxy_url
+from transport_servers import (  # noqa: F401 - socks_proxy_fixture: a fixture
+    PROXY_LOGIN,
+    MicroSocks,
+    TinyProxy,
+    proxy_url,
+    socks_proxy_fixture,
+)
 from umqtt.testing import free_port
-
-LOGIN = ("corp", "s3cret-proxy-pw")
 
 
 @pytest.fixture(scope="module")
@@ -45,15 +49,8 @@ def tinyproxy(
     proxy = TinyProxy(
         tmp_path_factory.mktemp("tinyproxy"),
         [target.port, target.ipv6_port or 0, closed_port],
-        LOGIN,
+        PROXY_LOGIN,
     )
-    yield proxy
-    proxy.close()
-
-
-@pytest.fixture(scope="module")
-def microsocks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MicroSocks]:
-    proxy = MicroSocks(tmp_path_factory.mktemp("microsocks"), LOGIN)
     yield proxy
     proxy.close()
 
@@ -65,17 +62,21 @@ def connect_error(server: str, port: int, proxy: str, **options: Any) -> str:
         client.connect()
     text = str(raised.value)
     assert raised.value.rc is None
-    for secret in (LOGIN[1], "wr0ng"):
+    for secret in (PROXY_LOGIN[1], "wr0ng"):
         assert secret not in text and secret not in repr(client)
     return text
 
 
 def without_password(proxy: TinyProxy | MicroSocks, scheme: str | None = None) -> str:
-    return proxy_url(proxy, scheme).replace(f":{LOGIN[1]}@", "@").replace(f"{LOGIN[0]}@", "")
+    return (
+        proxy_url(proxy, scheme)
+        .replace(f":{PROXY_LOGIN[1]}@", "@")
+        .replace(f"{PROXY_LOGIN[0]}@", "")
+    )
 
 
 def wrong_password(proxy: TinyProxy | MicroSocks, scheme: str | None = None) -> str:
-    return proxy_url(proxy, scheme).replace(LOGIN[1], "wr0ng")
+    return proxy_url(proxy, scheme).replace(PROXY_LOGIN[1], "wr0ng")
 
 
 # --------------------------------------------------------------------------- HTTP CONNECT
@@ -129,53 +130,55 @@ def test_a_proxy_nobody_listens_on(target: Mosquitto) -> None:
 # --------------------------------------------------------------------------- SOCKS5
 
 
-def test_socks5_wrong_password(target: Mosquitto, microsocks: MicroSocks) -> None:
-    text = connect_error(target.host, target.port, wrong_password(microsocks))
+def test_socks5_wrong_password(target: Mosquitto, socks_proxy: MicroSocks) -> None:
+    text = connect_error(target.host, target.port, wrong_password(socks_proxy))
     assert "the SOCKS5 proxy refused the user name and password" in text
 
 
-def test_socks5_without_credentials(target: Mosquitto, microsocks: MicroSocks) -> None:
-    text = connect_error(target.host, target.port, without_password(microsocks, "socks5h"))
+def test_socks5_without_credentials(target: Mosquitto, socks_proxy: MicroSocks) -> None:
+    text = connect_error(target.host, target.port, without_password(socks_proxy, "socks5h"))
     assert "accepts none of the ways offered to log in" in text
 
 
-def test_socks5_reply_in_words(target: Mosquitto, microsocks: MicroSocks) -> None:
-    text = connect_error(target.host, free_port(), proxy_url(microsocks))
+def test_socks5_reply_in_words(target: Mosquitto, socks_proxy: MicroSocks) -> None:
+    text = connect_error(target.host, free_port(), proxy_url(socks_proxy))
     assert "the SOCKS5 proxy could not connect to" in text
     assert "connection refused by the broker's address (SOCKS reply 5)" in text
 
 
-def test_socks5h_lets_the_proxy_resolve(target: Mosquitto, microsocks: MicroSocks) -> None:
+def test_socks5h_lets_the_proxy_resolve(target: Mosquitto, socks_proxy: MicroSocks) -> None:
     """A name only the proxy can resolve fails there (a SOCKS reply), not in our resolver."""
-    text = connect_error("no-such-host.invalid", target.port, proxy_url(microsocks, "socks5h"))
+    text = connect_error("no-such-host.invalid", target.port, proxy_url(socks_proxy, "socks5h"))
     assert "the SOCKS5 proxy could not connect to no-such-host.invalid" in text
 
 
-def test_socks5_resolves_locally(target: Mosquitto, microsocks: MicroSocks) -> None:
-    text = connect_error("no-such-host.invalid", target.port, proxy_url(microsocks))
+def test_socks5_resolves_locally(target: Mosquitto, socks_proxy: MicroSocks) -> None:
+    text = connect_error("no-such-host.invalid", target.port, proxy_url(socks_proxy))
     assert "cannot resolve" in text
 
 
 def test_ipvtype_applies_to_socks5_not_to_socks5h(
-    target: Mosquitto, microsocks: MicroSocks
+    target: Mosquitto, socks_proxy: MicroSocks
 ) -> None:
     """socks5://: we resolve the broker's name, so IPv6-only finds no address for 127.0.0.1;
     socks5h://: the proxy resolves it, and ipvtype does not apply."""
-    text = connect_error(target.host, target.port, proxy_url(microsocks), ipvtype=1)
+    text = connect_error(target.host, target.port, proxy_url(socks_proxy), ipvtype=1)
     assert "has no IPv6 address" in text
     client = umqtt.simple.MQTTClient(
-        unique_id(), target.host, target.port, proxy=proxy_url(microsocks, "socks5h"), ipvtype=1
+        unique_id(), target.host, target.port, proxy=proxy_url(socks_proxy, "socks5h"), ipvtype=1
     )
     client.connect()
     client.disconnect()
 
 
-def test_the_aio_client_reports_a_refusing_proxy(target: Mosquitto, microsocks: MicroSocks) -> None:
+def test_the_aio_client_reports_a_refusing_proxy(
+    target: Mosquitto, socks_proxy: MicroSocks
+) -> None:
     import asyncio
 
     async def connect() -> None:
         client = umqtt.aio.MQTTClient(
-            unique_id(), target.host, target.port, proxy=wrong_password(microsocks)
+            unique_id(), target.host, target.port, proxy=wrong_password(socks_proxy)
         )
         with pytest.raises(umqtt.aio.MQTTConnectError, match="refused the user name and password"):
             await client.connect()
@@ -185,7 +188,7 @@ def test_the_aio_client_reports_a_refusing_proxy(target: Mosquitto, microsocks: 
 
 def test_simple_raises_oserror_for_a_refusing_proxy(target: Mosquitto, tmp_path: Path) -> None:
     """MicroPython's dialects raise OSError for network failures, a refusing proxy included."""
-    proxy = MicroSocks(tmp_path, LOGIN)
+    proxy = MicroSocks(tmp_path, PROXY_LOGIN)
     try:
         client = umqtt.simple.MQTTClient(
             unique_id(), target.host, target.port, proxy=wrong_password(proxy)

@@ -18,7 +18,6 @@ import json
 import logging
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,36 +29,20 @@ import umqtt.aio
 import umqtt.robust
 import umqtt.simple
 from broker import Mosquitto, assert_ctrl_c_interrupts, unique_id, wait_until
-from transport_servers import (
+from test_threads import CTRL_C_SCRIPT
+from transport_servers import (  # noqa: F401 - net_broker_fixture: a fixture
+    PROXY_LOGIN,
     AlpnRelay,
     MicroSocks,
     TinyProxy,
     WebSocketGate,
+    net_broker_fixture,
     offered_alpn,
     proxy_url,
 )
 from umqtt.testing import find_executable
 
-PROXY_LOGIN = ("proxyuser", "pr0xy-s3cret")
-
-
 # --------------------------------------------------------------------------- servers
-
-
-@pytest.fixture(scope="module")
-def net_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
-    """One mosquitto with every kind of listener."""
-    broker = Mosquitto(
-        tmp_path_factory.mktemp("net-broker"),
-        tls=True,
-        websockets=True,
-        unix_socket=True,
-        ipv6=True,
-    )
-    try:
-        yield broker
-    finally:
-        broker.kill()
 
 
 def _tcp_ports(broker: Mosquitto) -> list[int]:
@@ -531,29 +514,17 @@ def test_reconnect_and_resubscribe(
             proxy.close()
 
 
-CTRL_C_OVER = textwrap.dedent(
-    """
-    import sys, time, umqtt
-    server, port, transport = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    c = umqtt.MQTTClient("ctrl-c-" + transport, server, port, transport=transport)
-    c.set_callback(lambda t, m: None)
-    c.connect()
-    c.subscribe("umqtt-test/ctrl-c/" + transport)
-    print("ready", flush=True)
-    try:
-        c.wait_msg()
-    except KeyboardInterrupt:
-        print("interrupted", time.monotonic(), flush=True)
-        sys.exit(0)
-    sys.exit(3)
-    """
+# test_threads' child blocked in wait_msg(), over another transport (its 5th argument).
+CTRL_C_OVER = CTRL_C_SCRIPT.replace(
+    "connect_timeout=60)", "connect_timeout=60, transport=sys.argv[5])"
 )
+assert CTRL_C_OVER != CTRL_C_SCRIPT
 
 
 @pytest.mark.parametrize("transport", ["websockets", "unix"])
 def test_ctrl_c_interrupts_wait_msg(net_broker: Mosquitto, transport: str) -> None:
     server, port, _ = endpoint(net_broker, transport, False)
-    assert_ctrl_c_interrupts(CTRL_C_OVER, server, str(port), transport)
+    assert_ctrl_c_interrupts(CTRL_C_OVER, "wait_msg", server, str(port), unique_id(), transport)
 
 
 def test_back_pressure_over_websockets(

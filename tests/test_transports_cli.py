@@ -6,46 +6,37 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import transport_servers as servers
 from broker import Mosquitto, wait_until
-from transport_servers import AlpnRelay, MicroSocks, TinyProxy, WebSocketGate, proxy_url
+from transport_servers import (  # noqa: F401 - fixtures
+    PROXY_LOGIN,
+    net_broker_fixture,
+    socks_proxy_fixture,
+)
 from umqtt import cli
-
-LOGIN = ("cliuser", "cli-proxy-s3cret")
-
-
-@pytest.fixture(scope="module")
-def net_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
-    broker = Mosquitto(
-        tmp_path_factory.mktemp("cli-net-broker"), tls=True, websockets=True, unix_socket=True
-    )
-    try:
-        yield broker
-    finally:
-        broker.kill()
-
-
-@pytest.fixture(scope="module")
-def socks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MicroSocks]:
-    proxy = MicroSocks(tmp_path_factory.mktemp("cli-socks"), LOGIN)
-    yield proxy
-    proxy.close()
 
 
 def test_pub_over_websockets_through_a_socks_proxy(
-    net_broker: Mosquitto, socks: MicroSocks, make_peer: Any, topic: str
+    net_broker: Mosquitto, socks_proxy: servers.MicroSocks, make_peer: Any, topic: str
 ) -> None:
     peer = make_peer(net_broker)
     peer.subscribe(topic)
     args = ["pub", "-h", "127.0.0.1", "-p", str(net_broker.ws_port), "-t", topic, "-m", "hi"]
-    args += ["--transport", "websockets", "--proxy", proxy_url(socks, "socks5h"), "-q", "1"]
+    args += [
+        "--transport",
+        "websockets",
+        "--proxy",
+        servers.proxy_url(socks_proxy, "socks5h"),
+        "-q",
+        "1",
+    ]
     assert cli.main(args) == 0
     assert [m.payload for m in peer.wait_for(topic)] == [b"hi"]
-    assert socks.tunnels_to(net_broker.ws_port or 0) >= 1
+    assert socks_proxy.tunnels_to(net_broker.ws_port or 0) >= 1
 
 
 def test_sub_over_a_unix_socket(
@@ -68,7 +59,7 @@ def test_sub_over_a_unix_socket(
 
 
 def test_ws_path_and_header_options(net_broker: Mosquitto, topic: str) -> None:
-    gate = WebSocketGate(net_broker.ws_port or 0, lambda path, headers: None)
+    gate = servers.WebSocketGate(net_broker.ws_port or 0, lambda path, headers: None)
     try:
         args = ["pub", "-h", "127.0.0.1", "-p", str(gate.port), "-t", topic, "-m", "x"]
         args += ["--transport", "websockets", "--ws-path", "/gw", "--ws-header", "X-Key: k1"]
@@ -95,21 +86,21 @@ def doctor(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, di
     text = capsys.readouterr().out
     assert cli.main(["doctor", *args, "--json"]) == status
     out = capsys.readouterr().out
-    assert LOGIN[1] not in text + out
+    assert PROXY_LOGIN[1] not in text + out
     return status, text, json.loads(out)
 
 
 def test_doctor_through_a_proxy_over_wss(
-    net_broker: Mosquitto, socks: MicroSocks, capsys: pytest.CaptureFixture[str]
+    net_broker: Mosquitto, socks_proxy: servers.MicroSocks, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Steps 1 and 2 are about the proxy; TLS is the core's verdict; every step passes."""
     status, text, report = doctor(
         capsys,
         *["-h", "localhost", "-p", str(net_broker.wss_port), "--cafile", str(net_broker.ca_path)],
-        *["--transport", "websockets", "--proxy", proxy_url(socks, "socks5h")],
+        *["--transport", "websockets", "--proxy", servers.proxy_url(socks_proxy, "socks5h")],
     )
     assert status == 0, text
-    shown = f"socks5h://{LOGIN[0]}@127.0.0.1:{socks.port}"
+    shown = f"socks5h://{PROXY_LOGIN[0]}@127.0.0.1:{socks_proxy.port}"
     assert f"over WebSocket via the proxy {shown}" in text
     assert "✓ 1 name resolution" in text and f"via the proxy {shown}: 127.0.0.1" in text
     assert "✓ 3 TLS" in text and "the handshake through the proxy passed" in text
@@ -129,9 +120,9 @@ def test_doctor_over_a_unix_socket(
 def test_doctor_names_a_refusing_proxy(
     net_broker: Mosquitto, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    proxy = TinyProxy(tmp_path, [net_broker.port], LOGIN)
+    proxy = servers.TinyProxy(tmp_path, [net_broker.port], PROXY_LOGIN)
     try:
-        url = proxy_url(proxy).replace(LOGIN[1], "wr0ng")
+        url = servers.proxy_url(proxy).replace(PROXY_LOGIN[1], "wr0ng")
         status, text, report = doctor(capsys, "-p", str(net_broker.port), "--proxy", url)
     finally:
         proxy.close()
@@ -146,7 +137,7 @@ def test_doctor_explains_no_common_alpn_protocol(
     net_broker: Mosquitto, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert net_broker.server_cert_path and net_broker.server_key_path
-    relay = AlpnRelay(
+    relay = servers.AlpnRelay(
         net_broker.server_cert_path, net_broker.server_key_path, ["h2"], net_broker.port
     )
     try:

@@ -13,12 +13,12 @@ import struct
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Callable
 
 import pytest
-from broker import wait_until
+from broker import Mosquitto, wait_until
 from umqtt.testing import free_port, port_accepts
 
 
@@ -45,13 +45,8 @@ class _Process:
             raise RuntimeError(f"{argv[0]} did not start: {log.read_text(errors='replace')}")
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        self.proc.kill()  # nothing to save: its log is written as it goes
+        self.proc.wait(5)
 
 
 class TinyProxy(_Process):
@@ -105,6 +100,35 @@ class MicroSocks(_Process):
         """How many connections to `port` the proxy logged."""
         text = self.log_path.read_text(errors="replace")
         return sum(1 for line in text.splitlines() if f":{port}" in line and "connected" in line)
+
+
+@pytest.fixture(scope="module", name="net_broker")
+def net_broker_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    """`net_broker`: one mosquitto with every kind of listener: plain, TLS, WebSocket, TLS
+    WebSocket, Unix socket and IPv6."""
+    broker = Mosquitto(
+        tmp_path_factory.mktemp("net-broker"),
+        tls=True,
+        websockets=True,
+        unix_socket=True,
+        ipv6=True,
+    )
+    try:
+        yield broker
+    finally:
+        broker.kill()
+
+
+# The user name and password of the proxies with authentication.
+PROXY_LOGIN = ("proxyuser", "pr0xy-s3cret")
+
+
+@pytest.fixture(scope="module", name="socks_proxy")
+def socks_proxy_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MicroSocks]:
+    """`socks_proxy`: microsocks that wants PROXY_LOGIN, one per test module that imports this."""
+    proxy = MicroSocks(tmp_path_factory.mktemp("microsocks"), PROXY_LOGIN)
+    yield proxy
+    proxy.close()
 
 
 def proxy_url(proxy: TinyProxy | MicroSocks, scheme: str | None = None) -> str:

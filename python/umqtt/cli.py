@@ -48,11 +48,8 @@ def _connection_options(parser: argparse.ArgumentParser) -> None:
     tls.add_argument("--cert", help="client certificate for mutual TLS (PEM file)")
     tls.add_argument("--key", help="client private key for mutual TLS (PEM file)")
     tls.add_argument("--insecure", action="store_true", help="do not verify the broker")
-    tls.add_argument(
-        "--alpn",
-        action="append",
-        metavar="PROTOCOL",
-        help="offer this ALPN protocol (repeatable; AWS IoT on port 443: x-amzn-mqtt-ca)",
+    _repeatable(
+        tls, "--alpn", "PROTOCOL", "offer this ALPN protocol (AWS IoT on 443: x-amzn-mqtt-ca)"
     )
     way = parser.add_argument_group("the way to the broker")
     way.add_argument(
@@ -64,12 +61,7 @@ def _connection_options(parser: argparse.ArgumentParser) -> None:
         "--unix", metavar="PATH", help="connect to this Unix socket (--transport unix)"
     )
     way.add_argument("--ws-path", metavar="PATH", help="WebSocket path (/mqtt)")
-    way.add_argument(
-        "--ws-header",
-        action="append",
-        metavar="'NAME: VALUE'",
-        help="a header of the WebSocket upgrade request (repeatable)",
-    )
+    _repeatable(way, "--ws-header", "'NAME: VALUE'", "a header of the WebSocket upgrade request")
     way.add_argument(
         "--proxy",
         metavar="URL",
@@ -77,6 +69,10 @@ def _connection_options(parser: argparse.ArgumentParser) -> None:
         "socks5h://... (the proxy resolves the name)",
     )
     way.add_argument("--ipv6-only", action="store_true", help="connect over IPv6 only (ipvtype=1)")
+
+
+def _repeatable(group: Any, flag: str, metavar: str, what: str) -> None:
+    group.add_argument(flag, action="append", metavar=metavar, help=f"{what} (repeatable)")
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
