@@ -40,7 +40,7 @@ from transport_servers import (  # noqa: F401 - net_broker_fixture: a fixture
     offered_alpn,
     proxy_url,
 )
-from umqtt.testing import find_executable
+from umqtt.testing import find_executable, free_port, port_accepts
 
 # --------------------------------------------------------------------------- servers
 
@@ -246,6 +246,27 @@ def test_ws_path_and_headers_reach_the_server(gate: WebSocketGate) -> None:
     assert headers["x-device"] == "d1"
     assert headers["sec-websocket-protocol"] == "mqtt"
     assert headers["host"] == f"127.0.0.1:{gate.port}"
+
+
+def test_ws_path_with_azure_and_aws_characters(net_broker: Mosquitto) -> None:
+    """Azure IoT Hub's path has a $, AWS's pre-signed URLs a query: both arrive as given."""
+    gate = WebSocketGate(net_broker.ws_port or 0, lambda path, headers: None)
+    try:
+        for path in ("/$iothub/websocket", "/mqtt?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date=1"):
+            round_trip("simple", "127.0.0.1", gate.port, transport="websockets", ws_path=path)
+            assert gate.requests[-1][0] == path
+    finally:
+        gate.close()
+
+
+def test_websockets_to_an_ipv6_address(mqtt_broker_factory: Any) -> None:
+    """ws://[::1]:port/mqtt: the address in brackets in the URL and the Host header."""
+    port = free_port("::1")
+    broker = mqtt_broker_factory(extra_config=[f"listener {port} ::1", "protocol websockets"])
+    assert wait_until(lambda: port_accepts("::1", port), 10), broker.startup_errors()
+    client = umqtt.MQTTClient(unique_id(), "[::1]", port, transport="websockets")
+    assert repr(client).count(f"ws://[::1]:{port}/mqtt") == 1
+    round_trip("aio", "::1", port, transport="websockets")
 
 
 @pytest.mark.parametrize(
