@@ -237,7 +237,12 @@ class AlpnRelay(_Relay):
             return
         self.chosen.append(tls.selected_alpn_protocol())
         tls.settimeout(None)
-        _relay(tls, socket.create_connection(("127.0.0.1", self.broker_port)))
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.broker_port))
+        except OSError:
+            tls.close()
+            return
+        _relay(tls, upstream)
 
 
 class WebSocketGate(_Relay):
@@ -278,7 +283,11 @@ class WebSocketGate(_Relay):
             conn.sendall(f"HTTP/1.1 {status} No\r\nContent-Length: 0\r\n\r\n".encode())
             conn.close()
             return
-        upstream = socket.create_connection(("127.0.0.1", self.broker_ws_port))
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.broker_ws_port))
+        except OSError:  # the broker is down (restarting): the client's attempt fails
+            conn.close()
+            return
         upstream.sendall(head)
         conn.settimeout(None)
         _relay(conn, upstream)
