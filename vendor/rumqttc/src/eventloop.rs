@@ -609,7 +609,6 @@ async fn mqtt_connect(
     }
 }
 
-<<<<<<< HEAD
 // umqtt patch: PINGREQs asked for with `AsyncClient::ping`.
 #[cfg(test)]
 mod test {
@@ -674,7 +673,9 @@ mod test {
         assert_eq!(eventloop.poll().await.unwrap(), ping);
         let timer = eventloop.keepalive_timeout.as_ref().unwrap();
         assert!(timer.deadline() >= asked + keep_alive);
-=======
+    }
+}
+
 /// umqtt patch: `connect_in_turn` against loopback listeners.
 #[cfg(test)]
 mod happy_eyeballs_tests {
@@ -751,6 +752,5 @@ mod happy_eyeballs_tests {
         let addrs = resolve("::1", 1, true).await.unwrap();
         assert_eq!(addrs, vec!["[::1]:1".parse::<SocketAddr>().unwrap()]);
         assert_eq!(resolve("127.0.0.1", 1, false).await.unwrap().len(), 1);
->>>>>>> 7b3d343 (vendor patch 22: Rust tests of Happy Eyeballs (connect_in_turn against a listener that drops our SYNs, a refused one, all failing) and of the IPv6 filter)
     }
 }
