@@ -71,6 +71,17 @@ impl Credentials {
         !matches!(&self.ws_headers, Given::Value(headers) if headers.is_empty())
     }
 
+    /// A password given without a user name, which MQTT 3.1.1 and 3.1 forbid.
+    pub fn password_without_user(&self) -> bool {
+        let no_user = self.user.as_deref().is_none_or(str::is_empty);
+        no_user
+            && match &self.password {
+                None => false,
+                Some(Given::Value(password)) => !password.is_empty(),
+                Some(Given::Callable(_)) => true,
+            }
+    }
+
     /// Whether anything must be called before each connection attempt.
     pub fn expire(&self) -> bool {
         matches!(self.password, Some(Given::Callable(_)))

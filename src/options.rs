@@ -184,13 +184,10 @@ impl ClientOptions {
                  was sent",
             );
         }
-        match &self.credentials {
-            Some((user, password)) if user.is_empty() && !password.is_empty() => Some(
-                "a password without a user name: MQTT 3.1.1 and 3.1 forbid it (brokers close \
-                 the connection); pass user= too, or no password; nothing was sent",
-            ),
-            _ => None,
-        }
+        self.credentials.password_without_user().then_some(
+            "a password without a user name: MQTT 3.1.1 and 3.1 forbid it (brokers close the \
+             connection); pass user= too, or no password; nothing was sent",
+        )
     }
 
     pub fn mqtt_options(&self, clean_session: bool, will: Option<LastWill>) -> MqttOptions {
