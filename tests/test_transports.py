@@ -378,7 +378,7 @@ def test_a_failing_password_callable_is_a_connect_error(net_broker: Mosquitto) -
         raise RuntimeError("token service down")
 
     client = umqtt.simple.MQTTClient(
-        unique_id(), net_broker.host, net_broker.port, password=password
+        unique_id(), net_broker.host, net_broker.port, user="device", password=password
     )
     with pytest.raises(OSError, match="password callable failed: RuntimeError: token service down"):
         client.connect()
@@ -387,7 +387,9 @@ def test_a_failing_password_callable_is_a_connect_error(net_broker: Mosquitto) -
 def test_a_password_callable_returning_a_bad_type_is_a_connect_error(
     net_broker: Mosquitto,
 ) -> None:
-    client = umqtt.MQTTClient(unique_id(), net_broker.host, net_broker.port, password=lambda: 42)
+    client = umqtt.MQTTClient(
+        unique_id(), net_broker.host, net_broker.port, user="device", password=lambda: 42
+    )
     with pytest.raises(umqtt.MQTTConnectError, match=r"password\(\) must be str or bytes"):
         client.connect()
 
@@ -662,3 +664,12 @@ def test_the_benchmark_worker_runs_over_websockets(net_broker: Mosquitto) -> Non
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1])["n"] == 50
+
+
+def test_a_password_callable_without_a_user_is_refused_before_sending(
+    net_broker: Mosquitto,
+) -> None:
+    """MQTT 3.1.1 forbids a password without a user name, whether it is fixed or a callable."""
+    client = umqtt.MQTTClient(unique_id(), net_broker.host, net_broker.port, password=lambda: "t")
+    with pytest.raises(umqtt.MQTTConnectError, match="a password without a user name"):
+        client.connect()
