@@ -84,8 +84,8 @@ fn start() -> Result<&'static Runtime, String> {
 /// A current-thread runtime, whose core the hand-over passes between its waiting threads.
 fn build() -> std::io::Result<Runtime> {
     tokio::runtime::Builder::new_current_thread()
-        // Only DNS lookups use the blocking pool; uncapped (512), a thousand clients connecting
-        // at once would mean hundreds of threads.
+        // DNS lookups and the credential callables use the blocking pool; uncapped (512), a
+        // thousand clients connecting at once would mean hundreds of threads.
         .max_blocking_threads(6)
         .thread_keep_alive(Duration::from_secs(2))
         .thread_name("umqtt-blocking")

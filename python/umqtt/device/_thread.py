@@ -5,7 +5,7 @@
 ``threadIsRunning``, ``stop_thread`` (raises ``SystemExit`` in the thread at its next Python
 instruction; a thread blocked in C stops when that call returns), ``get_heap_size`` (the
 profile's ``heap_size``), ``stack_size`` accepting the device's small sizes (anything below
-CPython's minimum runs with CPython's default), ``allocate_semphore``/``Semphore``,
+256 KiB runs with CPython's default), ``allocate_semphore``/``Semphore``,
 ``delete_lock``, ``delete_semphore``.
 
 Under ``python -m umqtt run`` a device script's ``import _thread`` gets this module;
@@ -21,20 +21,23 @@ from typing import Any, Callable
 
 from ._support import device_name, not_simulated, profile, thread_by_id, track_thread
 
-_CPYTHON_MIN_STACK = 32 * 1024
+# A blocked umqtt call runs the connection's I/O (a TLS handshake included) on its caller's stack,
+# which needs more than 48 KiB (docs/design.md, "Known limits"): smaller device sizes keep
+# CPython's default rather than crash a thread that connects.
+_SMALLEST_STACK = 256 * 1024
 _stack_size = 0
 
 
 def stack_size(size: int | None = None) -> int:
     """Sets (or, with no argument, returns) the stack size for new threads. Sizes below
-    CPython's minimum (the device's default is 8448 bytes) keep CPython's default."""
+    256 KiB (the device's default is 8448 bytes) keep CPython's default."""
     global _stack_size
     previous = _stack_size
     if size is not None:
         if size < 0:
             raise ValueError("stack size must be >= 0")
         _stack_size = int(size)
-        threading.stack_size(size if size >= _CPYTHON_MIN_STACK else 0)
+        threading.stack_size(size if size >= _SMALLEST_STACK else 0)
     return previous
 
 
