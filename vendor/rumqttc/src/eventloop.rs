@@ -402,7 +402,10 @@ async fn connect_in_turn(
     let mut addrs = addrs.into_iter();
     let mut attempts = FuturesUnordered::new();
     let mut last_err = None;
-    let next_address = time::sleep(Duration::ZERO);
+    // The first address is tried at once, and a failed attempt starts the next at once: a timer
+    // set to now would fire only at the timer's next tick, about a millisecond later.
+    attempts.extend(addrs.next().map(|addr| connect_to(addr, network_options)));
+    let next_address = time::sleep(NEXT_ADDRESS_DELAY);
     tokio::pin!(next_address);
     loop {
         select! {
@@ -411,7 +414,10 @@ async fn connect_in_turn(
                 Ok(stream) => return Ok(stream),
                 Err(e) => {
                     last_err = Some(e);
-                    next_address.as_mut().reset(Instant::now());
+                    if let Some(addr) = addrs.next() {
+                        attempts.push(connect_to(addr, network_options));
+                        next_address.as_mut().reset(Instant::now() + NEXT_ADDRESS_DELAY);
+                    }
                 }
             },
             () = &mut next_address, if addrs.len() > 0 => {
