@@ -191,6 +191,27 @@ def test_waits_for_threads_and_timers(tmp_path: Path) -> None:
     assert sorted(done.stdout.splitlines()[1:]) == ["thread done", "timer done"]
 
 
+def test_a_timer_that_stops_itself_finishes_its_callback(tmp_path: Path) -> None:
+    """The program ends when the callback returns, not when it calls stop()."""
+    main = write(
+        tmp_path,
+        {
+            "main.py": """
+                import utime, osTimer
+                def tick(arg):
+                    timer.stop()
+                    utime.sleep_ms(300)  # the disconnect() of a real project
+                    print('callback done')
+                timer = osTimer()
+                timer.start(10, 1, tick)
+            """
+        },
+    )
+    done = umqtt_run(main)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "callback done\n"
+
+
 def test_ctrl_c_ends_everything(tmp_path: Path) -> None:
     main = write(
         tmp_path,

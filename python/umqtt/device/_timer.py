@@ -1,6 +1,7 @@
 """The one timer behind ``osTimer`` and ``machine.Timer``: a real thread per running timer
 that calls back on time (deadlines from a monotonic clock, so a periodic timer does not
-drift), until stopped."""
+drift), until stopped. A stopped timer counts as running until a callback in progress
+returns."""
 
 from __future__ import annotations
 
@@ -43,5 +44,7 @@ class RunningTimer:
             timer_stopped(self)
 
     def stop(self) -> None:
+        # The timer leaves the live set when its thread ends (above), not here: a callback that
+        # stops its own timer keeps the program going until it returns (a runner that ended
+        # there would cut the callback short).
         self._stopped.set()
-        timer_stopped(self)
