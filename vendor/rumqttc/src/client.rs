@@ -129,6 +129,14 @@ impl AsyncClient {
         Ok(())
     }
 
+    /// umqtt patch: sends a request as the caller built it: a PUBLISH with its own packet id and
+    /// DUP flag, or a PUBREL. An application that keeps its unacknowledged publishes itself (on
+    /// disk, across restarts) resends them with the packet ids the broker knows.
+    pub async fn send_request(&self, request: Request) -> Result<(), ClientError> {
+        self.request_tx.send_async(request).await?;
+        Ok(())
+    }
+
     /// Sends a MQTT PubAck to the `EventLoop`. Only needed in if `manual_acks` flag is set.
     pub async fn ack(&self, publish: &Publish) -> Result<(), ClientError> {
         let ack = get_ack_req(publish);
@@ -554,6 +562,21 @@ impl Iterator for Iter<'_> {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[tokio::test]
+    async fn a_request_is_sent_as_built() {
+        let (requests_tx, requests_rx) = flume::bounded(10);
+        let client = AsyncClient::from_senders(requests_tx);
+        let mut publish = Publish::new("a/b", QoS::ExactlyOnce, "x");
+        publish.pkid = 7;
+        publish.dup = true;
+        let requests = [Request::Publish(publish), Request::PubRel(PubRel::new(7))];
+        for request in requests.clone() {
+            client.send_request(request).await.unwrap();
+        }
+        let sent: Vec<Request> = requests_rx.drain().collect();
+        assert_eq!(sent, requests);
+    }
 
     #[test]
     fn calling_iter_twice_on_connection_shouldnt_panic() {

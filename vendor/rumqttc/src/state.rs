@@ -72,6 +72,10 @@ pub struct MqttState {
     pub events: VecDeque<Event>,
     /// Indicates if acknowledgements should be send immediately
     pub manual_acks: bool,
+    /// umqtt patch: a PUBREC is answered by the application, which sends the PUBREL itself
+    /// (`Request::PubRel`, through `AsyncClient::send_request`), e.g. once it has recorded the
+    /// PUBREC durably; the event loop then answers a PUBREC with nothing.
+    pub manual_pubrel: bool,
 }
 
 impl MqttState {
@@ -97,6 +101,7 @@ impl MqttState {
             collision: None,
             events: VecDeque::new(),
             manual_acks,
+            manual_pubrel: false,
         }
     }
 
@@ -264,6 +269,12 @@ impl MqttState {
         if publish.take().is_none() {
             error!("Unsolicited pubrec packet: {:?}", pubrec.pkid);
             return Err(StateError::Unsolicited(pubrec.pkid));
+        }
+
+        if self.manual_pubrel {
+            // umqtt patch: the PUBREL request counts the message in flight again (`save_pubrel`).
+            self.inflight -= 1;
+            return Ok(None);
         }
 
         // NOTE: Inflight - 1 for qos2 in comp
@@ -997,5 +1008,26 @@ mod test {
         ));
         mqtt.handle_incoming_packet(Incoming::PingResp).unwrap();
         assert_eq!(mqtt.requested_ping(), Some(Packet::PingReq));
+    }
+
+    #[test]
+    fn with_manual_pubrel_a_pubrec_waits_for_the_pubrel_request() {
+        let mut mqtt = build_mqttstate();
+        mqtt.manual_pubrel = true;
+        let publish = build_outgoing_publish(QoS::ExactlyOnce);
+        mqtt.outgoing_publish(publish).unwrap();
+        assert_eq!(mqtt.inflight, 1);
+
+        let packet = mqtt.handle_incoming_pubrec(&PubRec::new(1)).unwrap();
+        assert_eq!(packet, None);
+        assert_eq!(mqtt.inflight, 0);
+        assert!(!mqtt.outgoing_rel.contains(1));
+
+        let request = Request::PubRel(PubRel::new(1));
+        let packet = mqtt.handle_outgoing_packet(request).unwrap();
+        assert_eq!(packet, Some(Packet::PubRel(PubRel::new(1))));
+        assert_eq!(mqtt.inflight, 1);
+        mqtt.handle_incoming_pubcomp(&PubComp::new(1)).unwrap();
+        assert_eq!(mqtt.inflight, 0);
     }
 }
