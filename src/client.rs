@@ -15,10 +15,11 @@ use rumqttc::{Publish, QoS};
 
 use crate::aio::{self, LoopBridge};
 use crate::arguments;
-use crate::errors::{self, DriverError, MQTTException};
+use crate::errors::{self, DriverError, MQTTException, MQTTOutboxError};
 use crate::inbox::{Taken, Waiting};
 use crate::operation::{poll_deadline, Ending, LastRequest, Operation};
 use crate::options::{ClientOptions, ConstructorArguments};
+use crate::outbox::DiskOutbox;
 use crate::runtime::Deadline;
 use crate::session::{Core, Request, NOT_CONNECTED};
 
@@ -82,6 +83,8 @@ impl Client {
         reconnect=true, version=None, pingmaxnum=None, manage=false, connect_timeout=20.0,
         ack_timeout=10.0, max_packet_size=None, reconnect_delay=1.0, reconnect_max_delay=30.0,
         transport=None, ws_path=None, ws_headers=None, proxy=None, ipvtype=None,
+        persistence=None, persistence_max_messages=None, persistence_max_bytes=None,
+        persistence_sync=None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -107,6 +110,10 @@ impl Client {
         ws_headers: Option<&Bound<'_, PyAny>>,
         proxy: Option<&Bound<'_, PyAny>>,
         ipvtype: Option<&Bound<'_, PyAny>>,
+        persistence: Option<&Bound<'_, PyAny>>,
+        persistence_max_messages: Option<&Bound<'_, PyAny>>,
+        persistence_max_bytes: Option<&Bound<'_, PyAny>>,
+        persistence_sync: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let options = ClientOptions::from_python(ConstructorArguments {
             client_id,
@@ -131,9 +138,24 @@ impl Client {
             ws_headers,
             proxy,
             ipvtype,
+            persistence,
+            persistence_max_messages,
+            persistence_max_bytes,
+            persistence_sync,
         })?;
+        let outbox = match &options.persistence {
+            Some(persistence) => Some(
+                DiskOutbox::open(
+                    &persistence.path,
+                    persistence.durability,
+                    persistence.limits,
+                )
+                .map_err(MQTTOutboxError::new_err)?,
+            ),
+            None => None,
+        };
         Ok(Client {
-            core: Arc::new(Core::new(options)),
+            core: Arc::new(Core::new(options, outbox)),
             last_request: LastRequest::default(),
         })
     }
@@ -181,6 +203,19 @@ impl Client {
         timeout: Option<f64>,
     ) -> PyResult<()> {
         self.publish_op(topic, msg, qos, retain, timeout)?
+            .wait(py, &self.core, &self.last_request)
+    }
+
+    /// Messages in the outbox on disk not yet acknowledged (0 without one).
+    fn outbox_size(&self) -> usize {
+        self.core.outbox.as_ref().map_or(0, |outbox| outbox.len())
+    }
+
+    /// Waits until the outbox on disk is empty (every message acknowledged and deleted), up to
+    /// `timeout` seconds (None: for ever). Returns whether it is empty; True at once without one.
+    #[pyo3(signature = (timeout=None))]
+    fn flush(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        self.flush_op(timeout)?
             .wait(py, &self.core, &self.last_request)
     }
 
@@ -371,6 +406,15 @@ impl Client {
         }
     }
 
+    #[pyo3(signature = (bridge, timeout=None))]
+    fn flush_async<'py>(
+        &self,
+        bridge: &Bound<'py, LoopBridge>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.flush_op(timeout)?.awaitable(bridge, &self.core)
+    }
+
     fn disconnect_async<'py>(
         &self,
         bridge: &Bound<'py, LoopBridge>,
@@ -454,12 +498,15 @@ impl Client {
         qos: Option<&Bound<'_, PyAny>>,
         retain: bool,
     ) -> PyResult<Request> {
-        self.require_session()?;
-        let topic = arguments::topic_name(topic)?;
         let qos = qos
             .map(arguments::qos)
             .transpose()?
             .unwrap_or(QoS::AtMostOnce);
+        // A message for the outbox on disk is stored now and sent once connected.
+        if !self.core.stores(qos) {
+            self.require_session()?;
+        }
+        let topic = arguments::topic_name(topic)?;
         let payload = arguments::payload(msg)?;
         arguments::check_fits(&topic, payload.len(), qos)?;
         Ok(Request::Publish {
@@ -535,6 +582,29 @@ impl Client {
             "UNSUBACK",
             Ending::Packet,
         ))
+    }
+
+    fn flush_op(
+        &self,
+        timeout: Option<f64>,
+    ) -> PyResult<Operation<impl Future<Output = Result<bool, DriverError>> + Send + 'static>> {
+        let limit = match timeout {
+            None => None,
+            Some(seconds) if seconds <= 0.0 => Some(Duration::ZERO),
+            Some(seconds) => Some(arguments::seconds(seconds, "timeout")?),
+        };
+        let core = self.core.clone();
+        let flushed = async move {
+            match limit {
+                None => {
+                    core.flush().await;
+                    Ok(true)
+                }
+                Some(limit) => Ok(tokio::time::timeout(limit, core.flush()).await.is_ok()),
+            }
+        };
+        // Many packets end it, none soon: no busy polling.
+        Ok(Operation::new(flushed, None, "flush", Ending::Closed))
     }
 
     fn disconnect_op(

@@ -29,6 +29,7 @@ use crate::acks::{Ack, AckTable, Kind};
 use crate::credentials::Credentials;
 use crate::errors::{describe_connect_failure, DriverError};
 use crate::lock::lock;
+use crate::outbox::DiskOutbox;
 use crate::shared::{HandOver, Link, Received, Shared, FULL_CHANNEL_PAUSE};
 
 /// Text passed to the error callback, as on the device.
@@ -67,6 +68,9 @@ pub struct DriverConfig {
     pub ping_grace: u32,
     pub reconnect_delay: Duration,
     pub reconnect_max_delay: Duration,
+    /// The outbox on disk: its messages go out on every connection (its feeder), and it hears
+    /// of their acknowledgements. None: memory only.
+    pub outbox: Option<Arc<DiskOutbox>>,
 }
 
 /// Exponential backoff with jitter, so a fleet restarted together does not reconnect in lockstep.
@@ -121,6 +125,8 @@ struct Driver {
     /// The request handle, for re-subscriptions sent later (`manage=True`).
     requests: AsyncClient,
     delayed_resubscription: Option<AbortOnDrop>,
+    /// The outbox's feeder on the current connection.
+    outbox_feeder: Option<AbortOnDrop>,
     shared: Arc<Shared>,
     config: DriverConfig,
     acks: AckTable,
@@ -138,17 +144,20 @@ struct Driver {
 
 /// Runs one connection until it is disconnected, fails for good, or the task is aborted.
 pub async fn run(
-    eventloop: EventLoop,
+    mut eventloop: EventLoop,
     requests: AsyncClient,
     shared: Arc<Shared>,
     config: DriverConfig,
     first_connack: oneshot::Sender<Result<bool, DriverError>>,
 ) {
     let backoff = Backoff::new(config.reconnect_delay, config.reconnect_max_delay);
+    // The outbox sends a QoS 2 message's PUBREL once its PUBREC is on disk (vendor patch 31).
+    eventloop.state.manual_pubrel = config.outbox.is_some();
     let mut driver = Driver {
         eventloop,
         requests,
         delayed_resubscription: None,
+        outbox_feeder: None,
         shared,
         config,
         acks: AckTable::default(),
@@ -219,8 +228,23 @@ impl Driver {
                 let epoch = self.shared.epoch.load(Ordering::Acquire);
                 self.shared.inbox.push_quietly(Received { publish, epoch });
             }
-            Incoming::PubAck(ack) => self.ack(Kind::Publish, ack.pkid, Ack::Published),
-            Incoming::PubComp(ack) => self.ack(Kind::Publish, ack.pkid, Ack::Published),
+            Incoming::PubAck(ack) => {
+                self.ack(Kind::Publish, ack.pkid, Ack::Published);
+                if let Some(outbox) = &self.config.outbox {
+                    outbox.on_puback(ack.pkid);
+                }
+            }
+            Incoming::PubRec(ack) => {
+                if let Some(outbox) = &self.config.outbox {
+                    outbox.on_pubrec(ack.pkid);
+                }
+            }
+            Incoming::PubComp(ack) => {
+                self.ack(Kind::Publish, ack.pkid, Ack::Published);
+                if let Some(outbox) = &self.config.outbox {
+                    outbox.on_pubcomp(ack.pkid);
+                }
+            }
             Incoming::SubAck(ack) => {
                 let code = match ack.return_codes.first() {
                     Some(SubscribeReasonCode::Success(qos)) => *qos as u8,
@@ -287,6 +311,10 @@ impl Driver {
         lock(&self.shared.outbox).open = true;
         self.shared.inbox.set_lost(None);
         self.shared.link.send_replace(Link::Up);
+        if let Some(outbox) = &self.config.outbox {
+            let feed = outbox.link_up(session_present, self.requests.clone());
+            self.outbox_feeder = Some(AbortOnDrop(tokio::spawn(feed)));
+        }
         if let Some(first) = self.first_connack.take() {
             let _ = first.send(Ok(session_present));
             return;
@@ -442,6 +470,8 @@ impl Driver {
     /// After a failure nothing queued may be sent behind its caller's back: rumqttc would replay
     /// it on a resumed session or drop it silently on a clean one. Fail every waiter instead.
     fn forget_queued(&mut self, error: &DriverError) {
+        // The outbox keeps its messages: it sends them again on the next connection.
+        self.outbox_feeder = None;
         // Packets read before the failure are real: deliver their messages and acks. Buffered
         // outgoing events are not (a request may not have been written), so they are dropped.
         for event in std::mem::take(&mut self.eventloop.state.events) {

@@ -5,6 +5,9 @@
 //!   `ValueError` is what QuecPython scripts catch, `MQTTException` what MicroPython scripts catch.
 //! - `MQTTConnectionLost(MQTTException, ConnectionError)`: the link is gone (an `OSError`, as on devices).
 //! - `MQTTTimeout(MQTTException, TimeoutError)`: an acknowledgement did not arrive in time.
+//! - `MQTTOutboxError(MQTTException)`: the outbox on disk cannot be used or cannot take a message
+//!   (full, a file that is not an outbox, in use, a disk error). Not an `OSError`, so
+//!   `umqtt.robust` does not retry it for ever.
 
 use pyo3::exceptions::{PyConnectionError, PyException, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
@@ -19,6 +22,14 @@ pyo3::create_exception!(
     MQTTException,
     PyException,
     "Base class of every error umqtt raises."
+);
+
+pyo3::create_exception!(
+    umqtt,
+    MQTTOutboxError,
+    MQTTException,
+    "The outbox on disk (persistence=) cannot be used or cannot take the message: it is full, \
+     its file is not an outbox or is in use, or the disk failed."
 );
 
 static CONNECT_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -40,6 +51,8 @@ pub enum DriverError {
     Closed,
     /// No acknowledgement (or no connection) before the deadline; says what was awaited.
     Timeout(String),
+    /// The outbox on disk did not store the message (full, or the write failed); says why.
+    Outbox(String),
 }
 
 impl DriverError {
@@ -51,6 +64,7 @@ impl DriverError {
             }
             DriverError::Closed => connection_lost(py, self.to_string()),
             DriverError::Timeout(message) => timeout(py, message),
+            DriverError::Outbox(message) => MQTTOutboxError::new_err(message),
         }
     }
 }
@@ -61,7 +75,8 @@ impl std::fmt::Display for DriverError {
             DriverError::Connect { message, .. }
             | DriverError::ConnectionLost(message)
             | DriverError::LostWithLargePublish(message)
-            | DriverError::Timeout(message) => f.write_str(message),
+            | DriverError::Timeout(message)
+            | DriverError::Outbox(message) => f.write_str(message),
             DriverError::Closed => f.write_str("the client was disconnected"),
         }
     }
@@ -71,6 +86,7 @@ impl std::fmt::Display for DriverError {
 pub fn register(py: Python<'_>, module: &Bound<'_, PyModule>) -> PyResult<()> {
     let base = py.get_type::<MQTTException>();
     module.add("MQTTException", &base)?;
+    module.add("MQTTOutboxError", py.get_type::<MQTTOutboxError>())?;
     let classes = [
         (
             &CONNECT_ERROR,

@@ -14,6 +14,7 @@ mod lock;
 mod logging;
 mod operation;
 mod options;
+mod outbox;
 mod runtime;
 mod session;
 mod shared;

@@ -1,15 +1,23 @@
 //! A client's options: what the constructor validated, and the rumqttc options built from them.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use rumqttc::{LastWill, MqttOptions, NetworkOptions, Protocol, QoS, TlsConfiguration};
 
 use crate::arguments::{self, bounded_int, MQTT_MAX_PACKET};
 use crate::credentials::Credentials;
+use crate::outbox::{Durability, Limits};
 use crate::tls::{self, TlsSettings};
 use crate::transport::{Route, RouteArguments};
+
+/// `persistence_max_messages` and `persistence_max_bytes` unless given.
+const DEFAULT_OUTBOX_LIMITS: Limits = Limits {
+    messages: 100_000,
+    bytes: 256 * 1024 * 1024,
+};
 
 /// Smallest limit accepted for incoming packets.
 const MIN_PACKET_SIZE: usize = 1024;
@@ -43,6 +51,18 @@ pub struct ConstructorArguments<'a, 'py> {
     pub ws_headers: Option<&'a Bound<'py, PyAny>>,
     pub proxy: Option<&'a Bound<'py, PyAny>>,
     pub ipvtype: Option<&'a Bound<'py, PyAny>>,
+    pub persistence: Option<&'a Bound<'py, PyAny>>,
+    pub persistence_max_messages: Option<&'a Bound<'py, PyAny>>,
+    pub persistence_max_bytes: Option<&'a Bound<'py, PyAny>>,
+    pub persistence_sync: Option<&'a Bound<'py, PyAny>>,
+}
+
+/// The outbox on disk: `persistence` and its limits.
+#[derive(Clone, Debug)]
+pub struct Persistence {
+    pub path: PathBuf,
+    pub durability: Durability,
+    pub limits: Limits,
 }
 
 /// Everything a connection needs, validated once in the constructor.
@@ -69,6 +89,8 @@ pub struct ClientOptions {
     /// limited only by MQTT (`MQTT_MAX_PACKET`).
     pub max_packet_size: usize,
     pub tls: Option<TlsSettings>,
+    /// The outbox on disk (`persistence=`); None: memory only.
+    pub persistence: Option<Persistence>,
 }
 
 impl ClientOptions {
@@ -137,6 +159,7 @@ impl ClientOptions {
                 None => DEFAULT_MAX_PACKET_SIZE,
             },
             tls,
+            persistence: persistence(&given)?,
         })
     }
 
@@ -235,4 +258,74 @@ impl ClientOptions {
         self.route.apply_network(&mut network);
         network
     }
+}
+
+/// `persistence` (a path: `str` or `os.PathLike`) and the options that only apply with it.
+fn persistence(given: &ConstructorArguments<'_, '_>) -> PyResult<Option<Persistence>> {
+    fn given_value<'py>(value: Option<&Bound<'py, PyAny>>) -> Option<Bound<'py, PyAny>> {
+        value.filter(|v| !v.is_none()).cloned()
+    }
+    let (max_messages, max_bytes, sync) = (
+        given_value(given.persistence_max_messages),
+        given_value(given.persistence_max_bytes),
+        given_value(given.persistence_sync),
+    );
+    let Some(path) = given_value(given.persistence) else {
+        let without = [
+            ("persistence_max_messages", &max_messages),
+            ("persistence_max_bytes", &max_bytes),
+            ("persistence_sync", &sync),
+        ];
+        if let Some((name, _)) = without.iter().find(|(_, value)| value.is_some()) {
+            return Err(PyValueError::new_err(format!(
+                "{name} applies to the outbox on disk: give persistence= (a file path) too"
+            )));
+        }
+        return Ok(None);
+    };
+    let mut limits = DEFAULT_OUTBOX_LIMITS;
+    if let Some(value) = max_messages {
+        limits.messages = bounded_int(&value, "persistence_max_messages", 1..=i64::MAX)? as usize;
+    }
+    if let Some(value) = max_bytes {
+        limits.bytes = bounded_int(&value, "persistence_max_bytes", 1..=i64::MAX)? as usize;
+    }
+    let durability = match sync {
+        None => Durability::Normal,
+        Some(value) => match arguments::text(&value, "persistence_sync")?.as_str() {
+            "normal" => Durability::Normal,
+            "full" => Durability::Full,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "persistence_sync must be \"normal\" or \"full\", not {other:?}"
+                )))
+            }
+        },
+    };
+    Ok(Some(Persistence {
+        path: outbox_path(&path)?,
+        durability,
+        limits,
+    }))
+}
+
+/// The outbox's path: a `str` or an `os.PathLike` giving one.
+fn outbox_path(value: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
+    let path = if value.hasattr("__fspath__")? {
+        value.call_method0("__fspath__")?
+    } else {
+        value.clone()
+    };
+    let Ok(path) = path.extract::<String>() else {
+        return Err(PyTypeError::new_err(format!(
+            "persistence must be a file path (str or os.PathLike giving a str), not {}",
+            path.get_type().name()?
+        )));
+    };
+    if path.is_empty() || path.contains('\0') {
+        return Err(PyValueError::new_err(
+            "persistence must be a file path, not an empty string or one with a NUL character",
+        ));
+    }
+    Ok(PathBuf::from(path))
 }

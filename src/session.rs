@@ -18,6 +18,7 @@ use crate::errors::DriverError;
 use crate::inbox::Taken;
 use crate::lock::lock;
 use crate::options::ClientOptions;
+use crate::outbox::DiskOutbox;
 use crate::shared::{HandOver, Link, Received, Shared, FULL_CHANNEL_PAUSE};
 
 /// How many requests may wait in rumqttc's channel before senders back off.
@@ -38,6 +39,8 @@ pub struct Core {
     will: Mutex<Option<LastWill>>,
     pub shared: Arc<Shared>,
     session: Mutex<Option<Session>>,
+    /// The outbox on disk (`persistence=`); None: memory only.
+    pub outbox: Option<Arc<DiskOutbox>>,
 }
 
 /// Counts a waiting caller until it is done, however it ends (also when its future is dropped).
@@ -126,7 +129,7 @@ impl Request {
 
 impl Core {
     /// A client that has not connected yet.
-    pub fn new(options: ClientOptions) -> Self {
+    pub fn new(options: ClientOptions, outbox: Option<Arc<DiskOutbox>>) -> Self {
         let shared = Shared::default();
         shared.inbox.set_lost(Some(NOT_CONNECTED.into()));
         Core {
@@ -134,6 +137,7 @@ impl Core {
             will: Mutex::new(None),
             shared: Arc::new(shared),
             session: Mutex::new(None),
+            outbox,
         }
     }
 
@@ -195,6 +199,7 @@ impl Core {
             ping_grace: self.options.ping_grace,
             reconnect_delay: self.options.reconnect_delay,
             reconnect_max_delay: self.options.reconnect_max_delay,
+            outbox: self.outbox.clone(),
         };
         let (connack_tx, connack_rx) = oneshot::channel();
         self.shared.link.send_replace(Link::Connecting);
@@ -272,11 +277,42 @@ impl Core {
         }
     }
 
-    /// Sends a request and waits for the acknowledgement its kind needs. With automatic
+    /// Whether a publish at `qos` goes to the outbox on disk (then it needs no connection).
+    pub fn stores(&self, qos: QoS) -> bool {
+        self.outbox.is_some() && qos != QoS::AtMostOnce
+    }
+
+    /// Waits until the outbox on disk is empty (at once without one).
+    pub async fn flush(&self) {
+        if let Some(outbox) = &self.outbox {
+            outbox.settled().await;
+        }
+    }
+
+    /// Sends a request and waits for the acknowledgement its kind needs; a QoS 1/2 publish with
+    /// an outbox on disk only until it is stored there (the core sends it). With automatic
     /// reconnect, a request whose link dropped is sent again once the link is back (until the
     /// caller's deadline): at least once for QoS 1, subscriptions and unsubscriptions. A QoS 2
     /// publish is not: sent again on a new session it could arrive twice, so the caller is told.
     pub async fn request(&self, request: Request) -> Result<Option<Ack>, DriverError> {
+        let request = match (&self.outbox, request) {
+            (
+                Some(outbox),
+                Request::Publish {
+                    topic,
+                    payload,
+                    qos,
+                    retain,
+                },
+            ) if qos != QoS::AtMostOnce => {
+                let stored = outbox.store(topic, payload, qos, retain)?;
+                return stored
+                    .await
+                    .unwrap_or(Err(DriverError::Closed))
+                    .map(|()| None);
+            }
+            (_, request) => request,
+        };
         loop {
             let Some(receiver) = self.submit(&request).await? else {
                 return Ok(None);
@@ -439,6 +475,10 @@ impl Drop for Core {
     fn drop(&mut self) {
         if let Some(session) = lock(&self.session).take() {
             session.task.abort();
+        }
+        // The file and its lock are given up now, not when the aborted driver is dropped.
+        if let Some(outbox) = &self.outbox {
+            outbox.close();
         }
     }
 }

@@ -11,6 +11,7 @@ from . import _cwd_guard  # noqa: F401 - before anything else is imported
 
 # isort: split
 import logging
+import os
 import threading
 import weakref
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from ._native import (
     MQTTConnectError,
     MQTTConnectionLost,
     MQTTException,
+    MQTTOutboxError,
     MQTTTimeout,
     set_busy_poll,
 )
@@ -34,6 +36,7 @@ __all__ = [
     "MQTTConnectError",
     "MQTTConnectionLost",
     "MQTTException",
+    "MQTTOutboxError",
     "MQTTTimeout",
     "SSLContext",
     "set_busy_poll",
@@ -67,6 +70,10 @@ class _CoreOptions(TypedDict, total=False):
     ws_path: str
     ws_headers: WsHeaders
     proxy: str | None
+    persistence: str | os.PathLike[str] | None
+    persistence_max_messages: int
+    persistence_max_bytes: int
+    persistence_sync: str
 
 
 class _MicroPythonOptions(_CoreOptions, total=False):
@@ -132,6 +139,22 @@ class _CoreClient:
     def set_last_will(self, topic: Text, msg: Payload, retain: bool = False, qos: int = 0) -> None:
         """The will the broker publishes if the link dies; used by the next connect()."""
         self._core.set_will(topic, msg, qos, bool(retain))
+
+    def outbox_size(self) -> int:
+        """Messages in the outbox on disk (``persistence=``) not yet acknowledged; 0 without."""
+        return self._core.outbox_size()
+
+
+class _BlockingFlush:
+    """``flush()`` of the blocking dialects (``umqtt.aio`` awaits it instead)."""
+
+    _core: _native.Client
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Waits until every message of the outbox on disk is acknowledged (and deleted), up to
+        ``timeout`` seconds (None: for ever). True once it is empty, False on timeout; True at
+        once without an outbox."""
+        return self._core.flush(timeout)
 
 
 class _ClientBase(_CoreClient):
@@ -208,7 +231,7 @@ def _drop_without_callback(topic: bytes, msg: bytes) -> None:
     log.warning("message on %r dropped: no callback set (call set_callback())", topic)
 
 
-class MQTTClient(_ClientBase):
+class MQTTClient(_BlockingFlush, _ClientBase):
     """An MQTT 3.1.1 client with the QuecPython ``umqtt.MQTTClient`` API.
 
     Differences from the device are deliberate and documented in the README: server
@@ -243,10 +266,11 @@ class MQTTClient(_ClientBase):
         return int(self._core.connect(bool(clean_session)))
 
     def publish(self, topic: Text, msg: Payload, retain: bool = False, qos: int = 0) -> bool:
-        """True once QoS 0 is queued, QoS 1 PUBACKed or QoS 2 PUBCOMPed; False on a link failure."""
+        """True once QoS 0 is queued, QoS 1 PUBACKed or QoS 2 PUBCOMPed (with ``persistence=``:
+        QoS 1/2 stored); False on a link failure or a full outbox (logged)."""
         try:
             self._core.publish(topic, msg, qos, bool(retain))
-        except (MQTTConnectionLost, MQTTTimeout) as e:
+        except (MQTTConnectionLost, MQTTTimeout, MQTTOutboxError) as e:
             log.warning("publish to %r failed: %s", topic, e)
             return False
         return True

@@ -1,6 +1,7 @@
 """The native core of umqtt (Rust: rumqttc on tokio). Private: use the dialects instead."""
 
 import asyncio
+import os
 from collections.abc import Mapping
 from typing import Any, Callable, final
 
@@ -12,6 +13,7 @@ __all__ = [
     "MQTTConnectError",
     "MQTTConnectionLost",
     "MQTTException",
+    "MQTTOutboxError",
     "MQTTTimeout",
     "Message",
     "__version__",
@@ -39,6 +41,10 @@ class MQTTTimeout(MQTTException, TimeoutError):
     """The broker did not acknowledge in time."""
 
     rc: int | None
+
+class MQTTOutboxError(MQTTException):
+    """The outbox on disk (persistence=) cannot be used or cannot take the message: it is full,
+    its file is not an outbox or is in use, or the disk failed."""
 
 _Text = str | bytes
 _Payload = str | bytes | bytearray | memoryview
@@ -98,6 +104,10 @@ class Client:
         ws_headers: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
         proxy: str | None = None,
         ipvtype: int | None = None,
+        persistence: str | os.PathLike[str] | None = None,
+        persistence_max_messages: int | None = None,
+        persistence_max_bytes: int | None = None,
+        persistence_sync: str | None = None,
     ) -> Self: ...
     def set_will(
         self,
@@ -141,6 +151,8 @@ class Client:
     def port(self) -> int: ...
     @property
     def keepalive(self) -> int: ...
+    def outbox_size(self) -> int: ...
+    def flush(self, timeout: float | None = None) -> bool: ...
     def disconnect(self) -> None: ...
     def ping(self) -> bool: ...
     def close(self) -> None: ...
@@ -169,4 +181,7 @@ class Client:
     ) -> asyncio.Future[None]: ...
     def message_ready_async(self, bridge: LoopBridge) -> asyncio.Future[None]: ...
     def take_message(self, bridge: LoopBridge | None = None) -> Message | None: ...
+    def flush_async(
+        self, bridge: LoopBridge, timeout: float | None = None
+    ) -> asyncio.Future[bool]: ...
     def disconnect_async(self, bridge: LoopBridge) -> asyncio.Future[None]: ...

@@ -24,6 +24,7 @@ from . import (
     MQTTConnectError,
     MQTTConnectionLost,
     MQTTException,
+    MQTTOutboxError,
     MQTTTimeout,
     Payload,
     Text,
@@ -36,6 +37,7 @@ __all__ = [
     "MQTTConnectError",
     "MQTTConnectionLost",
     "MQTTException",
+    "MQTTOutboxError",
     "MQTTTimeout",
     "Message",
 ]
@@ -88,8 +90,9 @@ class MQTTClient(_ClientBase):
         return int(await self._core.connect_async(self._bridge(), bool(clean_session)))
 
     async def publish(self, topic: Text, msg: Payload, retain: bool = False, qos: int = 0) -> None:
-        """Returns once QoS 0 is queued, QoS 1 PUBACKed or QoS 2 PUBCOMPed.
-        Raises MQTTConnectionLost or MQTTTimeout (ack_timeout) otherwise."""
+        """Returns once QoS 0 is queued, QoS 1 PUBACKed or QoS 2 PUBCOMPed (with
+        ``persistence=``: QoS 1/2 stored). Raises MQTTConnectionLost or MQTTTimeout (ack_timeout)
+        otherwise, MQTTOutboxError when the outbox is full."""
         await self._core.publish_async(self._bridge(), topic, msg, qos, bool(retain))
 
     async def subscribe(self, topic: Text, qos: int = 0) -> int:
@@ -107,6 +110,16 @@ class MQTTClient(_ClientBase):
         """Writes a PINGREQ now, unless one waits for its PINGRESP; the core also sends one every
         keepalive. Raises MQTTConnectionLost when the link is gone."""
         self._ping()
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Waits until every message of the outbox on disk is acknowledged (and deleted);
+        raises MQTTTimeout after ``timeout`` seconds (None: waits for ever). Returns at once
+        without an outbox."""
+        if not await self._core.flush_async(self._bridge(), timeout):
+            raise MQTTTimeout(
+                f"the outbox still holds {self._core.outbox_size()} unacknowledged messages "
+                f"after {timeout} s"
+            )
 
     async def disconnect(self) -> None:
         """Lets requests in flight finish, sends what was queued, then DISCONNECT (no will)."""

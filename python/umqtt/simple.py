@@ -13,7 +13,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import Password, Payload, Text, _CoreClient, _MicroPythonOptions, _require_callable
+from . import (
+    Password,
+    Payload,
+    Text,
+    _BlockingFlush,
+    _CoreClient,
+    _MicroPythonOptions,
+    _require_callable,
+)
 from ._native import MQTTConnectError, MQTTConnectionLost, MQTTException
 
 if TYPE_CHECKING:
@@ -26,7 +34,7 @@ def _no_callback(topic: bytes, msg: bytes) -> None:
     raise MQTTException("a message arrived but no callback is set: call set_callback() first")
 
 
-class MQTTClient(_CoreClient):
+class MQTTClient(_BlockingFlush, _CoreClient):
     """``MQTTClient(client_id, server, port=0, user=None, password=None, keepalive=0, ssl=None,
     ssl_params={})``; keyword-only ``version`` (4: MQTT 3.1.1, 3: MQTT 3.1) and the options of
     ``umqtt.MQTTClient`` (connect_timeout, ack_timeout, max_packet_size, transport, proxy, ...,
@@ -88,7 +96,8 @@ class MQTTClient(_CoreClient):
             raise MQTTConnectionLost(f"not connected (state: {self._core.state})")
 
     def publish(self, topic: Text, msg: Payload, retain: bool = False, qos: int = 0) -> None:
-        """Returns once QoS 0 is queued, QoS 1 PUBACKed or QoS 2 PUBCOMPed; raises otherwise."""
+        """Returns once QoS 0 is queued, QoS 1 PUBACKed or QoS 2 PUBCOMPed (with
+        ``persistence=``: QoS 1/2 stored); raises otherwise (a full outbox: MQTTOutboxError)."""
         self._core.publish(topic, msg, qos, bool(retain))
 
     def subscribe(self, topic: Text, qos: int = 0) -> None:
