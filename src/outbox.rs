@@ -295,7 +295,9 @@ impl DiskOutbox {
                 Err((inserts, error)) => {
                     queue.not_stored(&inserts);
                     Err(DriverError::Outbox(format!(
-                        "the outbox could not store the message: {error}"
+                        "the outbox could not store the message ({}); what it stored before \
+                         is kept",
+                        describe(&error)
                     )))
                 }
             };
@@ -352,6 +354,17 @@ impl DiskOutbox {
         let work = state.queue.take_work();
         let waiting = std::mem::take(&mut state.waiting);
         Some((work, waiting))
+    }
+}
+
+/// A write's failure in words, with the likely cause of SQLite's terse I/O errors.
+fn describe(error: &rusqlite::Error) -> String {
+    use rusqlite::ErrorCode::{DiskFull, SystemIoFailure};
+    match error.sqlite_error_code() {
+        Some(DiskFull | SystemIoFailure) => format!(
+            "{error}: the disk is full, a file size limit was reached, or the disk failed"
+        ),
+        _ => error.to_string(),
     }
 }
 

@@ -7,7 +7,8 @@
 //! - messages are handed over in the order they were stored (their ids), each at most once per
 //!   connection; a connection that ends leaves every unacknowledged one to be sent again;
 //! - the outbox chooses the packet ids of its messages, 1 to 100 (rumqttc's in-flight table),
-//!   so at most 100 are in flight and an id is free again once its message is acknowledged;
+//!   so at most 100 are in flight (QoS 2: `QOS2_IN_FLIGHT`) and an id is free again once its
+//!   message is acknowledged;
 //! - a QoS 2 message's packet id is written to the file before its PUBLISH is handed over, and
 //!   its PUBREC before its PUBREL: after a restart on a session the broker kept, it is sent again
 //!   with the same id and DUP, or its PUBREL is, so the broker delivers it once;
@@ -23,6 +24,11 @@ use rumqttc::{QoS, Request};
 
 use super::store::{Body, Changes, NewMessage, Summary, MAX_PACKET_ID};
 
+/// QoS 2 messages in flight at most (PUBLISH sent, PUBCOMP not yet received). An MQTT 3.1.1
+/// broker cannot say how many it takes between PUBLISH and PUBREL, and mosquitto takes
+/// `max_inflight_messages` (20 by default): beyond it, it drops the message while answering
+/// with an ordinary PUBREC, or closes the connection.
+pub const QOS2_IN_FLIGHT: usize = 20;
 /// Bodies kept in memory, in bytes; beyond it they are read back from the file when needed.
 pub const RESIDENT_LIMIT: usize = 16 * 1024 * 1024;
 /// How much one read from the file brings back (at least one message).
@@ -77,6 +83,8 @@ pub struct Queue {
     /// For each packet id (index), the id of the message that has it; 0: free.
     holders: Vec<u64>,
     last_packet_id: u16,
+    /// QoS 2 messages holding a packet id (at most `QOS2_IN_FLIGHT` are given one).
+    qos2_in_flight: usize,
     /// The current connection; bumped by `link_up`.
     generation: u64,
     /// Every message before this id was handed over on the current connection (or waits for
@@ -102,6 +110,7 @@ impl Queue {
             deletes_unwritten: 0,
             resident: 0,
             holders: vec![0; usize::from(MAX_PACKET_ID) + 1],
+            qos2_in_flight: 0,
             last_packet_id: 0,
             generation: 0,
             cursor: 0,
@@ -130,6 +139,7 @@ impl Queue {
             // session is cleared before it is given again), but a file is checked, not trusted.
             if summary.qos == QoS::ExactlyOnce && packet_id != 0 && queue.holders[packet_id] == 0 {
                 queue.holders[packet_id] = summary.id;
+                queue.qos2_in_flight += 1;
                 entry.packet_id = summary.packet_id;
                 entry.sent = true;
                 entry.released = summary.released;
@@ -267,6 +277,7 @@ impl Queue {
             // so that one id is never stored for two messages).
             self.holders[usize::from(entry.packet_id)] = 0;
             if entry.qos == QoS::ExactlyOnce {
+                self.qos2_in_flight -= 1;
                 entry.persisting += 1;
                 self.work.changes.packet_ids.push((*id, 0));
             }
@@ -290,6 +301,9 @@ impl Queue {
             return false;
         };
         self.holders[usize::from(packet_id)] = 0;
+        if qos == QoS::ExactlyOnce {
+            self.qos2_in_flight -= 1;
+        }
         self.messages -= 1;
         self.bytes -= entry.size;
         if entry.body.is_some() {
@@ -371,6 +385,7 @@ impl Queue {
             entries,
             holders,
             last_packet_id,
+            qos2_in_flight,
             cursor,
             work,
             ..
@@ -383,9 +398,14 @@ impl Queue {
                 requests.extend(pubrel(entry, generation));
             } else if entry.handed != generation {
                 if entry.packet_id == 0 {
+                    let qos2 = entry.qos == QoS::ExactlyOnce;
+                    if qos2 && *qos2_in_flight >= QOS2_IN_FLIGHT {
+                        return None;
+                    }
                     let packet_id = free_packet_id(holders, last_packet_id, id)?;
                     entry.packet_id = packet_id;
-                    if entry.qos == QoS::ExactlyOnce {
+                    if qos2 {
+                        *qos2_in_flight += 1;
                         entry.persisting += 1;
                         work.changes.packet_ids.push((id, packet_id));
                     }

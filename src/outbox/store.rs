@@ -154,6 +154,9 @@ impl Store {
         let shown = path.display();
         let claim = claim(&path)?;
         let existing = inspect(&path)?;
+        // Files this opening makes (the database if new, its WAL, index and lock file) go again
+        // if it fails; dropped after the connection, which must be closed first.
+        let mut made = Made::before(&path);
         let lock = lock_file(&path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
@@ -169,6 +172,7 @@ impl Store {
         };
         prepare(&connection, durability)
             .map_err(|e| format!("persistence: cannot use {shown}: {e}"))?;
+        made.keep();
         let store = Store {
             connection,
             _lock: lock,
@@ -253,6 +257,33 @@ impl Store {
                 .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         }
         Ok(())
+    }
+}
+
+/// The files beside (and of) an outbox that did not exist before it was opened: removed if the
+/// opening fails, so that a refused file is left as it was found.
+struct Made(Vec<PathBuf>);
+
+impl Made {
+    fn before(path: &Path) -> Made {
+        let beside = ["", "-wal", "-shm", "-lock"].map(|suffix| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            PathBuf::from(name)
+        });
+        Made(beside.into_iter().filter(|file| !file.exists()).collect())
+    }
+
+    fn keep(&mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        for file in &self.0 {
+            let _ = std::fs::remove_file(file);
+        }
     }
 }
 

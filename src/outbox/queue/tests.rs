@@ -228,3 +228,24 @@ fn changes_that_failed_are_written_again_before_newer_ones() {
     assert_eq!(write(&mut queue).deletes, [1, 2]);
     assert_eq!(queue.unsettled(), 0);
 }
+
+#[test]
+fn qos2_messages_in_flight_stay_within_what_a_broker_takes() {
+    let mut queue = Queue::new(Vec::new());
+    store(&mut queue, QoS::ExactlyOnce, QOS2_IN_FLIGHT as u64 + 1);
+    store(&mut queue, QoS::AtLeastOnce, 1);
+    let link = queue.link_up(false);
+    handed(&mut queue, link);
+    write(&mut queue);
+    let (first, _) = handed(&mut queue, link);
+    // The one after them waits, and so does the QoS 1 message after it (order).
+    assert_eq!(first.len(), QOS2_IN_FLIGHT);
+    queue.received(1);
+    write(&mut queue);
+    assert_eq!(handed(&mut queue, link).1, [1]);
+    assert!(queue.acknowledged(1, QoS::ExactlyOnce));
+    assert_eq!(handed(&mut queue, link), (vec![], vec![]));
+    write(&mut queue);
+    let (next, _) = handed(&mut queue, link);
+    assert_eq!(packet_ids(&next), [21, 22]);
+}
