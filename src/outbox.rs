@@ -361,9 +361,9 @@ impl DiskOutbox {
 fn describe(error: &rusqlite::Error) -> String {
     use rusqlite::ErrorCode::{DiskFull, SystemIoFailure};
     match error.sqlite_error_code() {
-        Some(DiskFull | SystemIoFailure) => format!(
-            "{error}: the disk is full, a file size limit was reached, or the disk failed"
-        ),
+        Some(DiskFull | SystemIoFailure) => {
+            format!("{error}: the disk is full, a file size limit was reached, or the disk failed")
+        }
         _ => error.to_string(),
     }
 }
