@@ -363,6 +363,10 @@ class Variant:
     listener: str = "mqtt"
 
 
+# The outbox on disk (issue 24): QoS 1/2 publishes committed to an SQLite file of the publisher's
+# own (worker.py, NEW_OUTBOX) before publish() returns; the publisher's rate ends at its flush().
+DISK = Variant("disk", "outbox on disk", {"persistence": "new"}, ("umqtt", "umqtt.aio"))
+
 # MQTT over WebSocket (issue 22), on the broker's WebSocket listener.
 WEBSOCKET = Variant(
     "ws", "over WebSocket", {"transport": "websockets"}, ("umqtt", "umqtt.aio"), "websockets"
@@ -588,7 +592,9 @@ class Row:
     with every client of the scenario held; a library that stopped earlier says where.
     `reference`: the row shows that reference's figure (the broker's cap), not the libraries'.
     `capped_by`: a rate target above that reference's rate (in ratio to the anchor) becomes the
-    reference's rate: no client can pass the broker."""
+    reference's rate: no client can pass the broker.
+    `versus_default`: the ratio (and its target) is to the subject's own figure without the
+    variant, in the same run (the outbox on disk against memory only), not to the anchor."""
 
     scenario: str
     figure: str
@@ -599,6 +605,7 @@ class Row:
     at_total: bool = False
     reference: str | None = None
     capped_by: str | None = None
+    versus_default: bool = False
 
     def contender(self, lib: str) -> Contender | None:
         if self.variant is not None and lib not in self.variant.libs:
@@ -657,6 +664,20 @@ def tables(profile: dict[str, dict[str, Any]]) -> tuple[Table, ...]:
                 "msg/s",
             ),
             Row("qos1_window", "lost", "QoS1 windowed: lost messages", "msgs"),
+            dataclasses.replace(
+                QOS1_SINGLE,
+                label="QoS1 one at a time: publish rate, outbox on disk",
+                variant=DISK,
+                target=Target(">=", 1.0),
+            ),
+            Row(
+                "qos1_window",
+                "pub_rate",
+                f"QoS1 windowed: publish rate, outbox on disk (umqtt {QOS1_THREADS} threads)",
+                "msg/s",
+                Target(">=", 1.0),
+                variant=DISK,
+            ),
             with_target(RTT_P50, "<=", 0.45),
             with_target(RTT_P99, "<=", 0.4),
             dataclasses.replace(
@@ -706,6 +727,28 @@ def tables(profile: dict[str, dict[str, Any]]) -> tuple[Table, ...]:
                 Target(">=", 1.5),
             ),
             Row("qos1_inflight", "lost", f"QoS1, {QOS1_TASKS} in flight: lost messages", "msgs"),
+            dataclasses.replace(
+                QOS1_SINGLE, label="QoS1 one at a time: publish rate, outbox on disk", variant=DISK
+            ),
+            Row(
+                "qos1_inflight",
+                "pub_rate",
+                f"QoS1, {QOS1_TASKS} in flight: publish rate, outbox on disk "
+                "(ratio: to umqtt.aio in memory)",
+                "msg/s",
+                Target(">=", 0.5),
+                variant=DISK,
+                versus_default=True,
+            ),
+            Row(
+                "qos1_inflight",
+                "pub_cpu_us_per_msg",
+                f"Publisher CPU per QoS1 message, {QOS1_TASKS} in flight, outbox on disk "
+                "(ratio: to umqtt.aio in memory)",
+                "µs",
+                variant=DISK,
+                versus_default=True,
+            ),
             with_target(RTT_P50, "<=", 0.6),
             RTT_P99,
             CONN,
@@ -760,6 +803,8 @@ def render(
 
         # An anchor without the row's variant is compared as it is by default.
         anchor = (figures(t.anchor) or ran.get(t.anchor, {})).get(row.figure)
+        if row.versus_default:
+            anchor = ran.get(t.subject, {}).get(row.figure)
         label, target_text, verdict = row.label, "", ""
         if row.reference is not None:
             value = ran.get(row.reference, {}).get(row.figure)

@@ -13,7 +13,12 @@ one clock for every process of the machine, so run.py can subtract a publisher's
 subscriber's last arrival.
 
 End of a throughput run: after its last data message the publisher publishes ``END <count>`` at
-QoS 1 to a control topic and waits for the PUBACK (so everything before it has left the process).
+QoS 1 to a control topic and waits for the PUBACK (so everything before it has left the process);
+with umqtt's outbox on disk, where publish() returns once the message is stored, it waits for
+``flush()`` instead (every message acknowledged).
+
+``--option persistence=new`` gives the client an outbox on disk in a new file of this process's
+own (the subscriber and the publisher of a run each get one), removed at the end.
 The subscriber is subscribed to the control topic at QoS 1; mosquitto forwards one connection's
 messages in order, so when ``END`` arrives everything that was going to arrive has arrived. It then
 polls for a short grace period (in case of reordering) and reports what it counted.
@@ -32,6 +37,7 @@ import resource
 import socket
 import statistics
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -39,6 +45,8 @@ from collections.abc import Awaitable
 from typing import Any, Callable
 
 HOST = "127.0.0.1"
+# `--option persistence=new`: an outbox in a new file of this process's own.
+NEW_OUTBOX = "new"
 GRACE = 1.0  # seconds a subscriber keeps counting after END while messages are still missing
 
 
@@ -204,6 +212,7 @@ def umqtt_pub(a: argparse.Namespace) -> None:
         sent, failed = sum(done), sum(bad)
     t_calls = now()
     assert c.publish(a.ctl, f"END {sent}", False, 1)
+    assert c.flush()  # with an outbox: until every message is acknowledged; else at once
     t_flushed = now()
     cpu, threads = cpu_seconds() - cpu0, thread_cpu()
     c.disconnect()
@@ -563,7 +572,12 @@ async def aio_pub(a: argparse.Namespace) -> None:
     c = await aio_client("pub", a)
     # partial, not a coroutine around the call: each publish() is awaited as the user awaits it.
     publish = functools.partial(c.publish, a.topic, b"x" * a.size, False, a.qos)
-    figures = await awaited_publishes(publish, lambda text: c.publish(a.ctl, text, False, 1), a)
+
+    async def publish_end(text: str) -> None:
+        await c.publish(a.ctl, text, False, 1)
+        await c.flush()  # with an outbox: until every message is acknowledged; else at once
+
+    figures = await awaited_publishes(publish, publish_end, a)
     await c.disconnect()
     pub_report(**figures)
 
@@ -1064,15 +1078,19 @@ def main() -> None:
     if a.option and a.lib not in TAKES_OPTIONS:
         p.error(f"{a.lib} takes no --option")
     a.options = dict(a.option)
-    fn = ROLES[a.lib][a.role]
-    if asyncio.iscoroutinefunction(fn):
+    with tempfile.TemporaryDirectory(prefix="umqtt-bench-outbox.") as outbox_folder:
+        if a.options.get("persistence") == NEW_OUTBOX:
+            a.options["persistence"] = os.path.join(outbox_folder, "outbox.sqlite")
+        fn = ROLES[a.lib][a.role]
+        if not asyncio.iscoroutinefunction(fn):
+            fn(a)
+            return
         asyncio.run(fn(a))
-        # The figures are out; skip the interpreter's teardown, which is not measured and in which
-        # umqtt.aio 0.1 crashes at times (a runtime thread drops a Python object while the
-        # interpreter finalizes: SIGSEGV or a PyGILState_Release abort).
-        sys.stdout.flush()
-        os._exit(0)
-    fn(a)
+    # The figures are out; skip the interpreter's teardown, which is not measured and in which
+    # umqtt.aio 0.1 crashes at times (a runtime thread drops a Python object while the
+    # interpreter finalizes: SIGSEGV or a PyGILState_Release abort).
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -57,14 +57,12 @@ def test_the_floor_has_no_other_role(broker: Mosquitto) -> None:
     assert "socket has no role pub" in done.stderr
 
 
-@pytest.mark.parametrize("lib", ASYNCIO_LIBS)
-@pytest.mark.parametrize(("qos", "tasks"), [(0, 1), (1, 8)])
-def test_asyncio_publisher_and_subscriber_count_the_messages(
-    broker: Mosquitto, topic: str, lib: str, qos: int, tasks: int
-) -> None:
-    needs(lib)
+def publish_and_count(
+    broker: Mosquitto, topic: str, lib: str, qos: int, shape: list[str], options: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A subscriber and a publisher of 300 messages: the figures each reported."""
     common = ["--port", str(broker.port), f"--topic={topic}/data", f"--ctl={topic}/ctl"]
-    common += ["--qos", str(qos)]
+    common += ["--qos", str(qos), *options]
     sub = subprocess.Popen(
         [sys.executable, str(WORKER), "sub", lib, *common],
         stdout=subprocess.PIPE,
@@ -74,8 +72,7 @@ def test_asyncio_publisher_and_subscriber_count_the_messages(
     try:
         assert sub.stdout is not None
         assert sub.stdout.readline().strip() == "READY"  # blocks until subscribed (or exit: "")
-        shape = ["--count", "300", "--duration", "60", "--tasks", str(tasks)]
-        shape += ["--window", str(tasks), "--batch", str(tasks)]  # gmqtt's "in flight"
+        shape = ["--count", "300", "--duration", "60", *shape]
         published = figures_of(run_worker("pub", lib, *common, *shape))
         out, err = sub.communicate(timeout=60)
     finally:
@@ -83,13 +80,36 @@ def test_asyncio_publisher_and_subscriber_count_the_messages(
             sub.kill()
             sub.communicate()
     assert sub.returncode == 0, err
-    counted = json.loads(out.strip().splitlines()[-1])
+    counted: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     assert published["sent"] == counted["expected"] == 300
     assert published["t0"] <= published["t_calls"] <= published["t_flushed"]
+    return published, counted
+
+
+@pytest.mark.parametrize("lib", ASYNCIO_LIBS)
+@pytest.mark.parametrize(("qos", "tasks"), [(0, 1), (1, 8)])
+def test_asyncio_publisher_and_subscriber_count_the_messages(
+    broker: Mosquitto, topic: str, lib: str, qos: int, tasks: int
+) -> None:
+    needs(lib)
+    # --window and --batch: gmqtt's "in flight"
+    shape = ["--tasks", str(tasks), "--window", str(tasks), "--batch", str(tasks)]
+    _, counted = publish_and_count(broker, topic, lib, qos, shape, [])
     if qos == 1:
         assert counted["received"] == 300
     else:  # QoS 0 may lose messages in principle: the subscriber counts what came
         assert 0 < counted["received"] <= 300
+
+
+@pytest.mark.parametrize(
+    ("lib", "shape"), [("umqtt", ["--threads", "4"]), ("umqtt.aio", ["--tasks", "8"])]
+)
+def test_the_outbox_variant_counts_every_message(
+    broker: Mosquitto, topic: str, lib: str, shape: list[str]
+) -> None:
+    outbox = ["--option", "persistence=new"]
+    _, counted = publish_and_count(broker, topic, lib, 1, shape, outbox)
+    assert counted["received"] == 300
 
 
 @pytest.mark.parametrize("lib", ASYNCIO_LIBS)
@@ -151,6 +171,15 @@ def test_a_variant_row_runs_its_libraries_with_its_options() -> None:
     assert "| p50 | µs | 50.0 | 100 | 0.50x | ≤ 0.6x | ✓ |" in text
     assert "| p50, MQTT 5 | µs | 40.0 | — | 0.40x |" in text  # gmqtt has no such variant
     assert rows[1]["variant"] == "v5"
+
+
+def test_a_row_versus_default_compares_a_variant_with_the_same_library() -> None:
+    run = load_run()
+    (asyncio_table,) = [t for t in run.tables(run.PROFILES["quick"]) if t.name == "asyncio"]
+    rates = {"umqtt.aio": 40_000.0, "umqtt.aio@disk": 30_000.0, "gmqtt": 10_000.0}
+    medians = {"qos1_inflight": {lib: {"pub_rate": rate} for lib, rate in rates.items()}}
+    text, _ = run.render(asyncio_table, medians, ["umqtt.aio", "gmqtt", "aiomqtt"])
+    assert "outbox on disk (ratio: to umqtt.aio in memory) | msg/s | 30,000 | — | — | 0.75x" in text
 
 
 def test_a_target_above_the_broker_cap_becomes_the_cap() -> None:
