@@ -29,7 +29,7 @@ use crate::acks::{Ack, AckTable, Kind};
 use crate::credentials::Credentials;
 use crate::errors::{describe_connect_failure, DriverError};
 use crate::lock::lock;
-use crate::outbox::DiskOutbox;
+use crate::outbox::{DiskOutbox, CLOSES_BEFORE_DROPPING};
 use crate::shared::{HandOver, Link, Received, Shared, FULL_CHANNEL_PAUSE};
 
 /// Text passed to the error callback, as on the device.
@@ -358,6 +358,17 @@ impl Driver {
             .filter(|&size| size >= LARGE_PACKET && closed_by_peer(&error));
         let reason = self.failure_reason(&error, largest);
         let lost = format!("connection to {} lost: {reason}", self.config.target);
+        if let (Some(outbox), Some(_)) = (&self.config.outbox, largest) {
+            for (topic, size) in outbox.closed_with_large_in_flight(LARGE_PACKET) {
+                log::warn!(
+                    target: "umqtt",
+                    "the outbox drops its message to {topic:?} ({size} bytes): {} closed the \
+                     connection each of the last {CLOSES_BEFORE_DROPPING} times it was sent; it \
+                     probably does not accept packets that large",
+                    self.config.target
+                );
+            }
+        }
         let failure = match largest {
             Some(_) => DriverError::LostWithLargePublish(lost.clone()),
             None => DriverError::ConnectionLost(lost.clone()),
@@ -421,7 +432,12 @@ impl Driver {
             Some(size) => format!(
                 "the broker closed it while a PUBLISH of {size} bytes waited for its \
                  acknowledgement: it may not accept packets that large (mosquitto: \
-                 max_packet_size), so that PUBLISH is not sent again ({error})"
+                 max_packet_size), so that PUBLISH is not sent again{} ({error})",
+                match self.config.outbox {
+                    Some(_) =>
+                        format!(" (the outbox's: after {CLOSES_BEFORE_DROPPING} such closes)"),
+                    None => String::new(),
+                }
             ),
             None => error.to_string(),
         }

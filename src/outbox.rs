@@ -26,6 +26,7 @@ use crate::lock::lock;
 use queue::{Queue, Work};
 use store::{Body, Changes, NewMessage, Store};
 
+pub use queue::CLOSES_BEFORE_DROPPING;
 pub use store::Durability;
 
 /// How long the writer waits before writing again after a write failed (a full disk).
@@ -199,6 +200,15 @@ impl DiskOutbox {
     /// PUBCOMP: a QoS 2 message is delivered.
     pub fn on_pubcomp(&self, packet_id: u16) {
         self.acknowledged(packet_id, QoS::ExactlyOnce);
+    }
+
+    /// The broker closed the connection while a PUBLISH of at least `large` bytes was in
+    /// flight; returns the topics and sizes of the messages dropped for it (see `queue`).
+    pub fn closed_with_large_in_flight(&self, large: usize) -> Vec<(String, usize)> {
+        let mut state = lock(&self.state);
+        let dropped = state.queue.closed_with_large_in_flight(large);
+        self.changed(state);
+        dropped
     }
 
     /// PUBREC: the release of a QoS 2 message is written, then its PUBREL sent.

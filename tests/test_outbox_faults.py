@@ -292,3 +292,29 @@ def test_qos2_is_exactly_once_across_a_kill_and_a_restart_on_a_kept_session(
     duplicates = len(received) - len(set(received))
     assert duplicates == 0, f"{duplicates} duplicates ({left} were left in the outbox)"
     assert_all_in_order(received, told)
+
+
+def test_a_message_the_broker_keeps_closing_on_is_dropped_and_the_rest_goes(
+    mqtt_broker_factory, make_peer, topic, tmp_path, umqtt_log
+):
+    """mosquitto closes the connection on a packet over its max_packet_size (MQTT 3.1.1 has no
+    way to say why): after 3 closes with it in flight, the outbox drops that message (logged)
+    instead of holding back the others for ever."""
+    broker = mqtt_broker_factory(extra_config=["max_packet_size 100000"])
+    peer = make_peer(broker)
+    peer.subscribe(topic, 1)
+    c = umqtt.MQTTClient(
+        unique_id(), broker.host, broker.port, persistence=tmp_path / "o.sqlite", **FAST
+    )
+    try:
+        assert c.publish(topic, b"before", qos=1)
+        assert c.publish(topic, b"x" * 200_000, qos=1)
+        assert c.publish(topic, b"after", qos=1)
+        c.connect()
+        assert c.flush(60) is True
+    finally:
+        c.disconnect()
+    assert wait_until(lambda: len(peer.received(topic)) >= 2, 10)
+    assert [m.payload for m in peer.received(topic)] == [b"before", b"after"]
+    dropped = f"the outbox drops its message to {topic!r} ({len(topic) + 200_000} bytes)"
+    assert dropped.replace("'", '"') in umqtt_log.text()

@@ -29,6 +29,10 @@ use super::store::{Body, Changes, NewMessage, Summary, MAX_PACKET_ID};
 /// `max_inflight_messages` (20 by default): beyond it, it drops the message while answering
 /// with an ordinary PUBREC, or closes the connection.
 pub const QOS2_IN_FLIGHT: usize = 20;
+/// A message in flight each time the broker closed the connection, this many times in a row, is
+/// dropped: the broker does not take it (MQTT 3.1.1 brokers close the connection on a packet
+/// larger than they accept), and sent again for ever it would hold back every message after it.
+pub const CLOSES_BEFORE_DROPPING: u8 = 3;
 /// Bodies kept in memory, in bytes; beyond it they are read back from the file when needed.
 pub const RESIDENT_LIMIT: usize = 16 * 1024 * 1024;
 /// How much one read from the file brings back (at least one message).
@@ -52,6 +56,8 @@ struct Entry {
     persisting: u8,
     /// The connection it was last handed over on (its PUBLISH or PUBREL); 0: none.
     handed: u64,
+    /// Connections in a row the broker closed while its large PUBLISH was in flight.
+    closes: u8,
 }
 
 /// What the writer thread is asked to do next.
@@ -133,6 +139,7 @@ impl Queue {
                 released: false,
                 persisting: 0,
                 handed: 0,
+                closes: 0,
             };
             let packet_id = usize::from(summary.packet_id);
             // Only QoS 2 packet ids are stored; two messages never share one (the id of a lost
@@ -219,6 +226,7 @@ impl Queue {
                 released: false,
                 persisting: 0,
                 handed: 0,
+                closes: 0,
             };
             self.entries.insert(message.id, entry);
         }
@@ -312,6 +320,37 @@ impl Queue {
         self.deletes_unwritten += 1;
         self.work.changes.deletes.push(id);
         true
+    }
+
+    /// The broker closed the current connection while a PUBLISH of at least `large` bytes was in
+    /// flight: each such message in flight counts it, and one counted `CLOSES_BEFORE_DROPPING`
+    /// times is dropped (deleted from the file). Returns the topics and sizes of those dropped.
+    pub fn closed_with_large_in_flight(&mut self, large: usize) -> Vec<(String, usize)> {
+        let generation = self.generation;
+        let suspects: Vec<u64> = self
+            .entries
+            .iter_mut()
+            .filter(|(_, entry)| {
+                entry.handed == generation && !entry.released && entry.size >= large
+            })
+            .filter_map(|(id, entry)| {
+                entry.closes += 1;
+                (entry.closes >= CLOSES_BEFORE_DROPPING).then_some(*id)
+            })
+            .collect();
+        let mut dropped = Vec::new();
+        for id in suspects {
+            let Some(entry) = self.entries.get(&id) else {
+                continue;
+            };
+            let topic = entry
+                .body
+                .as_ref()
+                .map_or_else(String::new, |b| b.topic.clone());
+            dropped.push((topic, entry.size));
+            self.acknowledged(entry.packet_id, entry.qos);
+        }
+        dropped
     }
 
     /// A PUBREC arrived for `packet_id`: the release is written, then the PUBREL is sent.

@@ -249,3 +249,31 @@ fn qos2_messages_in_flight_stay_within_what_a_broker_takes() {
     let (next, _) = handed(&mut queue, link);
     assert_eq!(packet_ids(&next), [21, 22]);
 }
+
+#[test]
+fn a_large_message_the_broker_keeps_closing_on_is_dropped_after_three_tries() {
+    let mut queue = Queue::new(Vec::new());
+    let large = Body {
+        topic: "big".into(),
+        payload: Bytes::from(vec![0u8; 100_000]),
+        properties: None,
+    };
+    queue.accept(QoS::AtLeastOnce, false, large);
+    let work = queue.take_work();
+    queue.stored(work.changes.inserts);
+    store(&mut queue, QoS::AtLeastOnce, 1);
+    for attempt in 1..=CLOSES_BEFORE_DROPPING {
+        let link = queue.link_up(true);
+        assert_eq!(handed(&mut queue, link).0.len(), 2);
+        let dropped = queue.closed_with_large_in_flight(64 * 1024);
+        if attempt < CLOSES_BEFORE_DROPPING {
+            assert!(dropped.is_empty());
+        } else {
+            assert_eq!(dropped, [("big".to_owned(), 100_003)]);
+        }
+    }
+    assert_eq!(queue.len(), 1);
+    assert_eq!(write(&mut queue).deletes, [1]);
+    let link = queue.link_up(true);
+    assert_eq!(handed(&mut queue, link).0, [(2, true, "0".into())]);
+}
