@@ -60,6 +60,24 @@ struct Entry {
     closes: u8,
 }
 
+impl Entry {
+    /// A message stored, not yet sent.
+    fn new(qos: QoS, retain: bool, size: usize, body: Option<Body>) -> Entry {
+        Entry {
+            qos,
+            retain,
+            size,
+            body,
+            packet_id: 0,
+            sent: false,
+            released: false,
+            persisting: 0,
+            handed: 0,
+            closes: 0,
+        }
+    }
+}
+
 /// What the writer thread is asked to do next.
 #[derive(Debug, Default)]
 pub struct Work {
@@ -129,18 +147,7 @@ impl Queue {
             queue.next_id = queue.next_id.max(summary.id + 1);
             queue.messages += 1;
             queue.bytes += summary.size;
-            let mut entry = Entry {
-                qos: summary.qos,
-                retain: summary.retain,
-                size: summary.size,
-                body: None,
-                packet_id: 0,
-                sent: false,
-                released: false,
-                persisting: 0,
-                handed: 0,
-                closes: 0,
-            };
+            let mut entry = Entry::new(summary.qos, summary.retain, summary.size, None);
             let packet_id = usize::from(summary.packet_id);
             // Only QoS 2 packet ids are stored; two messages never share one (the id of a lost
             // session is cleared before it is given again), but a file is checked, not trusted.
@@ -216,18 +223,7 @@ impl Queue {
             if body.is_some() {
                 self.resident += size;
             }
-            let entry = Entry {
-                qos: message.qos,
-                retain: message.retain,
-                size,
-                body,
-                packet_id: 0,
-                sent: false,
-                released: false,
-                persisting: 0,
-                handed: 0,
-                closes: 0,
-            };
+            let entry = Entry::new(message.qos, message.retain, size, body);
             self.entries.insert(message.id, entry);
         }
     }

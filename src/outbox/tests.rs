@@ -19,6 +19,29 @@ fn open(path: &Path, limits: Limits) -> Arc<DiskOutbox> {
     DiskOutbox::open(path, Durability::Normal, limits).expect("the outbox opens")
 }
 
+/// An outbox (`outbox.sqlite` in the folder) whose writer waits on its first write: another
+/// connection holds the file's write lock until it commits (`COMMIT` on the connection returned).
+fn held_up() -> (Folder, Arc<DiskOutbox>, Connection) {
+    let folder = Folder::new();
+    let path = folder.file("outbox.sqlite");
+    let outbox = open(&path, LIMITS);
+    let other = Connection::open(&path).expect("opened");
+    other.execute_batch("BEGIN IMMEDIATE").expect("locked");
+    (folder, outbox, other)
+}
+
+/// A new outbox (`outbox.sqlite` in the folder) holding `count` messages of `qos`, their
+/// payload their number; the last one retained.
+fn outbox_with(qos: QoS, count: u8) -> (Folder, Arc<DiskOutbox>) {
+    let folder = Folder::new();
+    let outbox = open(&folder.file("outbox.sqlite"), LIMITS);
+    for n in 0..count {
+        let receiver = outbox.store("t".into(), Bytes::from(vec![n]), qos, n + 1 == count);
+        stored(receiver.expect("accepted")).expect("stored");
+    }
+    (folder, outbox)
+}
+
 fn stored(receiver: StoredReceiver) -> Result<(), DriverError> {
     receiver.blocking_recv().expect("an answer")
 }
@@ -63,13 +86,9 @@ fn publish_of(request: &Request) -> &rumqttc::Publish {
 #[test]
 fn concurrent_publishers_are_committed_in_groups_and_each_in_its_order() {
     within("group commit", || {
-        let folder = Folder::new();
+        // The writer waits on its first group, and everything stored meanwhile makes the second.
+        let (folder, outbox, other) = held_up();
         let path = folder.file("outbox.sqlite");
-        let outbox = open(&path, LIMITS);
-        // While another connection holds the file's write lock, the writer waits on its first
-        // group, and everything stored meanwhile makes the second.
-        let other = Connection::open(&path).expect("opened");
-        other.execute_batch("BEGIN IMMEDIATE").expect("locked");
         let receivers: Vec<StoredReceiver> = (0..64)
             .map(|n| {
                 let payload = Bytes::from(format!("{n}"));
@@ -130,13 +149,7 @@ fn concurrent_publishers_are_committed_in_groups_and_each_in_its_order() {
 #[test]
 fn acknowledged_messages_are_deleted_and_flush_ends_when_none_is_left() {
     within("acknowledgements", || {
-        let folder = Folder::new();
-        let path = folder.file("outbox.sqlite");
-        let outbox = open(&path, LIMITS);
-        for n in 0..5u8 {
-            let receiver = outbox.store("t".into(), Bytes::from(vec![n]), QoS::AtLeastOnce, n == 4);
-            stored(receiver.expect("accepted")).expect("stored");
-        }
+        let (folder, outbox) = outbox_with(QoS::AtLeastOnce, 5);
         let handed = hand_over(&outbox, false, 5);
         let sent: Vec<(u16, Vec<u8>, bool)> = handed
             .iter()
@@ -155,6 +168,7 @@ fn acknowledged_messages_are_deleted_and_flush_ends_when_none_is_left() {
         outbox.on_puback(3);
         runtime().block_on(outbox.settled());
         outbox.close();
+        let path = folder.file("outbox.sqlite");
         let (_, summaries) = Store::open(&path, Durability::Normal).expect("reopened");
         assert!(summaries.is_empty());
     });
@@ -163,13 +177,8 @@ fn acknowledged_messages_are_deleted_and_flush_ends_when_none_is_left() {
 #[test]
 fn what_was_not_acknowledged_is_there_after_closing_and_reopening() {
     within("reopening", || {
-        let folder = Folder::new();
+        let (folder, outbox) = outbox_with(QoS::ExactlyOnce, 3);
         let path = folder.file("outbox.sqlite");
-        let outbox = open(&path, LIMITS);
-        for n in 0..3u8 {
-            let receiver = outbox.store("t".into(), Bytes::from(vec![n]), QoS::ExactlyOnce, false);
-            stored(receiver.expect("accepted")).expect("stored");
-        }
         let refusal = DiskOutbox::open(&path, Durability::Full, LIMITS).err();
         assert!(refusal.is_some_and(|reason| reason.contains("in use")));
         outbox.close();
@@ -216,11 +225,7 @@ fn a_full_outbox_refuses_at_once_and_keeps_what_it_has() {
 #[test]
 fn a_message_whose_caller_gave_up_before_its_commit_is_not_stored() {
     within("abandoned", || {
-        let folder = Folder::new();
-        let path = folder.file("outbox.sqlite");
-        let outbox = open(&path, LIMITS);
-        let other = Connection::open(&path).expect("opened");
-        other.execute_batch("BEGIN IMMEDIATE").expect("locked");
+        let (folder, outbox, other) = held_up();
         let kept = outbox.store(
             "t".into(),
             Bytes::from_static(b"kept"),
@@ -241,6 +246,7 @@ fn a_message_whose_caller_gave_up_before_its_commit_is_not_stored() {
         stored(kept.expect("accepted")).expect("stored");
         wait_for("the second group", || outbox.len() == 1);
         outbox.close();
+        let path = folder.file("outbox.sqlite");
         let (_, summaries) = Store::open(&path, Durability::Normal).expect("reopened");
         assert_eq!(summaries.len(), 1);
     });

@@ -24,6 +24,21 @@ fn store(queue: &mut Queue, qos: QoS, count: u64) -> Vec<u64> {
     ids
 }
 
+/// A queue of `count` messages of `qos`, stored.
+fn queue_of(qos: QoS, count: u64) -> Queue {
+    let mut queue = Queue::new(Vec::new());
+    store(&mut queue, qos, count);
+    queue
+}
+
+/// A queue of `count` messages of `qos`, handed over on a first connection (returned too).
+fn in_flight(qos: QoS, count: u64) -> (Queue, u64) {
+    let mut queue = queue_of(qos, count);
+    let link = queue.link_up(false);
+    handed(&mut queue, link);
+    (queue, link)
+}
+
 /// Writes what the queue asked for (packet ids, releases, deletes), as the writer would.
 fn write(queue: &mut Queue) -> Changes {
     let work = queue.take_work();
@@ -54,8 +69,7 @@ fn packet_ids(publishes: &[(u16, bool, String)]) -> Vec<u16> {
 
 #[test]
 fn messages_go_in_order_a_hundred_in_flight_and_each_once_per_connection() {
-    let mut queue = Queue::new(Vec::new());
-    store(&mut queue, QoS::AtLeastOnce, 150);
+    let mut queue = queue_of(QoS::AtLeastOnce, 150);
     let link = queue.link_up(false);
     let (first, _) = handed(&mut queue, link);
     assert_eq!(packet_ids(&first), (1..=100).collect::<Vec<_>>());
@@ -81,8 +95,7 @@ fn messages_go_in_order_a_hundred_in_flight_and_each_once_per_connection() {
 
 #[test]
 fn a_kept_session_resends_what_was_in_flight_with_its_ids_first() {
-    let mut queue = Queue::new(Vec::new());
-    store(&mut queue, QoS::AtLeastOnce, 3);
+    let mut queue = queue_of(QoS::AtLeastOnce, 3);
     let first = queue.link_up(false);
     assert_eq!(packet_ids(&handed(&mut queue, first).0), [1, 2, 3]);
     assert!(queue.acknowledged(2, QoS::AtLeastOnce));
@@ -104,10 +117,7 @@ fn a_kept_session_resends_what_was_in_flight_with_its_ids_first() {
 
 #[test]
 fn a_lost_session_sends_everything_afresh() {
-    let mut queue = Queue::new(Vec::new());
-    store(&mut queue, QoS::AtLeastOnce, 3);
-    let first = queue.link_up(false);
-    handed(&mut queue, first);
+    let (mut queue, _) = in_flight(QoS::AtLeastOnce, 3);
     assert!(queue.acknowledged(1, QoS::AtLeastOnce));
     let second = queue.link_up(false);
     let (again, _) = handed(&mut queue, second);
@@ -216,10 +226,7 @@ fn bodies_beyond_the_resident_limit_are_read_back_in_order() {
 
 #[test]
 fn changes_that_failed_are_written_again_before_newer_ones() {
-    let mut queue = Queue::new(Vec::new());
-    store(&mut queue, QoS::AtLeastOnce, 2);
-    let link = queue.link_up(false);
-    handed(&mut queue, link);
+    let (mut queue, _) = in_flight(QoS::AtLeastOnce, 2);
     assert!(queue.acknowledged(1, QoS::AtLeastOnce));
     let failed = queue.take_work().changes;
     assert!(queue.acknowledged(2, QoS::AtLeastOnce));
@@ -231,8 +238,7 @@ fn changes_that_failed_are_written_again_before_newer_ones() {
 
 #[test]
 fn qos2_messages_in_flight_stay_within_what_a_broker_takes() {
-    let mut queue = Queue::new(Vec::new());
-    store(&mut queue, QoS::ExactlyOnce, QOS2_IN_FLIGHT as u64 + 1);
+    let mut queue = queue_of(QoS::ExactlyOnce, QOS2_IN_FLIGHT as u64 + 1);
     store(&mut queue, QoS::AtLeastOnce, 1);
     let link = queue.link_up(false);
     handed(&mut queue, link);

@@ -17,6 +17,24 @@ fn message(id: u64, qos: QoS, topic: &str, payload: &[u8]) -> NewMessage {
     }
 }
 
+/// A new outbox at `path` with `count` messages of `size` bytes, checkpointed into the file.
+fn filled(path: &Path, count: u64, size: usize) -> Store {
+    let (mut store, _) = open(path);
+    let inserts = (1..=count)
+        .map(|id| message(id, QoS::AtLeastOnce, "t", &vec![7u8; size]))
+        .collect();
+    let changes = Changes {
+        inserts,
+        ..Changes::default()
+    };
+    store.write(&changes).expect("written");
+    store
+        .connection
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .expect("checkpointed");
+    store
+}
+
 fn open(path: &Path) -> (Store, Vec<Summary>) {
     Store::open(path, Durability::Normal).expect("the outbox opens")
 }
@@ -181,20 +199,7 @@ fn files_that_are_not_outboxes_are_refused_and_left_untouched() {
 fn a_damaged_or_newer_outbox_is_refused_and_left_untouched() {
     let folder = Folder::new();
     let damaged = folder.file("damaged.sqlite");
-    let (mut store, _) = open(&damaged);
-    let inserts = (1..=200)
-        .map(|id| message(id, QoS::AtLeastOnce, "t", &[7u8; 500]))
-        .collect();
-    let changes = Changes {
-        inserts,
-        ..Changes::default()
-    };
-    store.write(&changes).expect("written");
-    store
-        .connection
-        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
-        .expect("checkpointed");
-    drop(store);
+    drop(filled(&damaged, 200, 500));
     // Garbage over the pages after the first two (the schema stays readable).
     let mut bytes = std::fs::read(&damaged).expect("read");
     assert!(bytes.len() > 3 * 4096);
@@ -228,19 +233,7 @@ fn a_damaged_or_newer_outbox_is_refused_and_left_untouched() {
 fn an_emptied_outbox_gives_its_space_back() {
     let folder = Folder::new();
     let path = folder.file("outbox.sqlite");
-    let (mut store, _) = open(&path);
-    let inserts = (1..=2000)
-        .map(|id| message(id, QoS::AtLeastOnce, "t", &[1u8; 1000]))
-        .collect();
-    let changes = Changes {
-        inserts,
-        ..Changes::default()
-    };
-    store.write(&changes).expect("written");
-    store
-        .connection
-        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
-        .expect("checkpointed");
+    let mut store = filled(&path, 2000, 1000);
     let full = std::fs::metadata(&path).expect("there").len();
     let changes = Changes {
         deletes: (1..=2000).collect(),
