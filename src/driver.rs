@@ -377,7 +377,8 @@ impl Driver {
             if since.elapsed() >= STABLE_CONNECTION {
                 self.backoff.reset();
             }
-            if closed_by_peer(&error) {
+            // A close on a large PUBLISH is the broker's answer to it, not a session takeover.
+            if closed_by_peer(&error) && largest.is_none() {
                 self.note_peer_close();
             }
         }
