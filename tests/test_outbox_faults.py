@@ -314,7 +314,8 @@ def test_a_message_the_broker_keeps_closing_on_is_dropped_and_the_rest_goes(
         assert c.flush(60) is True
     finally:
         c.disconnect()
-    assert wait_until(lambda: len(peer.received(topic)) >= 2, 10)
-    assert [m.payload for m in peer.received(topic)] == [b"before", b"after"]
+    assert wait_until(lambda: b"after" in [m.payload for m in peer.received(topic)], 10)
+    # "before" may come twice: its PUBACK may be lost with the connection the broker resets.
+    assert list(dict.fromkeys(m.payload for m in peer.received(topic))) == [b"before", b"after"]
     dropped = f"the outbox drops its message to {topic!r} ({len(topic) + 200_000} bytes)"
     assert dropped.replace("'", '"') in umqtt_log.text()
