@@ -171,9 +171,15 @@ def test_qos2_is_delivered_exactly_once_in_order(make_client, watcher, topic, tm
     assert payloads(watcher, topic) == sent
 
 
-def test_64_asyncio_tasks_in_flight(make_aio, watcher, topic, tmp_path):
+def test_64_asyncio_tasks_in_flight(mqtt_broker_factory, make_peer, make_aio, topic, tmp_path):
+    # 1,280 messages outrun the subscriber on a busy machine: mosquitto's default queue for it
+    # (max_queued_messages 1000) would drop the excess, so this broker queues without a limit.
+    broker = mqtt_broker_factory(extra_config=["max_queued_messages 0"])
+    watcher = make_peer(broker)
+    watcher.subscribe(topic, 2)
+
     async def main() -> None:
-        c = make_aio(persistence=tmp_path / "o.sqlite")
+        c = make_aio(broker=broker, persistence=tmp_path / "o.sqlite")
         await c.connect()
 
         async def task(k: int) -> None:
