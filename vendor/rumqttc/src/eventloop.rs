@@ -352,7 +352,9 @@ async fn connect(
     network_options: NetworkOptions,
 ) -> Result<(Network, ConnAck), ConnectionError> {
     // connect to the broker
-    let mut network = network_connect(mqtt_options, network_options).await?;
+    let mut network = network_connect(mqtt_options, network_options)
+        .await?
+        .with_observer(mqtt_options.packet_observer()); // umqtt patch
 
     // make MQTT connection request (which internally awaits for ack)
     let connack = mqtt_connect(mqtt_options, &mut network).await?;
@@ -758,5 +760,99 @@ mod happy_eyeballs_tests {
         let addrs = resolve("::1", 1, true).await.unwrap();
         assert_eq!(addrs, vec!["[::1]:1".parse::<SocketAddr>().unwrap()]);
         assert_eq!(resolve("127.0.0.1", 1, false).await.unwrap().len(), 1);
+    }
+}
+
+/// umqtt patch: the packet observer sees every packet written and read, CONNECT and CONNACK too.
+#[cfg(test)]
+mod packet_observer_tests {
+    use super::*;
+    use crate::{AsyncClient, Event, PacketObserver, QoS};
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<String>>);
+
+    impl Seen {
+        fn note(&self, way: &str, packet: &Packet) {
+            let kind = match packet {
+                Packet::Connect(_) => "CONNECT",
+                Packet::ConnAck(_) => "CONNACK",
+                Packet::Publish(publish) => {
+                    return self.push(format!("{way} PUBLISH {}", publish.pkid))
+                }
+                Packet::PubAck(ack) => return self.push(format!("{way} PUBACK {}", ack.pkid)),
+                _ => "another",
+            };
+            self.push(format!("{way} {kind}"));
+        }
+
+        fn push(&self, line: String) {
+            self.0.lock().unwrap().push(line);
+        }
+    }
+
+    impl PacketObserver for Seen {
+        fn outgoing(&self, packet: &Packet) {
+            self.note("out", packet);
+        }
+
+        fn incoming(&self, packet: &Packet) {
+            self.note("in", packet);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_observer_sees_every_packet_both_ways() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Seen::default());
+        let mut options = MqttOptions::new("observed", "127.0.0.1", port);
+        options.set_packet_observer(seen.clone());
+        let (client, mut eventloop) = AsyncClient::new(options, 10);
+        let broker = async {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut header = [0u8; 2];
+            socket.read_exact(&mut header).await.unwrap();
+            let mut connect = vec![0u8; header[1] as usize];
+            socket.read_exact(&mut connect).await.unwrap();
+            socket.write_all(&[0x20, 0x02, 0x00, 0x00]).await.unwrap();
+            socket
+        };
+        let (connack, mut broker) = tokio::join!(eventloop.poll(), broker);
+        assert!(matches!(connack, Ok(Event::Incoming(Packet::ConnAck(_)))));
+
+        client
+            .try_publish("t", QoS::AtLeastOnce, false, b"x".to_vec())
+            .unwrap();
+        let sent = Event::Outgoing(Outgoing::Publish(1));
+        assert_eq!(eventloop.poll().await.unwrap(), sent);
+        let mut publish = [0u8; 8];
+        broker.read_exact(&mut publish).await.unwrap();
+        // PUBACK 1, then a QoS 0 PUBLISH on "t": one read on our side.
+        let replies = [0x40, 0x02, 0x00, 0x01, 0x30, 0x04, 0x00, 0x01, b't', b'y'];
+        broker.write_all(&replies).await.unwrap();
+        let acked = eventloop.poll().await.unwrap();
+        assert!(
+            matches!(acked, Event::Incoming(Packet::PubAck(_))),
+            "{acked:?}"
+        );
+        let message = eventloop.poll().await.unwrap();
+        assert!(
+            matches!(message, Event::Incoming(Packet::Publish(_))),
+            "{message:?}"
+        );
+
+        let seen = seen.0.lock().unwrap().clone();
+        let expected = [
+            "out CONNECT",
+            "in CONNACK",
+            "out PUBLISH 1",
+            "in PUBACK 1",
+            "in PUBLISH 0",
+        ];
+        assert_eq!(seen, expected);
     }
 }

@@ -1,4 +1,5 @@
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -7,7 +8,7 @@ use tokio::time::{self, Instant, Sleep};
 use tokio_util::codec::Framed;
 
 use crate::mqttbytes::{self, v4::*};
-use crate::{Incoming, MqttState, StateError};
+use crate::{Incoming, MqttState, PacketObserver, StateError};
 
 /// umqtt patch: the descriptor of a TCP socket, for `Network::with_quick_ack_socket` (Linux only:
 /// elsewhere there is never one).
@@ -110,6 +111,8 @@ pub struct Network {
     max_readb_count: usize,
     /// umqtt patch: the TCP socket under `framed`, to keep its ACKs from being delayed.
     quick_ack: Option<QuickAck>,
+    /// umqtt patch: told of every packet written and read.
+    observer: Option<Arc<dyn PacketObserver>>,
 }
 
 impl Network {
@@ -129,6 +132,7 @@ impl Network {
             framed,
             max_readb_count: 10,
             quick_ack: None,
+            observer: None,
         }
     }
 
@@ -141,6 +145,19 @@ impl Network {
             window: None,
         });
         self
+    }
+
+    /// umqtt patch: see `MqttOptions::set_packet_observer`.
+    pub(crate) fn with_observer(mut self, observer: Option<Arc<dyn PacketObserver>>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    /// umqtt patch: tells the observer of a packet read.
+    fn observe_incoming(&self, packet: &Packet) {
+        if let Some(observer) = &self.observer {
+            observer.incoming(packet);
+        }
     }
 
     /// umqtt patch: the next packet, meanwhile sending a delayed ACK whose window has closed.
@@ -171,7 +188,10 @@ impl Network {
         let read = self.next_packet().await;
         self.after_read(false);
         match read {
-            Some(Ok(packet)) => Ok(packet),
+            Some(Ok(packet)) => {
+                self.observe_incoming(&packet);
+                Ok(packet)
+            }
             Some(Err(mqttbytes::Error::InsufficientBytes(_))) => unreachable!(),
             Some(Err(e)) => Err(StateError::Deserialization(e)),
             None => Err(StateError::ConnectionAborted),
@@ -187,6 +207,7 @@ impl Network {
         loop {
             match res {
                 Some(Ok(packet)) => {
+                    self.observe_incoming(&packet);
                     if let Some(outgoing) = state.handle_incoming_packet(packet)? {
                         self.write(outgoing).await?;
                     }
@@ -212,6 +233,9 @@ impl Network {
 
     /// Serializes packet into write buffer
     pub async fn write(&mut self, packet: Packet) -> Result<(), StateError> {
+        if let Some(observer) = &self.observer {
+            observer.outgoing(&packet);
+        }
         self.framed
             .feed(packet)
             .await

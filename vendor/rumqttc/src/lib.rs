@@ -100,7 +100,6 @@ extern crate log;
 
 use std::fmt::{self, Debug, Formatter};
 
-#[cfg(any(feature = "use-rustls-no-provider", feature = "websocket"))]
 use std::sync::Arc;
 
 use std::time::Duration;
@@ -157,6 +156,16 @@ use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 pub use proxy::{Proxy, ProxyAuth, ProxyType};
 
 pub type Incoming = Packet;
+
+/// umqtt patch: sees every packet of a connection as it goes
+/// ([`MqttOptions::set_packet_observer`]): to log or count them. Called on the event loop's task,
+/// so it must be quick and must not block.
+pub trait PacketObserver: Send + Sync {
+    /// A packet about to be written (it leaves with the next flush).
+    fn outgoing(&self, packet: &Packet);
+    /// A packet read.
+    fn incoming(&self, packet: &Packet);
+}
 
 /// Current outgoing activity on the eventloop
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -509,6 +518,8 @@ pub struct MqttOptions {
     proxy: Option<Proxy>,
     #[cfg(feature = "websocket")]
     request_modifier: Option<RequestModifierFn>,
+    /// umqtt patch: told of every packet written and read.
+    packet_observer: Option<Arc<dyn PacketObserver>>,
 }
 
 impl MqttOptions {
@@ -544,6 +555,7 @@ impl MqttOptions {
             proxy: None,
             #[cfg(feature = "websocket")]
             request_modifier: None,
+            packet_observer: None,
         }
     }
 
@@ -749,6 +761,18 @@ impl MqttOptions {
     pub fn set_max_request_batch(&mut self, max: usize) -> &mut Self {
         self.max_request_batch = max;
         self
+    }
+
+    /// umqtt patch: tells `observer` of every packet each connection writes or reads, the
+    /// CONNECT and CONNACK included.
+    pub fn set_packet_observer(&mut self, observer: Arc<dyn PacketObserver>) -> &mut Self {
+        self.packet_observer = Some(observer);
+        self
+    }
+
+    /// umqtt patch: see `set_packet_observer`.
+    pub fn packet_observer(&self) -> Option<Arc<dyn PacketObserver>> {
+        self.packet_observer.clone()
     }
 
     /// umqtt patch: the server name for TLS (SNI and certificate verification) when it differs

@@ -378,7 +378,7 @@ impl MqttState {
     fn outgoing_pubrel(&mut self, pubrel: PubRel) -> Result<Option<Packet>, StateError> {
         let pubrel = self.save_pubrel(pubrel)?;
 
-        debug!("Pubrel. Pkid = {}", pubrel.pkid);
+        trace!("Pubrel. Pkid = {}", pubrel.pkid); // umqtt patch: trace, not debug
         let event = Event::Outgoing(Outgoing::PubRel(pubrel.pkid));
         self.events.push_back(event);
 
@@ -420,7 +420,8 @@ impl MqttState {
 
         self.await_pingresp = true;
 
-        debug!(
+        // umqtt patch: trace, not debug (also below): the packet observer logs packets.
+        trace!(
             "Pingreq,
             last incoming packet before {} millisecs,
             last outgoing request before {} millisecs",
@@ -458,9 +459,10 @@ impl MqttState {
         let pkid = self.next_pkid();
         subscription.pkid = pkid;
 
-        debug!(
+        trace!(
             "Subscribe. Topics = {:?}, Pkid = {:?}",
-            subscription.filters, subscription.pkid
+            subscription.filters,
+            subscription.pkid
         );
 
         let event = Event::Outgoing(Outgoing::Subscribe(subscription.pkid));
@@ -476,9 +478,10 @@ impl MqttState {
         let pkid = self.next_pkid();
         unsub.pkid = pkid;
 
-        debug!(
+        trace!(
             "Unsubscribe. Topics = {:?}, Pkid = {:?}",
-            unsub.topics, unsub.pkid
+            unsub.topics,
+            unsub.pkid
         );
 
         let event = Event::Outgoing(Outgoing::Unsubscribe(unsub.pkid));
@@ -488,7 +491,7 @@ impl MqttState {
     }
 
     fn outgoing_disconnect(&mut self) -> Result<Option<Packet>, StateError> {
-        debug!("Disconnect");
+        trace!("Disconnect");
 
         let event = Event::Outgoing(Outgoing::Disconnect);
         self.events.push_back(event);
