@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyDict};
 use rumqttc::{Publish, QoS};
 
 use crate::aio::{self, LoopBridge};
 use crate::arguments;
 use crate::errors::{self, DriverError, MQTTException, MQTTOutboxError};
 use crate::inbox::{Taken, Waiting};
+use crate::logging;
 use crate::operation::{poll_deadline, Ending, LastRequest, Operation};
 use crate::options::{ClientOptions, ConstructorArguments};
 use crate::outbox::DiskOutbox;
@@ -429,6 +430,22 @@ impl Client {
         self.core.shared.inbox.len()
     }
 
+    /// The client's counters (docs/api.md, `stats()`), since it was made.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let counted = self.core.shared.stats.snapshot();
+        let stats = PyDict::new(py);
+        stats.set_item("messages_sent", counted.messages_sent)?;
+        stats.set_item("messages_received", counted.messages_received)?;
+        stats.set_item("bytes_sent", counted.bytes_sent)?;
+        stats.set_item("bytes_received", counted.bytes_received)?;
+        stats.set_item("reconnects", counted.reconnects)?;
+        stats.set_item("last_error", counted.last_error)?;
+        stats.set_item("inflight", counted.inflight)?;
+        stats.set_item("queued", self.core.queued_requests())?;
+        stats.set_item("unread", self.core.shared.inbox.len())?;
+        Ok(stats)
+    }
+
     /// QuecPython's connection state: 0 connected, 1 connecting, 2 closed by server, -1 otherwise.
     fn mqttsta(&self) -> i32 {
         self.core.link().mqttsta()
@@ -525,6 +542,8 @@ impl Client {
     ) -> PyResult<Operation<impl Future<Output = Result<bool, DriverError>> + Send + 'static>> {
         self.check_connect(py, clean_session)?;
         let timeout = timeout_or(timeout, self.core.options.connect_timeout)?;
+        // A logging setup made since the last connect is honoured from the CONNECT on.
+        logging::refresh_levels(py);
         let core = self.core.clone();
         let connect = async move { core.connect(clean_session, timeout).await };
         Ok(Operation::new(connect, None, "CONNACK", Ending::Packet))

@@ -185,6 +185,9 @@ impl Driver {
             // come back as buffered events, still fresh; a parked publish's release is told
             // apart by its packet id (AckTable::on_outgoing).
             if std::mem::take(&mut self.connecting_next) {
+                if self.reconnecting {
+                    log::info!(target: "umqtt", "reconnecting to {}", self.config.target);
+                }
                 if let Err(error) = self.refresh_credentials().await {
                     if !self.on_error(error).await {
                         return;
@@ -194,6 +197,8 @@ impl Driver {
             }
             let pending = self.eventloop.pending.len();
             let polled = self.eventloop.poll().await;
+            let inflight = self.eventloop.state.inflight();
+            self.shared.stats.set_inflight(inflight);
             let fresh = self.eventloop.pending.len() == pending;
             let carry_on = match polled {
                 Ok(Event::Incoming(packet)) => self.on_incoming(packet),
@@ -281,6 +286,7 @@ impl Driver {
                 return true;
             }
             Outgoing::Disconnect => {
+                log::info!(target: "umqtt", "disconnected from {}", self.config.target);
                 self.stop(Link::Disconnected, &DriverError::Closed);
                 return false;
             }
@@ -316,6 +322,7 @@ impl Driver {
             self.outbox_feeder = Some(AbortOnDrop(tokio::spawn(feed)));
         }
         if let Some(first) = self.first_connack.take() {
+            log::info!(target: "umqtt", "connected to {}", self.config.target);
             let _ = first.send(Ok(session_present));
             return;
         }
@@ -323,6 +330,7 @@ impl Driver {
             self.resubscribe();
         }
         if std::mem::take(&mut self.reconnecting) {
+            self.shared.stats.on_reconnected();
             log::info!(target: "umqtt", "reconnected to {}", self.config.target);
             self.shared.notify(RECONNECT_SUCCESS.to_owned());
         }
@@ -393,9 +401,12 @@ impl Driver {
         self.shared.link.send_replace(link);
         self.forget_queued(&failure);
         if let Some(first) = self.first_connack.take() {
-            let _ = first.send(Err(describe_connect_failure(&error, &self.config.target)));
+            let failure = describe_connect_failure(&error, &self.config.target);
+            self.shared.stats.set_last_error(failure.to_string());
+            let _ = first.send(Err(failure));
             return false;
         }
+        self.shared.stats.set_last_error(lost.clone());
         if !self.config.reconnect {
             log::warn!(target: "umqtt", "{lost}");
             self.shared.notify(reason);

@@ -15,9 +15,11 @@ mod logging;
 mod operation;
 mod options;
 mod outbox;
+mod packets;
 mod runtime;
 mod session;
 mod shared;
+mod stats;
 #[cfg(test)]
 mod test_support;
 mod tls;

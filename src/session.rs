@@ -19,6 +19,7 @@ use crate::inbox::Taken;
 use crate::lock::lock;
 use crate::options::ClientOptions;
 use crate::outbox::DiskOutbox;
+use crate::packets::PacketLog;
 use crate::shared::{HandOver, Link, Received, Shared, FULL_CHANNEL_PAUSE};
 
 /// How many requests may wait in rumqttc's channel before senders back off.
@@ -162,6 +163,13 @@ impl Core {
             .ok_or_else(|| DriverError::ConnectionLost(NOT_CONNECTED.into()))
     }
 
+    /// Requests handed to the driver and not taken by it yet (none without a session).
+    pub fn queued_requests(&self) -> usize {
+        lock(&self.session)
+            .as_ref()
+            .map_or(0, |session| session.requests.queued_requests())
+    }
+
     pub fn expired(&self, what: &str) -> DriverError {
         DriverError::Timeout(format!(
             "no {what} from {} before the timeout",
@@ -180,10 +188,9 @@ impl Core {
     /// Starts a driver for a new connection; its first CONNACK (or failure) arrives on the receiver.
     fn start_session(&self, clean_session: bool, connect_timeout: Duration) -> ConnackReceiver {
         let will = lock(&self.will).clone();
-        let (requests, mut eventloop) = AsyncClient::new(
-            self.options.mqtt_options(clean_session, will),
-            REQUEST_CHANNEL_CAPACITY,
-        );
+        let mut mqtt_options = self.options.mqtt_options(clean_session, will);
+        mqtt_options.set_packet_observer(Arc::new(PacketLog::new(self.shared.stats.clone())));
+        let (requests, mut eventloop) = AsyncClient::new(mqtt_options, REQUEST_CHANNEL_CAPACITY);
         eventloop.set_network_options(self.options.network_options(connect_timeout));
         let config = DriverConfig {
             target: self.options.target.clone(),

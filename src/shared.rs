@@ -2,7 +2,7 @@
 //! them (outbox, inbox, notices), the subscriptions to restore, and the connection count.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rumqttc::{ClientError, Publish, QoS};
@@ -12,6 +12,7 @@ use crate::acks::{Kind, Outbox, ReplyReceiver};
 use crate::errors::DriverError;
 use crate::inbox::{Mailbox, Weight};
 use crate::lock::lock;
+use crate::stats::Stats;
 
 /// Link notices kept for the error callback (older ones are dropped).
 const NOTICE_LIMIT: usize = 64;
@@ -88,6 +89,8 @@ pub struct Shared {
     pub in_flight: AtomicUsize,
     /// Counts connections (CONNACKs); a message may only be acknowledged on its own connection.
     pub epoch: AtomicU64,
+    /// The counters of `stats()`, shared with each connection's packet observer.
+    pub stats: Arc<Stats>,
 }
 
 impl Default for Shared {
@@ -100,6 +103,7 @@ impl Default for Shared {
             subscriptions: Mutex::default(),
             in_flight: AtomicUsize::new(0),
             epoch: AtomicU64::new(0),
+            stats: Arc::default(),
         }
     }
 }

@@ -15,7 +15,7 @@ import os
 import threading
 import weakref
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable, TypedDict, Union
+from typing import TYPE_CHECKING, Any, Callable, TypedDict, Union, cast
 
 from . import _native
 from ._native import (
@@ -39,6 +39,7 @@ __all__ = [
     "MQTTOutboxError",
     "MQTTTimeout",
     "SSLContext",
+    "Stats",
     "set_busy_poll",
 ]
 __version__: str = _native.__version__
@@ -55,6 +56,20 @@ Password = Union[Text, Callable[[], Text]]
 WsHeaders = Union[Mapping[str, str], Callable[[], Mapping[str, str]]]
 MessageCallback = Callable[[bytes, bytes], Any]
 ErrorCallback = Callable[[str], Any]
+
+
+class Stats(TypedDict):
+    """What ``client.stats()`` returns: the client's counters since it was made (docs/api.md)."""
+
+    messages_sent: int
+    messages_received: int
+    bytes_sent: int
+    bytes_received: int
+    reconnects: int
+    last_error: str | None
+    inflight: int
+    queued: int
+    unread: int
 
 
 class _CoreOptions(TypedDict, total=False):
@@ -143,6 +158,11 @@ class _CoreClient:
     def outbox_size(self) -> int:
         """Messages in the outbox on disk (``persistence=``) not yet acknowledged; 0 without."""
         return self._core.outbox_size()
+
+    def stats(self) -> Stats:
+        """The client's counters: messages and bytes sent and received, reconnects, the last
+        error, what is in flight and queued (docs/api.md). Cheap: call it as often as you like."""
+        return cast(Stats, self._core.stats())
 
 
 class _BlockingFlush:
