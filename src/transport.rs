@@ -222,12 +222,19 @@ impl Route {
     }
 
     /// The broker as messages name it: `host:port` (`[::1]:1883`), the path of a Unix socket, or
-    /// the WebSocket URL; and the proxy it is reached through.
+    /// the WebSocket URL without its query (a pre-signed URL's query holds a token); and the
+    /// proxy it is reached through.
     pub fn target(&self, host: &str, port: u16, tls: bool) -> String {
         let broker = match &self.kind {
             Kind::Unix => host.to_owned(),
             Kind::Tcp => arguments::host_port(host, port),
-            Kind::WebSockets { .. } => self.broker_address(host, port, tls),
+            Kind::WebSockets { .. } => {
+                let url = self.broker_address(host, port, tls);
+                match url.split_once('?') {
+                    Some((shown, _)) => format!("{shown}?..."),
+                    None => url,
+                }
+            }
         };
         match &self.proxy {
             Some(proxy) => format!("{broker} (through the proxy {})", proxy.shown()),
@@ -290,6 +297,22 @@ mod tests {
         let proxy = parsed("HTTP://proxy.corp:3128/");
         assert_eq!(proxy.shown(), "http://proxy.corp:3128");
         assert!(proxy.credentials.is_none());
+    }
+
+    #[test]
+    fn a_websocket_target_shows_no_query() {
+        let route = |path: &str| Route {
+            kind: Kind::WebSockets { path: path.into() },
+            proxy: None,
+            ipv6_only: false,
+        };
+        let signed = route("/mqtt?X-Amz-Security-Token=t0ken&X-Amz-Signature=abc");
+        assert_eq!(signed.target("h", 443, true), "wss://h:443/mqtt?...");
+        assert_eq!(
+            signed.broker_address("h", 443, true),
+            "wss://h:443/mqtt?X-Amz-Security-Token=t0ken&X-Amz-Signature=abc"
+        );
+        assert_eq!(route("/mqtt").target("h", 80, false), "ws://h:80/mqtt");
     }
 
     #[test]

@@ -1,12 +1,14 @@
 """Secrets (issue 7): the password and the private key never show in `repr()` of a client (any
 dialect), in an exception's text (a wrong password's CONNACK refusal, TLS key errors), or in
-logs at any level, rumqttc's and rustls's own loggers included.
+logs at any level, rumqttc's and rustls's own records (under `umqtt.`) and every packet logged
+at DEBUG (issue 23) included; nor do a proxy's password, a WebSocket header's token or the
+token in a pre-signed WebSocket path.
 
-The password is distinctive (it cannot occur by chance) and plain ASCII, so a Rust `Debug` print
-of a CONNECT packet or of `MqttOptions` (which hold it) would show it verbatim. The log check
-runs in a subprocess whose root logger is set to DEBUG before umqtt is imported: the Rust-to-Python
-log bridge caches logger levels, so only a fresh process is sure to forward every debug record. It
-also checks that rumqttc's debug records did arrive, so an empty capture cannot pass.
+The secrets are distinctive (they cannot occur by chance) and plain ASCII, so a Rust `Debug`
+print of a CONNECT packet or of `MqttOptions` (which hold the password) would show them verbatim.
+The log check runs in a subprocess whose root logger is set to DEBUG before umqtt is imported, so
+every record is forwarded. It also checks that the packet records did arrive, CONNECTs with a
+user name and password among them, so an empty capture cannot pass.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from broker import Mosquitto, unique_id
 PASSWORD = "pw-Zq81-umqtt-SECRET-4c7e9d"  # never anywhere but in the CONNECT packet
 WRONG = "pw-Kx42-umqtt-WRONG-b3a0f1"  # a wrong password: no more printable than the right one
 USER = "carol"
+PROXY_PASSWORD = "px-Hb27-umqtt-PROXY-5f0c3a"  # the proxies' (in the proxy URL)
+HEADER_TOKEN = "tk-Wd63-umqtt-HEADER-9a1e7b"  # a WebSocket header's (fixed, and from a callable)
+PATH_TOKEN = "tk-Rm58-umqtt-PRESIGNED-2c4d8f"  # in a pre-signed ws_path's query
 TESTS = Path(__file__).parent
 
 
@@ -256,7 +261,7 @@ root.setLevel(logging.DEBUG)
 root.addHandler(handler)
 
 import umqtt, umqtt.simple, umqtt.robust, umqtt.aio  # after logging is configured
-from broker import Mosquitto, unique_id, wait_until
+from broker import Mosquitto, free_port, unique_id, wait_until
 from pathlib import Path
 
 PASSWORD, WRONG, USER = cfg["password"], cfg["wrong"], cfg["user"]
@@ -274,6 +279,7 @@ tls = Mosquitto(work / "tls", users={USER: PASSWORD}, extra_config=[
     f"listener {cfg['tls_port']} 127.0.0.1", f"cafile {cfg['ca']}",
     f"certfile {cfg['server_cert']}", f"keyfile {cfg['server_key']}",
     "require_certificate true"])
+ws = Mosquitto(work / "ws", websockets=True)
 try:
     # 1. a normal session with every QoS (rumqttc logs the QoS 2 flow at debug level)
     got = []
@@ -348,9 +354,39 @@ try:
     caught(unverified.disconnect)
     mismatched = {"cert": cfg["client_cert"], "key": cfg["other_key"]}
     caught(lambda: umqtt.MQTTClient("x", "127.0.0.1", 1, ssl=True, ssl_params=mismatched))
+    # 7. through proxies with a password (right and wrong), and over WebSocket with a token in
+    # a header (fixed and from a callable) and in a pre-signed path
+    from transport_servers import MicroSocks, TinyProxy
+    login = ("proxyuser", cfg["proxy_password"])
+    for proxy in (TinyProxy(work, [auth.port], login), MicroSocks(work, login)):
+        try:
+            for pw in (cfg["proxy_password"], WRONG):
+                url = f"{proxy.scheme}://proxyuser:{pw}@127.0.0.1:{proxy.port}"
+                p = umqtt.MQTTClient(unique_id("px"), auth.host, auth.port, user=USER,
+                                     password=PASSWORD, proxy=url, reconn=False)
+                caught(p.connect)
+                caught(lambda: p.publish("secrets/proxy", b"x", qos=1))
+                seen["reprs"].append(repr(p))
+                caught(p.disconnect)
+        finally:
+            proxy.close()
+    signed = f"/mqtt?X-Amz-Security-Token={cfg['path_token']}&X-Amz-Signature=1"
+    for headers in ({"Authorization": f"Bearer {cfg['header_token']}"},
+                    lambda: {"Authorization": f"Bearer {cfg['header_token']}"}):
+        w = umqtt.MQTTClient(unique_id("ws"), "127.0.0.1", ws.ws_port, transport="websockets",
+                             ws_path=signed, ws_headers=headers, reconn=False)
+        caught(w.connect)
+        caught(lambda: w.publish("secrets/ws", b"x", qos=1))
+        seen["reprs"].append(repr(w))
+        caught(w.disconnect)
+    gone = umqtt.MQTTClient(unique_id("ws"), "127.0.0.1", free_port(), transport="websockets",
+                            ws_path=signed, ws_headers={"Authorization": cfg["header_token"]},
+                            reconn=False, connect_timeout=5)
+    caught(gone.connect)
 finally:
     auth.kill()
     tls.kill()
+    ws.kill()
 time.sleep(0.3)  # let the notice thread and the runtime log what they still have
 json.dump({"records": records, **seen}, open(cfg["out"], "w"))
 print("scenarios done", len(records))
@@ -389,6 +425,9 @@ def test_logs_at_debug_never_show_password_or_key(tmp_path, pki):
         "client_cert": client_leaf.cert_chain_pems[0].bytes().decode(),
         "client_key": client_key.decode(),
         "other_key": server.issue_cert("x.example").private_key_pem.bytes().decode(),
+        "proxy_password": PROXY_PASSWORD,
+        "header_token": HEADER_TOKEN,
+        "path_token": PATH_TOKEN,
         "out": str(tmp_path / "out.json"),
     }
     env = {
@@ -408,13 +447,20 @@ def test_logs_at_debug_never_show_password_or_key(tmp_path, pki):
     out = json.loads((tmp_path / "out.json").read_text())
     records = out["records"]
 
-    # The capture is live: rumqttc's and umqtt's own records arrived, down to DEBUG.
+    # The capture is live: the packet records arrived at DEBUG, CONNECTs with a user name and a
+    # password among them, and the other crates' records too, under umqtt (none outside it).
     names = {r["name"] for r in records}
-    assert any(n.startswith("rumqttc") for n in names), sorted(names)
-    assert any(r["name"].startswith("rumqttc") and r["level"] == "DEBUG" for r in records), sorted(
-        names
-    )
-    assert any(n == "umqtt" or n.startswith("umqtt.") for n in names), sorted(names)
+    connects = [
+        r for r in records if r["name"] == "umqtt.packets" and "CONNECT (u1, p1" in r["text"]
+    ]
+    assert connects and {r["level"] for r in connects} == {"DEBUG"}, sorted(names)
+    assert any(n.startswith("umqtt.rustls") for n in names), sorted(names)
+    assert not [n for n in names if n.startswith(("rumqttc", "rustls", "tungstenite"))], names
+    # The proxies and the WebSocket listener did let those clients in (with the query hidden).
+    connected = [r["text"] for r in records if r["text"].startswith("umqtt INFO connected to ")]
+    for way in ("through the proxy http://proxyuser@", "through the proxy socks5://proxyuser@"):
+        assert any(way in text for text in connected), connected
+    assert sum(text.endswith("/mqtt?...") for text in connected) == 2, connected
     assert "reconnect_success" in out["notices"], out["notices"]
     assert any("refused" in e or "rc" in e or "4" in e for e in out["exceptions"]), out[
         "exceptions"
@@ -432,10 +478,10 @@ def test_logs_at_debug_never_show_password_or_key(tmp_path, pki):
         "stderr": proc.stderr,
     }
     for where, text in everything.items():
-        for secret in (PASSWORD, WRONG):
+        for secret in (PASSWORD, WRONG, PROXY_PASSWORD, HEADER_TOKEN, PATH_TOKEN):
             for form in (secret, secret.encode().hex(), repr(secret.encode())[2:-1]):
                 assert form not in text, (
-                    f"{where} shows a password:\n"
+                    f"{where} shows a secret:\n"
                     + "\n".join(line for line in text.splitlines() if form in line)[:3000]
                 )
         for key in key_material:
