@@ -417,9 +417,9 @@ def test_publish_parked_on_a_packet_id_collision_gets_its_own_ack(scripted_broke
     seen: list[tuple[int, bytes]] = []
     wire: list[tuple[str, int, bytes]] = []  # ("PUBLISH" | "PUBACK", packet id, payload), in order
     wire_lock = threading.Lock()
-    caplog.set_level(logging.INFO, logger="rumqttc")
-    # The core's log bridge looks a logger's level up again at most once a second (at a record):
-    # rumqttc's INFO record of the collision reaches caplog if it comes a second from now or later.
+    caplog.set_level(logging.INFO, logger="umqtt.rumqttc")
+    # The core's log bridge reads the levels again once a second (and at connect): rumqttc's INFO
+    # record of the collision reaches caplog if it comes a second from now or later.
     levels_seen_at = time.monotonic() + 1.0
 
     def puback(b: ScriptedBroker, pkid: int, payload: bytes) -> None:

@@ -283,10 +283,11 @@ class RaisingHandler(logging.Handler):
 
 @pytest.fixture
 def raising_handler(request: pytest.FixtureRequest) -> Iterator[RaisingHandler]:
-    """RaisingHandler(*request.param) on rumqttc's logger, which logs every SUBSCRIBE at DEBUG."""
+    """RaisingHandler(*request.param) on umqtt's packet logger, which logs every SUBSCRIBE at
+    DEBUG."""
     error, on_main = request.param
-    logger = logging.getLogger("rumqttc")
-    handler = RaisingHandler(error, "Subscribe", on_main)
+    logger = logging.getLogger("umqtt.packets")
+    handler = RaisingHandler(error, "Sending SUBSCRIBE", on_main)
     level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)

@@ -1,0 +1,167 @@
+"""client.stats() (issue 23): per-client counters on every dialect, checked after known traffic
+against mosquitto: messages and bytes each way (whole MQTT packets, counted exactly), reconnects
+and the last error across a broker restart, what is in flight and queued while the broker is
+stopped (SIGSTOP), and what arrived unread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any, Callable
+
+import pytest
+import umqtt
+import umqtt.aio
+from broker import Mosquitto, free_port, unique_id, wait_until
+
+KEYS = {
+    "messages_sent": int,
+    "messages_received": int,
+    "bytes_sent": int,
+    "bytes_received": int,
+    "reconnects": int,
+    "last_error": type(None),
+    "inflight": int,
+    "queued": int,
+    "unread": int,
+}
+
+
+def packet(remaining: int) -> int:
+    """The size of an MQTT packet: its fixed header (type byte and remaining length) and rest."""
+    length_bytes = 1
+    while remaining >= 128**length_bytes:
+        length_bytes += 1
+    return 1 + length_bytes + remaining
+
+
+@pytest.mark.parametrize("dialect", ["quecpython", "simple", "robust", "aio"])
+def test_every_dialect_has_stats(mqtt_client: Callable[..., Any], dialect: str) -> None:
+    client = mqtt_client(dialect=dialect, connect=False)
+    stats = client.stats()
+    assert {key: type(value) for key, value in stats.items()} == KEYS
+    assert set(stats.values()) == {0, None}
+
+
+def test_messages_and_bytes_after_known_traffic(broker: Mosquitto, topic: str) -> None:
+    """A subscribe and N QoS 1 publishes to the client's own topic: each way, N PUBLISHes and N
+    PUBACKs, plus CONNECT/SUBSCRIBE out and CONNACK/SUBACK in, byte for byte."""
+    count, payload = 20, b"0123456789"
+    client_id = unique_id("stats")
+    got: list[bytes] = []
+    c = umqtt.MQTTClient(client_id, broker.host, broker.port, keepalive=60)
+    c.set_callback(lambda t, m: got.append(m))
+    c.connect()
+    assert c.subscribe(topic, 1)
+    for _ in range(count):
+        assert c.publish(topic, payload, qos=1)
+    assert wait_until(lambda: (c.check_msg(), len(got) >= count)[1], 10)
+
+    connect = packet(10 + 2 + len(client_id))  # 3.1.1 variable header, then the client id
+    subscribe = packet(2 + 2 + len(topic) + 1)
+    publish = packet(2 + len(topic) + 2 + len(payload))
+    puback = 4
+    sent = connect + subscribe + count * (publish + puback)
+    received = 4 + 5 + count * (publish + puback)  # CONNACK, SUBACK
+    # Our PUBACKs leave once the callback has run: wait for the last one.
+    assert wait_until(lambda: c.stats()["bytes_sent"] == sent, 10), (c.stats(), sent)
+    stats = c.stats()
+    assert stats["messages_sent"] == count and stats["messages_received"] == count
+    assert stats["bytes_received"] == received
+    assert (stats["inflight"], stats["queued"], stats["unread"]) == (0, 0, 0)
+    c.disconnect()
+    assert c.stats()["bytes_sent"] == sent + 2  # DISCONNECT
+
+
+def test_reconnects_and_the_last_error(fresh_broker: Mosquitto) -> None:
+    c = umqtt.MQTTClient(
+        unique_id(),
+        fresh_broker.host,
+        fresh_broker.port,
+        reconnect_delay=0.2,
+        reconnect_max_delay=0.5,
+    )
+    c.connect()
+    try:
+        fresh_broker.stop()
+        assert wait_until(lambda: c.stats()["last_error"] is not None, 10)
+        error = c.stats()["last_error"]
+        assert f"127.0.0.1:{fresh_broker.port}" in error and "lost" in error, error
+        fresh_broker.start()
+        assert wait_until(lambda: c.stats()["reconnects"] == 1, 15), c.stats()
+        assert c.get_mqttsta() == 0
+    finally:
+        c.disconnect()
+
+
+def test_a_failed_connect_is_the_last_error() -> None:
+    c = umqtt.MQTTClient(unique_id(), "127.0.0.1", free_port(), reconn=False)
+    with pytest.raises(umqtt.MQTTConnectError) as failed:
+        c.connect()
+    assert c.stats()["last_error"] == str(failed.value)
+
+
+def test_unread_messages(mqtt_client: Callable[..., Any], topic: str) -> None:
+    c = mqtt_client(callback=lambda t, m: None)
+    assert c.subscribe(topic, 0)
+    for i in range(3):
+        assert c.publish(topic, b"%d" % i)
+    assert wait_until(lambda: c.stats()["unread"] == 3, 10), c.stats()
+    c.check_msg()
+    assert c.stats()["unread"] == 0
+
+
+def test_in_flight_and_queued_while_the_broker_is_stopped(
+    fresh_broker: Mosquitto, topic: str
+) -> None:
+    """With the broker stopped (SIGSTOP), QoS 1 PUBLISHes are written but not acknowledged: the
+    first 100 (rumqttc's window) are in flight, the rest queued. All are acknowledged once it
+    resumes. The asyncio client: one task per publish, no thread each."""
+    total, window = 110, 100
+
+    async def run() -> list[dict[str, Any]]:
+        seen: list[dict[str, Any]] = []
+        async with umqtt.aio.MQTTClient(
+            unique_id(), fresh_broker.host, fresh_broker.port, ack_timeout=60
+        ) as c:
+            fresh_broker.pause()
+            try:
+                tasks = [asyncio.ensure_future(c.publish(topic, b"x", qos=1)) for _ in range(total)]
+                for _ in range(1000):
+                    stats = c.stats()
+                    if (stats["inflight"], stats["queued"]) == (window, total - window):
+                        break
+                    await asyncio.sleep(0.01)
+                seen.append(c.stats())
+            finally:
+                fresh_broker.resume()
+            await asyncio.gather(*tasks)
+            seen.append(c.stats())
+        return seen
+
+    during, after = asyncio.run(run())
+    assert (during["inflight"], during["queued"]) == (window, total - window), during
+    assert (after["inflight"], after["queued"]) == (0, 0), after
+    assert after["messages_sent"] == total
+
+
+def test_stats_from_another_thread_while_publishing(mqtt_client: Callable[..., Any]) -> None:
+    """Reading the counters never blocks the client, and they only grow."""
+    c = mqtt_client()
+    stop = threading.Event()
+    seen: list[int] = []
+
+    def read() -> None:
+        while not stop.is_set():
+            seen.append(c.stats()["bytes_sent"])
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for _ in range(2000):
+            assert c.publish("stats/load", b"x" * 32)
+    finally:
+        stop.set()
+        reader.join(10)
+    assert seen == sorted(seen)
+    assert wait_until(lambda: c.stats()["messages_sent"] == 2000, 10)
