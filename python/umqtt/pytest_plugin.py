@@ -18,6 +18,18 @@ Fixtures:
     options of ``umqtt.testing.Mosquitto`` (password auth, ACL, TLS with generated certificates:
     ``tls_port``, ``ca_path``, ``client_cert_path``, ``client_key_path``); each is stopped when
     the test ends.
+``mqtt_capture`` (function)
+    Records every message published on ``mqtt_broker`` from before the test starts (a client
+    subscribed to ``#`` at QoS 2): ``.messages`` (``topic`` str, ``payload`` bytes, ``qos`` and
+    ``retain`` as the broker delivered them), ``.wait_for(topic=None, count=1, timeout=5)``
+    (returns the matching messages once ``count`` arrived, ``topic`` an MQTT filter, or fails
+    the test saying what it saw) and ``.clear()``::
+
+        def test_reports_temperature(mqtt_broker, mqtt_capture):
+            run_my_device(mqtt_broker.host, mqtt_broker.port)
+            [reading] = mqtt_capture.wait_for("sensors/+/temperature")
+            assert reading.payload == b"21.5" and reading.qos == 1
+
 ``mqtt_client`` (function)
     ``mqtt_client(**kwargs)`` returns a connected ``umqtt.MQTTClient`` (or the ``umqtt.simple`` /
     ``umqtt.robust`` client with ``dialect="simple"`` / ``"robust"``, or a class of your own
@@ -32,9 +44,13 @@ to the report.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import sys
+import threading
+import time
 from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import pytest
@@ -44,14 +60,19 @@ if TYPE_CHECKING:  # the plugin imports umqtt's modules only inside fixtures
 
 __all__ = [
     "BrokerFactory",
+    "CapturedMessage",
     "ClientFactory",
+    "MessageCapture",
     "mqtt_broker",
     "mqtt_broker_factory",
+    "mqtt_capture",
     "mqtt_client",
 ]
 
 LOG_TAIL_LINES = 60
 _DISCONNECT_TIMEOUT = 10.0
+_CAPTURE_START_TIMEOUT = 10.0
+_SHOWN_WHEN_FAILING = 20  # messages listed when wait_for() fails
 # dialect -> the module whose MQTTClient it is (imported only when a test asks for it). A
 # subclass of umqtt.robust's client is one of umqtt.simple's too: the first match names it.
 _DIALECTS = {
@@ -229,6 +250,155 @@ def mqtt_client(
         from .testing import disconnect_all
 
         disconnect_all(made, _DISCONNECT_TIMEOUT)
+
+
+@dataclass(frozen=True)
+class CapturedMessage:
+    """A message as the broker delivered it to ``mqtt_capture``: under MQTT 3.1.1, ``qos`` is
+    the publisher's and ``retain`` is True only for a retained message sent on subscribing
+    (one that was on the broker before the capture started)."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """Whether ``topic`` matches the MQTT filter (``+`` one level, ``#`` the rest)."""
+    wanted, levels = topic_filter.split("/"), topic.split("/")
+    if topic.startswith("$") and wanted[0] in ("+", "#"):
+        return False
+    for i, level in enumerate(wanted):
+        if level == "#":
+            return True
+        if i >= len(levels) or level not in ("+", levels[i]):
+            return False
+    return len(wanted) == len(levels)
+
+
+class MessageCapture:
+    """Every message published on a broker while it runs: an asyncio umqtt client subscribed to
+    ``#`` at QoS 2, on a thread of its own. Started by the ``mqtt_capture`` fixture, which
+    returns it subscribed (so nothing the test publishes is missed)."""
+
+    def __init__(self, broker: Mosquitto) -> None:
+        self._broker = broker
+        self._messages: list[CapturedMessage] = []
+        self._arrived = threading.Condition()
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, name="mqtt-capture", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(_CAPTURE_START_TIMEOUT):
+            raise RuntimeError(f"mqtt_capture: not subscribed to {broker!r} in time")
+        if self._failure is not None:
+            raise RuntimeError(f"mqtt_capture: cannot subscribe: {self._failure}")
+
+    def _run(self) -> None:
+        asyncio.run(self._capture())
+
+    async def _capture(self) -> None:
+        from .aio import MQTTClient
+        from .testing import unique_id
+
+        broker = self._broker
+        client = MQTTClient(
+            unique_id("mqtt-capture"),
+            broker.host,
+            broker.port,
+            user=broker.username,
+            password=broker.password,
+        )
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        try:
+            await client.connect()
+            await client.subscribe("#", 2)
+        except Exception as e:
+            self._failure = e
+            self._ready.set()
+            return
+        self._ready.set()
+
+        async def record() -> None:
+            async for m in client.messages():
+                captured = CapturedMessage(m.topic, m.payload, m.qos, m.retain)
+                with self._arrived:
+                    self._messages.append(captured)
+                    self._arrived.notify_all()
+
+        recording = asyncio.ensure_future(record())
+        await self._stop.wait()
+        recording.cancel()
+        try:
+            await client.disconnect()
+        except Exception:
+            pass  # the broker may be gone at teardown
+
+    @property
+    def messages(self) -> list[CapturedMessage]:
+        """What arrived so far, in order of arrival (a copy)."""
+        with self._arrived:
+            return list(self._messages)
+
+    def clear(self) -> None:
+        """Forgets what arrived so far."""
+        with self._arrived:
+            self._messages.clear()
+
+    def wait_for(
+        self, topic: str | None = None, count: int = 1, timeout: float = 5.0
+    ) -> list[CapturedMessage]:
+        """Waits until at least ``count`` messages on ``topic`` (an MQTT filter; None: any)
+        arrived, and returns every such message; fails the test after ``timeout`` seconds,
+        saying what did arrive."""
+
+        def matching() -> list[CapturedMessage]:
+            return [m for m in self._messages if topic is None or topic_matches(topic, m.topic)]
+
+        deadline = time.monotonic() + timeout
+        with self._arrived:
+            while len(found := matching()) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    pytest.fail(self._missing(topic, count, timeout, len(found)), pytrace=False)
+                self._arrived.wait(left)
+            return found
+
+    def _missing(self, topic: str | None, count: int, timeout: float, found: int) -> str:
+        wanted = "messages" if topic is None else f"messages on {topic!r}"
+        seen = [
+            f"  {m.topic!r} {m.payload[:60]!r} qos={m.qos} retain={m.retain}"
+            for m in self._messages[-_SHOWN_WHEN_FAILING:]
+        ]
+        more = len(self._messages) - len(seen)
+        head = f"mqtt_capture: {found} of {count} {wanted} within {timeout:g} s; "
+        if not seen:
+            return head + "nothing was published"
+        listed = "\n".join(([f"  ... {more} earlier"] if more else []) + seen)
+        return head + f"{len(self._messages)} message(s) seen:\n{listed}"
+
+    def close(self) -> None:
+        """Stops recording and disconnects."""
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(_DISCONNECT_TIMEOUT)
+
+
+@pytest.fixture
+def mqtt_capture(
+    request: pytest.FixtureRequest, mqtt_broker: Mosquitto
+) -> Iterator[MessageCapture]:
+    """Records every message published on ``mqtt_broker`` during the test (``.messages``,
+    ``.wait_for(topic=None, count=1, timeout=5)``, ``.clear()``)."""
+    _note_broker(request, "mqtt_broker", mqtt_broker)
+    capture = MessageCapture(mqtt_broker)
+    try:
+        yield capture
+    finally:
+        capture.close()
 
 
 @pytest.hookimpl(hookwrapper=True)
