@@ -238,6 +238,34 @@ pub fn topic_filter(value: &Bound<'_, PyAny>) -> PyResult<String> {
     Ok(filter)
 }
 
+/// Whether `topic` matches the subscription filter `topic_filter` as a broker decides: `+` is one
+/// level, `#` what is left (the parent level included), and a filter that starts with a
+/// wildcard does not match a topic that starts with `$` (`$SYS/...`). For the command line's
+/// `-T` and the pytest plugin's `mqtt_capture`; the filter is checked as `subscribe()` checks it.
+#[pyfunction]
+pub fn topic_matches(topic_filter: &Bound<'_, PyAny>, topic: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let filter = self::topic_filter(topic_filter)?;
+    let topic = text(topic, "topic")?;
+    Ok(filter_matches(&filter, &topic))
+}
+
+fn filter_matches(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && filter.starts_with(['+', '#']) {
+        return false;
+    }
+    let mut levels = topic.split('/');
+    for wanted in filter.split('/') {
+        if wanted == "#" {
+            return true;
+        }
+        match levels.next() {
+            Some(level) if wanted == "+" || wanted == level => {}
+            _ => return false,
+        }
+    }
+    levels.next().is_none()
+}
+
 /// `$share` filters (shared subscriptions, which mosquitto also offers over MQTT 3.1.1) need a
 /// group name and a filter: `$share/<group>/<filter>`.
 fn is_incomplete_shared_subscription(filter: &str) -> bool {
@@ -300,6 +328,29 @@ mod tests {
             "a/$share",
         ] {
             assert!(!is_incomplete_shared_subscription(good), "{good}");
+        }
+    }
+
+    #[test]
+    fn filters_match_as_a_broker_matches_them() {
+        for (filter, topic, matches) in [
+            ("a/b", "a/b", true),
+            ("a/b", "a/c", false),
+            ("a/b", "a/b/c", false),
+            ("a/+", "a/b", true),
+            ("a/+", "a/b/c", false),
+            ("a/+", "a/", true),
+            ("a/#", "a", true),
+            ("a/#", "a/b/c", true),
+            ("+/b", "a/b", true),
+            ("#", "a/b", true),
+            ("#", "$SYS/x", false),
+            ("+/x", "$SYS/x", false),
+            ("$SYS/#", "$SYS/x", true),
+            ("a//b", "a//b", true),
+            ("/a", "a", false),
+        ] {
+            assert_eq!(filter_matches(filter, topic), matches, "{filter} {topic}");
         }
     }
 

@@ -35,6 +35,7 @@ fn _native(py: Python<'_>, module: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(py, module)?;
     runtime::busy_poll_from_environment()?;
     module.add_function(wrap_pyfunction!(runtime::set_busy_poll, module)?)?;
+    module.add_function(wrap_pyfunction!(arguments::topic_matches, module)?)?;
     module.add_class::<client::Client>()?;
     module.add_class::<client::Message>()?;
     module.add_class::<aio::LoopBridge>()?;

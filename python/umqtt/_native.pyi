@@ -18,11 +18,13 @@ __all__ = [
     "Message",
     "__version__",
     "set_busy_poll",
+    "topic_matches",
 ]
 
 __version__: str
 
 def set_busy_poll(microseconds: int) -> int: ...
+def topic_matches(topic_filter: str | bytes, topic: str | bytes) -> bool: ...
 
 class MQTTException(Exception):
     """Base class of every error umqtt raises."""

@@ -264,19 +264,6 @@ class CapturedMessage:
     retain: bool
 
 
-def topic_matches(topic_filter: str, topic: str) -> bool:
-    """Whether ``topic`` matches the MQTT filter (``+`` one level, ``#`` the rest)."""
-    wanted, levels = topic_filter.split("/"), topic.split("/")
-    if topic.startswith("$") and wanted[0] in ("+", "#"):
-        return False
-    for i, level in enumerate(wanted):
-        if level == "#":
-            return True
-        if i >= len(levels) or level not in ("+", levels[i]):
-            return False
-    return len(wanted) == len(levels)
-
-
 class MessageCapture:
     """Every message published on a broker while it runs: an asyncio umqtt client subscribed to
     ``#`` at QoS 2, on a thread of its own. Started by the ``mqtt_capture`` fixture, which
@@ -354,6 +341,8 @@ class MessageCapture:
         """Waits until at least ``count`` messages on ``topic`` (an MQTT filter; None: any)
         arrived, and returns every such message; fails the test after ``timeout`` seconds,
         saying what did arrive."""
+
+        from ._native import topic_matches
 
         def matching() -> list[CapturedMessage]:
             return [m for m in self._messages if topic is None or topic_matches(topic, m.topic)]
