@@ -1,24 +1,24 @@
-"""The benchmark's workers (benches/worker.py) and how benches/run.py plans a run: every worker
-runs and reports its JSON line, counts add up. Counts and shapes only; timing is never checked here.
+"""The benchmark's workers (umqtt._bench.worker) and how umqtt._bench.run plans a run (both behind
+benches/run.py and `python -m umqtt bench`): every worker runs and reports its JSON line, counts
+add up. Counts and shapes only; timing is never checked here.
 
 gmqtt and aiomqtt come with the `bench` extra (scripts/bench.sh installs it): their cases are
 skipped where they are not installed."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+import umqtt._bench.worker
+from umqtt._bench import run
 from umqtt.testing import Mosquitto
 
-BENCHES = Path(__file__).resolve().parent.parent / "benches"
-WORKER = BENCHES / "worker.py"
+WORKER = Path(umqtt._bench.worker.__file__)
 ASYNCIO_LIBS = ["umqtt.aio", "gmqtt", "aiomqtt"]
 
 
@@ -138,17 +138,7 @@ def test_options_reach_the_umqtt_constructor(broker: Mosquitto, topic: str) -> N
     assert "takes no --option" in run_worker("rtt", "paho", "--port", "1", "--option=x=1").stderr
 
 
-def load_run() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_run", BENCHES / "run.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_a_variant_row_runs_its_libraries_with_its_options() -> None:
-    run = load_run()
     v5 = run.Variant("v5", "MQTT 5", {"version": 5}, ("umqtt.aio",))
     table = run.Table(
         "t",
@@ -174,7 +164,6 @@ def test_a_variant_row_runs_its_libraries_with_its_options() -> None:
 
 
 def test_a_row_versus_default_compares_a_variant_with_the_same_library() -> None:
-    run = load_run()
     (asyncio_table,) = [t for t in run.tables(run.PROFILES["quick"]) if t.name == "asyncio"]
     rates = {"umqtt.aio": 40_000.0, "umqtt.aio@disk": 30_000.0, "gmqtt": 10_000.0}
     medians = {"qos1_inflight": {lib: {"pub_rate": rate} for lib, rate in rates.items()}}
@@ -183,7 +172,6 @@ def test_a_row_versus_default_compares_a_variant_with_the_same_library() -> None
 
 
 def test_a_target_above_the_broker_cap_becomes_the_cap() -> None:
-    run = load_run()
     (asyncio_table,) = [t for t in run.tables(run.PROFILES["quick"]) if t.name == "asyncio"]
     e2e = {"umqtt.aio": 100_000.0, "gmqtt": 80_000.0, run.CAP: 110_000.0}
     medians = {"qos0_64": {lib: {"e2e_rate": rate} for lib, rate in e2e.items()}}

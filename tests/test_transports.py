@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 import umqtt
+import umqtt._bench.worker
 import umqtt.aio
 import umqtt.robust
 import umqtt.simple
@@ -653,9 +654,9 @@ def test_proxy_password_is_in_no_log_repr_or_error(
 
 
 def test_the_benchmark_worker_runs_over_websockets(net_broker: Mosquitto) -> None:
-    """The benchmark's WebSocket rows (benches/run.py, variant "ws"): the round-trip worker with
+    """The benchmark's WebSocket rows (umqtt._bench.run, variant "ws"): the round-trip worker with
     transport="websockets" on the broker's WebSocket listener."""
-    worker = Path(__file__).resolve().parent.parent / "benches" / "worker.py"
+    worker = Path(umqtt._bench.worker.__file__)
     topic = f"umqtt-test/bench-ws/{unique_id()}"
     args = ["rtt", "umqtt", "--port", str(net_broker.ws_port), "--topic", topic]
     args += ["--count", "50", "--warmup", "5", '--option=transport="websockets"']

@@ -1,12 +1,12 @@
 """One benchmark role for one MQTT client library, in a process of its own.
 
-    python benches/worker.py ROLE LIB --port P [options]
+    python .../umqtt/_bench/worker.py ROLE LIB [--host H] --port P [options]
 
 ROLE is sub, pub, rtt, conn, idle or crowd; LIB is umqtt, paho, gmqtt, umqtt.aio or aiomqtt, or
 socket (rtt only: the floor, a bare socket and no MQTT library). ``--option KEY=VALUE`` (repeatable,
 VALUE read as JSON when it parses) passes a keyword argument to umqtt's client constructor: how a
-variant of a row (e.g. ``version=5``) reaches the client. benches/run.py starts these; they talk to
-it through stdout: a
+variant of a row (e.g. ``version=5``) reaches the client. run.py (beside this file) starts these;
+they talk to it through stdout: a
 subscriber prints ``READY`` once its subscriptions are granted, and every role ends by printing one
 JSON object (its figures) as its last line. Timestamps are ``time.monotonic()``, which on Linux is
 one clock for every process of the machine, so run.py can subtract a publisher's start from a
@@ -44,7 +44,7 @@ import uuid
 from collections.abc import Awaitable
 from typing import Any, Callable
 
-HOST = "127.0.0.1"
+HOST = "127.0.0.1"  # the broker's: --host sets it
 # `--option persistence=new`: an outbox in a new file of this process's own.
 NEW_OUTBOX = "new"
 GRACE = 1.0  # seconds a subscriber keeps counting after END while messages are still missing
@@ -1043,9 +1043,11 @@ def option(text: str) -> tuple[str, Any]:
 
 
 def main() -> None:
+    global HOST
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("role", choices=["sub", "pub", "rtt", "conn", "idle", "crowd"])
     p.add_argument("lib", choices=sorted(ROLES))
+    p.add_argument("--host", default=HOST)
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--topic", default="bench/data")
     p.add_argument("--ctl", default="bench/ctl")
@@ -1078,6 +1080,7 @@ def main() -> None:
     if a.option and a.lib not in TAKES_OPTIONS:
         p.error(f"{a.lib} takes no --option")
     a.options = dict(a.option)
+    HOST = a.host
     with tempfile.TemporaryDirectory(prefix="umqtt-bench-outbox.") as outbox_folder:
         if a.options.get("persistence") == NEW_OUTBOX:
             a.options["persistence"] = os.path.join(outbox_folder, "outbox.sqlite")
