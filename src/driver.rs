@@ -514,6 +514,7 @@ impl Driver {
         outbox.open = false;
         self.eventloop.clean();
         self.eventloop.pending.clear();
+        self.shared.stats.set_inflight(0); // what was in flight failed with the link
         self.acks.fail_all(&mut outbox, error);
     }
 

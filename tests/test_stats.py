@@ -73,25 +73,17 @@ def test_messages_and_bytes_after_known_traffic(broker: Mosquitto, topic: str) -
     assert c.stats()["bytes_sent"] == sent + 2  # DISCONNECT
 
 
-def test_reconnects_and_the_last_error(fresh_broker: Mosquitto) -> None:
-    c = umqtt.MQTTClient(
-        unique_id(),
-        fresh_broker.host,
-        fresh_broker.port,
-        reconnect_delay=0.2,
-        reconnect_max_delay=0.5,
-    )
-    c.connect()
-    try:
-        fresh_broker.stop()
-        assert wait_until(lambda: c.stats()["last_error"] is not None, 10)
-        error = c.stats()["last_error"]
-        assert f"127.0.0.1:{fresh_broker.port}" in error and "lost" in error, error
-        fresh_broker.start()
-        assert wait_until(lambda: c.stats()["reconnects"] == 1, 15), c.stats()
-        assert c.get_mqttsta() == 0
-    finally:
-        c.disconnect()
+def test_reconnects_and_the_last_error(
+    fresh_broker: Mosquitto, mqtt_client: Callable[..., Any]
+) -> None:
+    c = mqtt_client(broker=fresh_broker, reconnect_delay=0.2, reconnect_max_delay=0.5)
+    fresh_broker.stop()
+    assert wait_until(lambda: c.stats()["last_error"] is not None, 10)
+    error = c.stats()["last_error"]
+    assert f"127.0.0.1:{fresh_broker.port}" in error and "lost" in error, error
+    fresh_broker.start()
+    assert wait_until(lambda: c.stats()["reconnects"] == 1, 15), c.stats()
+    assert c.get_mqttsta() == 0
 
 
 def test_a_failed_connect_is_the_last_error() -> None:
@@ -143,6 +135,46 @@ def test_in_flight_and_queued_while_the_broker_is_stopped(
     assert (during["inflight"], during["queued"]) == (window, total - window), during
     assert (after["inflight"], after["queued"]) == (0, 0), after
     assert after["messages_sent"] == total
+
+
+@pytest.mark.parametrize("end", ["lost", "disconnect"])
+def test_nothing_is_in_flight_once_the_link_ends(
+    fresh_broker: Mosquitto, topic: str, end: str
+) -> None:
+    """QoS 1 PUBLISHes in flight (the broker stopped with SIGSTOP, so they stay unacknowledged)
+    fail when the link ends, lost (the broker killed as it is; no reconnect here) or by
+    disconnect() (which waits for them up to ack_timeout): the counter says 0 then, not what was
+    in flight before. A publish that timed out is still in flight until then."""
+
+    async def run() -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
+        c = umqtt.aio.MQTTClient(
+            unique_id(), fresh_broker.host, fresh_broker.port, reconn=False, ack_timeout=2
+        )
+        await c.connect()
+        try:
+            fresh_broker.pause()
+            tasks = [asyncio.ensure_future(c.publish(topic, b"x", qos=1)) for _ in range(5)]
+            for _ in range(1000):
+                if c.stats()["inflight"] == 5:
+                    break
+                await asyncio.sleep(0.01)
+            during = c.stats()
+            if end == "lost":
+                assert fresh_broker.proc is not None
+                fresh_broker.proc.kill()  # SIGKILL needs no SIGCONT: it never answers them
+                fresh_broker.proc.wait(10)
+            else:
+                await c.disconnect()
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+            return during, c.stats(), outcomes
+        finally:
+            await c.disconnect()
+            fresh_broker.resume()
+
+    during, after, outcomes = asyncio.run(run())
+    assert during["inflight"] == 5, during
+    assert all(isinstance(o, umqtt.MQTTException) for o in outcomes), outcomes
+    assert after["inflight"] == 0, after
 
 
 def test_stats_from_another_thread_while_publishing(mqtt_client: Callable[..., Any]) -> None:
