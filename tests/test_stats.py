@@ -12,6 +12,7 @@ from typing import Any, Callable
 import pytest
 import umqtt
 import umqtt.aio
+import umqtt.simple
 from broker import Mosquitto, free_port, unique_id, wait_until
 
 KEYS = {
@@ -135,6 +136,32 @@ def test_in_flight_and_queued_while_the_broker_is_stopped(
     assert (during["inflight"], during["queued"]) == (window, total - window), during
     assert (after["inflight"], after["queued"]) == (0, 0), after
     assert after["messages_sent"] == total
+
+
+def test_with_an_outbox_the_waiting_messages_are_in_the_outbox_not_queued(
+    fresh_broker: Mosquitto, topic: str, tmp_path: Any
+) -> None:
+    """With persistence=, publish() returns once the message is stored; the outbox hands rumqttc
+    what its window of 100 packet ids allows. With the broker stopped (SIGSTOP): 100 in flight,
+    the rest waiting in the outbox (outbox_size() counts all 110), none in the core's queue."""
+    total, window = 110, 100
+    c = umqtt.simple.MQTTClient(
+        unique_id(), fresh_broker.host, fresh_broker.port, persistence=tmp_path / "o.sqlite"
+    )
+    c.connect()
+    fresh_broker.pause()
+    try:
+        for _ in range(total):
+            c.publish(topic, b"x", qos=1)
+        assert c.outbox_size() == total
+        assert wait_until(lambda: c.stats()["inflight"] == window, 10), c.stats()
+        assert c.stats()["queued"] == 0 and c.outbox_size() == total
+    finally:
+        fresh_broker.resume()
+    c.flush(30)
+    assert (c.stats()["inflight"], c.outbox_size()) == (0, 0)
+    assert c.stats()["messages_sent"] == total
+    c.disconnect()
 
 
 @pytest.mark.parametrize("end", ["lost", "disconnect"])
