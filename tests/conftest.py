@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import signal
 import threading
 import uuid
 from collections.abc import Iterator
@@ -27,6 +28,17 @@ from broker import (
 )
 from umqtt.pytest_plugin import ClientFactory
 from wire import ScriptedBroker
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A suite started in the background by a shell without job control (`./scripts/test.sh &`
+    in a script, nohup in a subshell) inherits SIGINT ignored, and so would every Python child it
+    starts, where a Ctrl-C then raises nothing: the tests that send SIGINT to a child would fail
+    for the shell's reason. Python's own handler here means SIG_DFL in the children (exec resets
+    a caught signal), so they install theirs, as a Python started from a terminal does."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 # --------------------------------------------------------------------------- brokers
 # The plugin umqtt.pytest_plugin (shipped in the wheel, loaded through its pytest11 entry point)
