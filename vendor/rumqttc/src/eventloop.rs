@@ -30,7 +30,9 @@ use {
 };
 
 #[cfg(feature = "proxy")]
-use crate::proxy::ProxyError;
+use crate::proxy::{Proxy, ProxyError};
+#[cfg(feature = "websocket")]
+use crate::RequestModifierFn;
 
 /// Critical errors during eventloop polling
 #[derive(Debug, thiserror::Error)]
@@ -469,32 +471,65 @@ async fn network_connect(
     options: &MqttOptions,
     network_options: NetworkOptions,
 ) -> Result<Network, ConnectionError> {
+    // umqtt patch: the stream comes from `connect_stream`, which the MQTT 5 client shares.
+    let endpoint = Endpoint {
+        transport: options.transport(),
+        broker_addr: &options.broker_addr,
+        port: options.port,
+        tls_server_name: options.tls_server_name(),
+        #[cfg(feature = "proxy")]
+        proxy: options.proxy(),
+        #[cfg(feature = "websocket")]
+        request_modifier: options.request_modifier(),
+    };
+    let (stream, tcp_socket) = connect_stream(endpoint, network_options).await?;
+    let network = Network::new(
+        stream,
+        options.max_incoming_packet_size,
+        options.max_outgoing_packet_size,
+    );
+    Ok(network.with_quick_ack_socket(tcp_socket))
+}
+
+/// umqtt patch: where and how `connect_stream` connects, taken from either client's options.
+pub(crate) struct Endpoint<'a> {
+    pub transport: Transport,
+    pub broker_addr: &'a str,
+    pub port: u16,
+    /// The TLS server name (SNI and verification): `broker_addr` unless one was set.
+    pub tls_server_name: &'a str,
+    #[cfg(feature = "proxy")]
+    pub proxy: Option<Proxy>,
+    #[cfg(feature = "websocket")]
+    pub request_modifier: Option<RequestModifierFn>,
+}
+
+/// umqtt patch: the byte stream to the broker (TCP, TLS, WebSocket or a Unix socket, directly or
+/// through a proxy), shared by the MQTT 3.1.1 and MQTT 5 clients; with the TCP socket, for
+/// `Network::with_quick_ack_socket` (None through a proxy and for Unix sockets).
+pub(crate) async fn connect_stream(
+    endpoint: Endpoint<'_>,
+    network_options: NetworkOptions,
+) -> Result<(Box<dyn AsyncReadWrite>, Option<QuickAckSocket>), ConnectionError> {
     // Process Unix files early, as proxy is not supported for them.
     #[cfg(unix)]
-    if matches!(options.transport(), Transport::Unix) {
-        let file = options.broker_addr.as_str();
-        let socket = UnixStream::connect(Path::new(file)).await?;
-        let network = Network::new(
-            socket,
-            options.max_incoming_packet_size,
-            options.max_outgoing_packet_size,
-        );
-        return Ok(network);
+    if matches!(endpoint.transport, Transport::Unix) {
+        let socket = UnixStream::connect(Path::new(endpoint.broker_addr)).await?;
+        return Ok((Box::new(socket), None));
     }
 
     // For websockets domain and port are taken directly from `broker_addr` (which is a url).
-    let (domain, port) = match options.transport() {
+    let (domain, port) = match endpoint.transport {
         #[cfg(feature = "websocket")]
-        Transport::Ws => split_url(&options.broker_addr)?,
+        Transport::Ws => split_url(endpoint.broker_addr)?,
         #[cfg(all(feature = "use-rustls-no-provider", feature = "websocket"))]
-        Transport::Wss(_) => split_url(&options.broker_addr)?,
-        _ => options.broker_address(),
+        Transport::Wss(_) => split_url(endpoint.broker_addr)?,
+        _ => (endpoint.broker_addr.to_owned(), endpoint.port),
     };
 
-    // umqtt patch: with the TCP socket, for `Network::with_quick_ack_socket` (None through a proxy).
     let (tcp_stream, tcp_socket) = {
         #[cfg(feature = "proxy")]
-        match options.proxy() {
+        match endpoint.proxy {
             Some(proxy) => (proxy.connect(&domain, port, network_options).await?, None),
             None => direct_connect(&domain, port, network_options).await?,
         }
@@ -502,37 +537,28 @@ async fn network_connect(
         direct_connect(&domain, port, network_options).await?
     };
 
-    let network = match options.transport() {
-        Transport::Tcp => Network::new(
-            tcp_stream,
-            options.max_incoming_packet_size,
-            options.max_outgoing_packet_size,
-        ),
+    let stream: Box<dyn AsyncReadWrite> = match endpoint.transport {
+        Transport::Tcp => tcp_stream,
         #[cfg(any(feature = "use-rustls-no-provider", feature = "use-native-tls"))]
         Transport::Tls(tls_config) => {
-            let socket = tls::tls_connect(
-                options.tls_server_name(),
-                options.port,
+            tls::tls_connect(
+                endpoint.tls_server_name,
+                endpoint.port,
                 &tls_config,
                 tcp_stream,
             )
-            .await?;
-            Network::new(
-                socket,
-                options.max_incoming_packet_size,
-                options.max_outgoing_packet_size,
-            )
+            .await?
         }
         #[cfg(unix)]
         Transport::Unix => unreachable!(),
         #[cfg(feature = "websocket")]
         Transport::Ws => {
-            let mut request = options.broker_addr.as_str().into_client_request()?;
+            let mut request = endpoint.broker_addr.into_client_request()?;
             request
                 .headers_mut()
                 .insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
 
-            if let Some(request_modifier) = options.request_modifier() {
+            if let Some(request_modifier) = endpoint.request_modifier {
                 request = request_modifier(request).await;
             }
 
@@ -540,27 +566,23 @@ async fn network_connect(
                 async_tungstenite::tokio::client_async(request, tcp_stream).await?;
             validate_response_headers(response)?;
 
-            Network::new(
-                WsStream::new(socket),
-                options.max_incoming_packet_size,
-                options.max_outgoing_packet_size,
-            )
+            Box::new(WsStream::new(socket))
         }
         #[cfg(all(feature = "use-rustls-no-provider", feature = "websocket"))]
         Transport::Wss(tls_config) => {
-            let mut request = options.broker_addr.as_str().into_client_request()?;
+            let mut request = endpoint.broker_addr.into_client_request()?;
             request
                 .headers_mut()
                 .insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
 
-            if let Some(request_modifier) = options.request_modifier() {
+            if let Some(request_modifier) = endpoint.request_modifier {
                 request = request_modifier(request).await;
             }
 
             // umqtt patch: TLS as for `Transport::Tls` (no TLS stack of async-tungstenite's own),
             // verifying the name set or else the URL's host, then the upgrade over it.
-            let server_name = match options.tls_server_name() {
-                unset if unset == options.broker_addr => domain.as_str(),
+            let server_name = match endpoint.tls_server_name {
+                unset if unset == endpoint.broker_addr => domain.as_str(),
                 name => name,
             };
             let tls_stream = tls::tls_connect(server_name, port, &tls_config, tcp_stream).await?;
@@ -568,15 +590,11 @@ async fn network_connect(
                 async_tungstenite::tokio::client_async(request, tls_stream).await?;
             validate_response_headers(response)?;
 
-            Network::new(
-                WsStream::new(socket),
-                options.max_incoming_packet_size,
-                options.max_outgoing_packet_size,
-            )
+            Box::new(WsStream::new(socket))
         }
     };
 
-    Ok(network.with_quick_ack_socket(tcp_socket))
+    Ok((stream, tcp_socket))
 }
 
 /// umqtt patch: a direct TCP connection, with its socket for `Network::with_quick_ack_socket`.

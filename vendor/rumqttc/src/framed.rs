@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{self, Instant, Sleep};
-use tokio_util::codec::Framed;
+use tokio_util::codec::{Decoder, Encoder, Framed};
 
 use crate::mqttbytes::{self, v4::*};
 use crate::{Incoming, MqttState, PacketObserver, StateError};
@@ -101,12 +101,73 @@ impl QuickAck {
     }
 }
 
+/// umqtt patch: a connection's frames, as both clients' `Network` (this one and `v5::framed`)
+/// hold them; they use `QuickAck` through the functions below.
+pub(crate) type Frames<C> = Framed<Box<dyn AsyncReadWrite>, C>;
+
+impl QuickAck {
+    /// umqtt patch: quick ACKs on `socket`, when there is one (a direct TCP connection on Linux).
+    pub(crate) fn on(socket: Option<QuickAckSocket>) -> Option<Self> {
+        socket.map(|socket| QuickAck {
+            socket,
+            sent: false,
+            ack_pending: false,
+            window: None,
+        })
+    }
+
+    /// umqtt patch: the next packet of `framed`, meanwhile sending a delayed ACK whose window
+    /// has closed.
+    pub(crate) async fn next_packet<C: Decoder>(
+        quick_ack: &mut Option<Self>,
+        framed: &mut Frames<C>,
+    ) -> Option<Result<C::Item, C::Error>> {
+        let Some(quick_ack) = quick_ack else {
+            return framed.next().await;
+        };
+        loop {
+            tokio::select! {
+                biased;
+                packet = framed.next() => return packet,
+                () = quick_ack.window_closed() => quick_ack.send_now(),
+            }
+        }
+    }
+
+    /// umqtt patch: after a read, unless a reply already waits to be flushed (it carries the ACK).
+    pub(crate) fn read_done<C>(
+        quick_ack: &mut Option<Self>,
+        framed: &Frames<C>,
+        awaiting_reply: bool,
+    ) {
+        if let Some(quick_ack) = quick_ack {
+            if framed.write_buffer().is_empty() {
+                quick_ack.after_read(awaiting_reply);
+            }
+        }
+    }
+
+    /// umqtt patch: flushes `framed`; data it sends carries the ACK. The event loop flushes after
+    /// every read, mostly with nothing to send.
+    pub(crate) async fn flush<C: Encoder<I>, I>(
+        quick_ack: &mut Option<Self>,
+        framed: &mut Frames<C>,
+    ) -> Result<(), C::Error> {
+        let sending = !framed.write_buffer().is_empty();
+        let flushed = SinkExt::<I>::flush(framed).await;
+        if let Some(quick_ack) = quick_ack.as_mut().filter(|_| sending) {
+            quick_ack.after_send();
+        }
+        flushed
+    }
+}
+
 /// Network transforms packets <-> frames efficiently. It takes
 /// advantage of pre-allocation, buffering and vectorization when
 /// appropriate to achieve performance
 pub struct Network {
     /// Frame MQTT packets from network connection
-    framed: Framed<Box<dyn AsyncReadWrite>, Codec>,
+    framed: Frames<Codec>,
     /// Maximum readv count
     max_readb_count: usize,
     /// umqtt patch: the TCP socket under `framed`, to keep its ACKs from being delayed.
@@ -138,12 +199,7 @@ impl Network {
 
     /// umqtt patch: see `QuickAck` (Linux only).
     pub(crate) fn with_quick_ack_socket(mut self, socket: Option<QuickAckSocket>) -> Self {
-        self.quick_ack = socket.map(|socket| QuickAck {
-            socket,
-            sent: false,
-            ack_pending: false,
-            window: None,
-        });
+        self.quick_ack = QuickAck::on(socket);
         self
     }
 
@@ -162,25 +218,12 @@ impl Network {
 
     /// umqtt patch: the next packet, meanwhile sending a delayed ACK whose window has closed.
     async fn next_packet(&mut self) -> Option<Result<Packet, mqttbytes::Error>> {
-        let Some(quick_ack) = &mut self.quick_ack else {
-            return self.framed.next().await;
-        };
-        loop {
-            tokio::select! {
-                biased;
-                packet = self.framed.next() => return packet,
-                () = quick_ack.window_closed() => quick_ack.send_now(),
-            }
-        }
+        QuickAck::next_packet(&mut self.quick_ack, &mut self.framed).await
     }
 
-    /// umqtt patch: after a read, unless a reply already waits to be flushed (it carries the ACK).
+    /// umqtt patch: see `QuickAck::read_done`.
     fn after_read(&mut self, awaiting_reply: bool) {
-        if let Some(quick_ack) = &mut self.quick_ack {
-            if self.framed.write_buffer().is_empty() {
-                quick_ack.after_read(awaiting_reply);
-            }
-        }
+        QuickAck::read_done(&mut self.quick_ack, &self.framed, awaiting_reply);
     }
 
     /// Reads and returns a single packet from network
@@ -243,17 +286,10 @@ impl Network {
     }
 
     pub async fn flush(&mut self) -> Result<(), crate::state::StateError> {
-        // umqtt patch: the event loop flushes after every read, mostly with nothing to send.
-        let sending = !self.framed.write_buffer().is_empty();
-        let flushed = self
-            .framed
-            .flush()
+        // umqtt patch: through `QuickAck::flush`.
+        QuickAck::flush(&mut self.quick_ack, &mut self.framed)
             .await
-            .map_err(StateError::Deserialization);
-        if let Some(quick_ack) = self.quick_ack.as_mut().filter(|_| sending) {
-            quick_ack.after_send();
-        }
-        flushed
+            .map_err(StateError::Deserialization)
     }
 }
 
