@@ -33,9 +33,11 @@ class MyMQTTClient(umqtt.robust.MQTTClient):
             return False  # Session was not restored
         return True  # Session was restored
 
-    def subscribe(self, topic: Union[str, bytes], qos: int = 1) -> None:
+    # **options: the MQTT 5 keywords of subscribe() (no_local, properties, ...), passed on; an
+    # override without them still runs, but mypy --strict calls it incompatible.
+    def subscribe(self, topic: Union[str, bytes], qos: int = 1, **options: Any) -> None:
         print("Subscribing to", topic)
-        super().subscribe(topic, qos)
+        super().subscribe(topic, qos, **options)
         if topic not in self.topics:
             self.topics.append(topic)
 

@@ -13,27 +13,10 @@ use std::collections::{HashMap, VecDeque};
 use tokio::sync::oneshot;
 
 use crate::errors::DriverError;
-
-/// What a completed request reports back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ack {
-    /// PUBACK (QoS 1) or PUBCOMP (QoS 2) arrived.
-    Published,
-    /// SUBACK arrived with this return code (0, 1, 2 granted; 0x80 refused).
-    Subscribed(u8),
-    /// UNSUBACK arrived.
-    Unsubscribed,
-}
+use crate::protocol::{Ack, Kind};
 
 pub type Reply = oneshot::Sender<Result<Ack, DriverError>>;
 pub type ReplyReceiver = oneshot::Receiver<Result<Ack, DriverError>>;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    Publish,
-    Subscribe,
-    Unsubscribe,
-}
 
 /// Requests handed to rumqttc whose packet id is not known yet, and whether new requests may be
 /// handed over at all (only while a connection is up, so nothing waits in rumqttc's queue across
@@ -149,6 +132,13 @@ mod tests {
         rx
     }
 
+    fn refused() -> Ack {
+        Ack {
+            code: 0x80,
+            reason: None,
+        }
+    }
+
     fn outcome(rx: &mut ReplyReceiver) -> Option<Result<Ack, DriverError>> {
         rx.try_recv().ok()
     }
@@ -160,11 +150,11 @@ mod tests {
         let mut second = waiter(&mut outbox, Kind::Publish);
         table.on_outgoing(Kind::Publish, 7, true, &mut outbox);
         table.on_outgoing(Kind::Publish, 8, true, &mut outbox);
-        assert!(table.on_ack(Kind::Publish, 8, Ack::Published));
-        assert_eq!(outcome(&mut second), Some(Ok(Ack::Published)));
+        assert!(table.on_ack(Kind::Publish, 8, Ack::OK));
+        assert_eq!(outcome(&mut second), Some(Ok(Ack::OK)));
         assert_eq!(outcome(&mut first), None);
-        assert!(table.on_ack(Kind::Publish, 7, Ack::Published));
-        assert_eq!(outcome(&mut first), Some(Ok(Ack::Published)));
+        assert!(table.on_ack(Kind::Publish, 7, Ack::OK));
+        assert_eq!(outcome(&mut first), Some(Ok(Ack::OK)));
     }
 
     #[test]
@@ -173,10 +163,10 @@ mod tests {
         let mut pending = waiter(&mut outbox, Kind::Publish);
         table.on_outgoing(Kind::Publish, 0, true, &mut outbox);
         table.on_outgoing(Kind::Publish, 3, false, &mut outbox);
-        assert!(!table.on_ack(Kind::Publish, 3, Ack::Published));
+        assert!(!table.on_ack(Kind::Publish, 3, Ack::OK));
         table.on_outgoing(Kind::Publish, 4, true, &mut outbox);
-        assert!(table.on_ack(Kind::Publish, 4, Ack::Published));
-        assert_eq!(outcome(&mut pending), Some(Ok(Ack::Published)));
+        assert!(table.on_ack(Kind::Publish, 4, Ack::OK));
+        assert_eq!(outcome(&mut pending), Some(Ok(Ack::OK)));
     }
 
     #[test]
@@ -186,8 +176,8 @@ mod tests {
         let mut subscribe = waiter(&mut outbox, Kind::Subscribe);
         table.on_outgoing(Kind::Subscribe, 1, true, &mut outbox);
         table.on_outgoing(Kind::Publish, 1, true, &mut outbox);
-        assert!(table.on_ack(Kind::Subscribe, 1, Ack::Subscribed(0x80)));
-        assert_eq!(outcome(&mut subscribe), Some(Ok(Ack::Subscribed(0x80))));
+        assert!(table.on_ack(Kind::Subscribe, 1, refused()));
+        assert_eq!(outcome(&mut subscribe), Some(Ok(refused())));
         assert_eq!(outcome(&mut publish), None);
     }
 
@@ -198,16 +188,16 @@ mod tests {
         table.on_outgoing(Kind::Publish, 5, true, &mut outbox);
         let mut new = waiter(&mut outbox, Kind::Publish);
         table.on_collision(5, true, &mut outbox);
-        assert!(table.on_ack(Kind::Publish, 5, Ack::Published));
-        assert_eq!(outcome(&mut old), Some(Ok(Ack::Published)));
+        assert!(table.on_ack(Kind::Publish, 5, Ack::OK));
+        assert_eq!(outcome(&mut old), Some(Ok(Ack::OK)));
         // The release may come back buffered, i.e. looking fresh, while later publishes wait.
         let mut later = waiter(&mut outbox, Kind::Publish);
         table.on_outgoing(Kind::Publish, 5, true, &mut outbox);
-        assert!(table.on_ack(Kind::Publish, 5, Ack::Published));
-        assert_eq!(outcome(&mut new), Some(Ok(Ack::Published)));
+        assert!(table.on_ack(Kind::Publish, 5, Ack::OK));
+        assert_eq!(outcome(&mut new), Some(Ok(Ack::OK)));
         table.on_outgoing(Kind::Publish, 6, true, &mut outbox);
-        assert!(table.on_ack(Kind::Publish, 6, Ack::Published));
-        assert_eq!(outcome(&mut later), Some(Ok(Ack::Published)));
+        assert!(table.on_ack(Kind::Publish, 6, Ack::OK));
+        assert_eq!(outcome(&mut later), Some(Ok(Ack::OK)));
     }
 
     #[test]

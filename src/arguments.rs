@@ -46,6 +46,12 @@ pub fn optional_text(value: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<O
 
 /// A message body: `bytes`, `bytearray`, `memoryview` (or any buffer `bytes()` accepts) or `str`.
 pub fn payload(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    binary(value, "msg")
+}
+
+/// Binary data (`what`, named in the error): `bytes`, `bytearray`, `memoryview` (or any buffer)
+/// or `str` (its UTF-8).
+pub fn binary(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
     if let Ok(b) = value.cast::<PyBytes>() {
         return Ok(b.as_bytes().to_vec());
     }
@@ -58,19 +64,14 @@ pub fn payload(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     // Anything else must be a buffer (memoryview, array, ...): memoryview() accepts exactly those,
     // where bytes() would also turn lists, ranges and dicts into bytes.
     let py = value.py();
-    let view = py
-        .get_type::<PyMemoryView>()
-        .call1((value,))
-        .map_err(|_| payload_type_error(value))?;
+    let view = py.get_type::<PyMemoryView>().call1((value,)).map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{what} must be bytes, bytearray, memoryview or str, not {}",
+            type_name(value)
+        ))
+    })?;
     let converted = py.get_type::<PyBytes>().call1((view,))?;
     Ok(converted.cast::<PyBytes>()?.as_bytes().to_vec())
-}
-
-fn payload_type_error(value: &Bound<'_, PyAny>) -> PyErr {
-    PyTypeError::new_err(format!(
-        "msg must be bytes, bytearray, memoryview or str, not {}",
-        type_name(value)
-    ))
 }
 
 pub fn integer(value: &Bound<'_, PyAny>, what: &str) -> PyResult<i64> {
@@ -96,6 +97,11 @@ pub fn qos(value: &Bound<'_, PyAny>) -> PyResult<QoS> {
     }
 }
 
+/// `qos` as given, or QoS 0 when not given.
+pub fn optional_qos(value: Option<&Bound<'_, PyAny>>) -> PyResult<QoS> {
+    Ok(value.map(qos).transpose()?.unwrap_or(QoS::AtMostOnce))
+}
+
 /// A port as an int or a decimal string (`'18830'`, as device scripts pass it); 0 picks `default`.
 pub fn port(value: &Bound<'_, PyAny>, default: u16) -> PyResult<u16> {
     let number = if let Ok(s) = value.cast::<PyString>() {
@@ -116,14 +122,12 @@ pub fn port(value: &Bound<'_, PyAny>, default: u16) -> PyResult<u16> {
     }
 }
 
-/// `version`: 3 is MQTT 3.1, 4 MQTT 3.1.1 (the device's numbers); 5, MQTT 5, is not supported yet.
+/// `version`: 3 is MQTT 3.1, 4 MQTT 3.1.1, 5 MQTT 5 (the device's numbers).
 pub fn protocol(value: &Bound<'_, PyAny>) -> PyResult<Protocol> {
     match integer(value, "version")? {
         3 => Ok(Protocol::V3),
         4 => Ok(Protocol::V4),
-        5 => Err(PyValueError::new_err(
-            "version=5 (MQTT 5) is not supported yet: use version=4 (MQTT 3.1.1) or 3 (MQTT 3.1)",
-        )),
+        5 => Ok(Protocol::V5),
         other => Err(PyValueError::new_err(format!(
             "version must be 3 (MQTT 3.1), 4 (MQTT 3.1.1) or 5 (MQTT 5), not {other}"
         ))),

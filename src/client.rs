@@ -1,6 +1,6 @@
-//! `umqtt._native.Client`, the one core object every dialect wraps, and the `Message` the asyncio
-//! client yields: the Python signatures. Each method validates its arguments into a request for
-//! the [`Core`] (`session`) and runs it as an [`Operation`] (`operation`): blocking on the calling
+//! `umqtt._native.Client`, the one core object every dialect wraps: the Python signatures. Each
+//! method validates its arguments (`calls`) into a request for the [`Core`] (`session`) and runs
+//! it as an [`Operation`] (`operation`): blocking on the calling
 //! thread, or as an asyncio awaitable (`*_async`). Received messages are delivered here, to the
 //! callback of the thread that asks for them.
 
@@ -8,21 +8,24 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use rumqttc::{Publish, QoS};
 
 use crate::aio::{self, LoopBridge};
 use crate::arguments;
-use crate::errors::{self, DriverError, MQTTException, MQTTOutboxError};
+use crate::calls;
+use crate::errors::{self, DriverError, MQTTOutboxError};
 use crate::inbox::{Taken, Waiting};
+use crate::lock::lock;
 use crate::logging;
+use crate::message::{self, Message};
 use crate::operation::{poll_deadline, Ending, LastRequest, Operation};
 use crate::options::{ClientOptions, ConstructorArguments};
 use crate::outbox::DiskOutbox;
+use crate::properties;
+use crate::protocol::Subscription;
 use crate::runtime::Deadline;
-use crate::session::{Core, Request, NOT_CONNECTED};
+use crate::session::{Core, Request};
 
 /// One client as Python holds it: its core, shared with the futures that act for it, and when it
 /// last sent a request (a blocking wait for messages soon after busy-polls).
@@ -30,50 +33,6 @@ use crate::session::{Core, Request, NOT_CONNECTED};
 pub struct Client {
     core: Arc<Core>,
     last_request: LastRequest,
-}
-
-/// A received message, as the asyncio client yields it.
-#[pyclass(frozen, module = "umqtt._native", name = "Message")]
-pub struct Message {
-    publish: Publish,
-}
-
-#[pymethods]
-impl Message {
-    #[getter]
-    fn topic(&self) -> &str {
-        &self.publish.topic
-    }
-
-    #[getter]
-    fn payload<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.publish.payload)
-    }
-
-    #[getter]
-    fn qos(&self) -> u8 {
-        self.publish.qos as u8
-    }
-
-    #[getter]
-    fn retain(&self) -> bool {
-        self.publish.retain
-    }
-
-    #[getter]
-    fn dup(&self) -> bool {
-        self.publish.dup
-    }
-
-    fn __repr__(&self) -> String {
-        format!(
-            "<umqtt.Message topic={:?} payload=<{} bytes> qos={} retain={}>",
-            self.publish.topic,
-            self.publish.payload.len(),
-            self.publish.qos as u8,
-            self.publish.retain
-        )
-    }
 }
 
 #[pymethods]
@@ -86,6 +45,7 @@ impl Client {
         transport=None, ws_path=None, ws_headers=None, proxy=None, ipvtype=None,
         persistence=None, persistence_max_messages=None, persistence_max_bytes=None,
         persistence_sync=None,
+        connect_properties=None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -115,6 +75,7 @@ impl Client {
         persistence_max_messages: Option<&Bound<'_, PyAny>>,
         persistence_max_bytes: Option<&Bound<'_, PyAny>>,
         persistence_sync: Option<&Bound<'_, PyAny>>,
+        connect_properties: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let options = ClientOptions::from_python(ConstructorArguments {
             client_id,
@@ -143,6 +104,7 @@ impl Client {
             persistence_max_messages,
             persistence_max_bytes,
             persistence_sync,
+            connect_properties,
         })?;
         let outbox = match &options.persistence {
             Some(persistence) => Some(
@@ -162,16 +124,20 @@ impl Client {
     }
 
     /// Sets (or with `topic=None` clears) the will the broker publishes if the link dies.
-    /// Arguments in `publish()`'s order.
-    #[pyo3(signature = (topic, msg, qos=None, retain=false))]
+    /// Arguments in `publish()`'s order; `properties` (MQTT 5) with `will_delay_interval`.
+    #[pyo3(signature = (topic, msg, qos=None, retain=false, properties=None))]
     fn set_will(
         &self,
         topic: Option<&Bound<'_, PyAny>>,
         msg: &Bound<'_, PyAny>,
         qos: Option<&Bound<'_, PyAny>>,
         retain: bool,
+        properties: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let will = self.core.options.will(topic, msg, qos, retain)?;
+        let will = self
+            .core
+            .options
+            .will(topic, msg, qos, retain, properties)?;
         self.core.set_will(will);
         Ok(())
     }
@@ -193,7 +159,9 @@ impl Client {
     }
 
     /// Publishes and, for QoS 1 and 2, waits for PUBACK/PUBCOMP. QoS 0 returns once queued.
-    #[pyo3(signature = (topic, msg, qos=None, retain=false, timeout=None))]
+    /// A refusal (reason code 0x80 or more, MQTT 5) raises `MQTTException` with its code.
+    #[pyo3(signature = (topic, msg, qos=None, retain=false, timeout=None, properties=None))]
+    #[allow(clippy::too_many_arguments)]
     fn publish(
         &self,
         py: Python<'_>,
@@ -202,8 +170,12 @@ impl Client {
         qos: Option<&Bound<'_, PyAny>>,
         retain: bool,
         timeout: Option<f64>,
+        properties: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        self.publish_op(topic, msg, qos, retain, timeout)?
+        let request = Request::Publish(calls::publish(
+            &self.core, topic, msg, qos, retain, properties,
+        )?);
+        self.publish_op(request, timeout)?
             .wait(py, &self.core, &self.last_request)
     }
 
@@ -220,16 +192,34 @@ impl Client {
             .wait(py, &self.core, &self.last_request)
     }
 
-    /// Subscribes and returns the SUBACK code: the granted QoS (0, 1, 2) or 0x80 for a refusal.
-    #[pyo3(signature = (topic, qos=None, timeout=None))]
+    /// Subscribes and returns the QoS granted; a refusal (SUBACK 0x80 or more) raises
+    /// `MQTTException` with its code. The options and properties are MQTT 5's.
+    #[pyo3(signature = (
+        topic, qos=None, timeout=None, *, no_local=false, retain_as_published=false,
+        retain_handling=None, properties=None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn subscribe(
         &self,
         py: Python<'_>,
         topic: &Bound<'_, PyAny>,
         qos: Option<&Bound<'_, PyAny>>,
         timeout: Option<f64>,
+        no_local: bool,
+        retain_as_published: bool,
+        retain_handling: Option<&Bound<'_, PyAny>>,
+        properties: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u8> {
-        self.subscribe_op(topic, qos, timeout)?
+        let subscription = calls::subscription(
+            &self.core,
+            topic,
+            qos,
+            no_local,
+            retain_as_published,
+            retain_handling,
+            properties,
+        )?;
+        self.subscribe_op(subscription, timeout)?
             .wait(py, &self.core, &self.last_request)
     }
 
@@ -245,17 +235,19 @@ impl Client {
             .wait(py, &self.core, &self.last_request)
     }
 
-    /// Calls `callback(topic, payload)` for up to `max` arrived messages, waiting up to `timeout`
-    /// seconds (None: for ever) for the first. Returns the PUBLISH fixed-header byte of the last
-    /// message delivered (what MicroPython's `wait_msg()` returns), or None if none arrived.
-    /// An exception from the callback propagates; undelivered messages stay queued.
-    #[pyo3(signature = (callback, timeout=None, max=usize::MAX))]
+    /// Calls `callback(topic, payload)` (with `properties`: `callback(topic, payload,
+    /// properties)`, a dict) for up to `max` arrived messages, waiting up to `timeout` seconds
+    /// (None: for ever) for the first. Returns the PUBLISH fixed-header byte of the last message
+    /// delivered (what MicroPython's `wait_msg()` returns), or None if none arrived. An exception
+    /// from the callback propagates; undelivered messages stay queued.
+    #[pyo3(signature = (callback, timeout=None, max=usize::MAX, properties=false))]
     fn deliver(
         &self,
         py: Python<'_>,
         callback: &Bound<'_, PyAny>,
         timeout: Option<f64>,
         max: usize,
+        properties: bool,
     ) -> PyResult<Option<u8>> {
         let deadline = match timeout {
             Some(seconds) => poll_deadline(seconds)?,
@@ -268,22 +260,28 @@ impl Client {
             Waiting::Driving(self.last_request.busy_poll()),
         )? {
             Taken::Items(messages) => messages,
-            Taken::Lost(reason) => return Err(errors::connection_lost(py, reason)),
+            Taken::Lost(error) => return Err(error.into_pyerr(py)),
             Taken::TimedOut => return Ok(None),
         };
         let mut last_header = None;
         let mut messages = messages.into_iter();
         while let Some(received) = messages.next() {
-            let message = &received.publish;
+            let message = &received.message;
             let topic = PyBytes::new(py, message.topic.as_bytes());
             let payload = PyBytes::new(py, &message.payload);
-            if let Err(error) = callback.call1((topic, payload)) {
+            let called = if properties {
+                let properties = properties::publish_to_dict(py, message.properties.as_deref())?;
+                callback.call1((topic, payload, properties))
+            } else {
+                callback.call1((topic, payload))
+            };
+            if let Err(error) = called {
                 // Not acknowledged: with a persistent session the broker delivers it again.
                 self.core.shared.inbox.put_back(messages.collect());
                 return Err(error);
             }
             self.core.acknowledge(&received, pause_without_gil(py));
-            last_header = Some(publish_header(message));
+            last_header = Some(message::publish_header(message));
         }
         Ok(last_header)
     }
@@ -335,7 +333,8 @@ impl Client {
             .awaitable(bridge, &self.core)
     }
 
-    #[pyo3(signature = (bridge, topic, msg, qos=None, retain=false, timeout=None))]
+    #[pyo3(signature = (bridge, topic, msg, qos=None, retain=false, timeout=None, properties=None))]
+    #[allow(clippy::too_many_arguments)]
     fn publish_async<'py>(
         &self,
         bridge: &Bound<'py, LoopBridge>,
@@ -344,20 +343,71 @@ impl Client {
         qos: Option<&Bound<'py, PyAny>>,
         retain: bool,
         timeout: Option<f64>,
+        properties: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.publish_op(topic, msg, qos, retain, timeout)?
+        let request = Request::Publish(calls::publish(
+            &self.core, topic, msg, qos, retain, properties,
+        )?);
+        self.publish_op(request, timeout)?
             .awaitable(bridge, &self.core)
     }
 
-    #[pyo3(signature = (bridge, topic, qos=None, timeout=None))]
+    #[pyo3(signature = (
+        bridge, topic, qos=None, timeout=None, *, no_local=false, retain_as_published=false,
+        retain_handling=None, properties=None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn subscribe_async<'py>(
         &self,
         bridge: &Bound<'py, LoopBridge>,
         topic: &Bound<'py, PyAny>,
         qos: Option<&Bound<'py, PyAny>>,
         timeout: Option<f64>,
+        no_local: bool,
+        retain_as_published: bool,
+        retain_handling: Option<&Bound<'py, PyAny>>,
+        properties: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.subscribe_op(topic, qos, timeout)?
+        let subscription = calls::subscription(
+            &self.core,
+            topic,
+            qos,
+            no_local,
+            retain_as_published,
+            retain_handling,
+            properties,
+        )?;
+        self.subscribe_op(subscription, timeout)?
+            .awaitable(bridge, &self.core)
+    }
+
+    /// Request/response (MQTT 5): publishes `payload` to `topic` with a response topic
+    /// (`response_topic`, else the client's own) and correlation data of its own, and resolves
+    /// to the reply `Message`; `timeout` bounds the whole exchange.
+    #[pyo3(signature = (
+        bridge, topic, payload, qos=None, timeout=None, properties=None, response_topic=None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn request_async<'py>(
+        &self,
+        bridge: &Bound<'py, LoopBridge>,
+        topic: &Bound<'py, PyAny>,
+        payload: &Bound<'py, PyAny>,
+        qos: Option<&Bound<'py, PyAny>>,
+        timeout: Option<f64>,
+        properties: Option<&Bound<'py, PyAny>>,
+        response_topic: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.core.options.require_mqtt5("request()")?;
+        let publish = calls::publish(&self.core, topic, payload, qos, false, properties)?;
+        let response_topic = calls::response_topic(&publish, response_topic)?;
+        let timeout = calls::timeout_or(timeout, self.core.options.ack_timeout)?;
+        let core = self.core.clone();
+        let request = async move {
+            let reply = core.request_reply(publish, response_topic).await?;
+            Ok(Message::new(reply))
+        };
+        Operation::new(request, Some(timeout), "reply", Ending::Packet)
             .awaitable(bridge, &self.core)
     }
 
@@ -396,11 +446,11 @@ impl Client {
         bridge: Option<&Bound<'_, LoopBridge>>,
     ) -> PyResult<Option<Message>> {
         match self.core.take_message(pause_without_gil(py)) {
-            Ok(Some(publish)) => {
+            Ok(Some(message)) => {
                 if let Some(bridge) = bridge {
                     aio::expect_more(bridge)?;
                 }
-                Ok(Some(Message { publish }))
+                Ok(Some(Message::new(message)))
             }
             Ok(None) => Ok(None),
             Err(error) => Err(error.into_pyerr(py)),
@@ -456,9 +506,16 @@ impl Client {
         self.core.link().name()
     }
 
+    /// The properties of the last CONNACK (MQTT 5; `{}` under MQTT 3.1.1 and before connect()).
     #[getter]
-    fn client_id(&self) -> &str {
-        &self.core.options.client_id
+    fn connack_properties<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        properties::connack_to_dict(py, lock(&self.core.shared.connack).as_deref())
+    }
+
+    /// The client id: the one given, or the one the broker assigned (MQTT 5, empty id given).
+    #[getter]
+    fn client_id(&self) -> String {
+        self.core.client_id()
     }
 
     #[getter]
@@ -486,7 +543,7 @@ impl Client {
     fn __repr__(&self) -> String {
         format!(
             "<umqtt._native.Client client_id={:?} server={:?} state={:?}>",
-            self.core.options.client_id,
+            self.core.client_id(),
             self.core.options.target,
             self.core.link().name()
         )
@@ -494,44 +551,12 @@ impl Client {
 }
 
 impl Client {
-    /// Using a client before connect() (or after disconnect()) is a programming error, not a
-    /// network failure: it raises the plain MQTTException in every dialect.
     fn require_session(&self) -> PyResult<()> {
-        if self.core.has_session() {
-            Ok(())
-        } else {
-            Err(MQTTException::new_err(NOT_CONNECTED))
-        }
+        calls::require_session(&self.core)
     }
 
     fn ack_timeout(&self, timeout: Option<f64>) -> PyResult<Duration> {
-        timeout_or(timeout, self.core.options.ack_timeout)
-    }
-
-    fn publish_request(
-        &self,
-        topic: &Bound<'_, PyAny>,
-        msg: &Bound<'_, PyAny>,
-        qos: Option<&Bound<'_, PyAny>>,
-        retain: bool,
-    ) -> PyResult<Request> {
-        let qos = qos
-            .map(arguments::qos)
-            .transpose()?
-            .unwrap_or(QoS::AtMostOnce);
-        // A message for the outbox on disk is stored now and sent once connected.
-        if !self.core.stores(qos) {
-            self.require_session()?;
-        }
-        let topic = arguments::topic_name(topic)?;
-        let payload = arguments::payload(msg)?;
-        arguments::check_fits(&topic, payload.len(), qos)?;
-        Ok(Request::Publish {
-            topic,
-            payload: Bytes::from(payload),
-            qos,
-            retain,
-        })
+        calls::timeout_or(timeout, self.core.options.ack_timeout)
     }
 
     fn connect_op(
@@ -541,7 +566,7 @@ impl Client {
         timeout: Option<f64>,
     ) -> PyResult<Operation<impl Future<Output = Result<bool, DriverError>> + Send + 'static>> {
         self.check_connect(py, clean_session)?;
-        let timeout = timeout_or(timeout, self.core.options.connect_timeout)?;
+        let timeout = calls::timeout_or(timeout, self.core.options.connect_timeout)?;
         // A logging setup made since the last connect is honoured from the CONNECT on.
         logging::refresh_levels(py);
         let core = self.core.clone();
@@ -551,13 +576,9 @@ impl Client {
 
     fn publish_op(
         &self,
-        topic: &Bound<'_, PyAny>,
-        msg: &Bound<'_, PyAny>,
-        qos: Option<&Bound<'_, PyAny>>,
-        retain: bool,
+        request: Request,
         timeout: Option<f64>,
     ) -> PyResult<Operation<impl Future<Output = Result<(), DriverError>> + Send + 'static>> {
-        let request = self.publish_request(topic, msg, qos, retain)?;
         let (core, what) = (self.core.clone(), request.ack_name());
         let ends_with = match request.kind() {
             Some(_) => Ending::Packet,
@@ -570,14 +591,11 @@ impl Client {
 
     fn subscribe_op(
         &self,
-        topic: &Bound<'_, PyAny>,
-        qos: Option<&Bound<'_, PyAny>>,
+        subscription: Subscription,
         timeout: Option<f64>,
     ) -> PyResult<Operation<impl Future<Output = Result<u8, DriverError>> + Send + 'static>> {
-        self.require_session()?;
-        let (filter, qos) = subscription(topic, qos)?;
         let core = self.core.clone();
-        let subscribe = async move { core.subscribe(filter, qos).await };
+        let subscribe = async move { core.subscribe(subscription).await };
         Ok(Operation::new(
             subscribe,
             Some(self.ack_timeout(timeout)?),
@@ -636,32 +654,6 @@ impl Client {
         };
         Operation::new(disconnect, None, "DISCONNECT", Ending::Closed)
     }
-}
-
-/// A call's `timeout` argument, validated, or the client's default.
-fn timeout_or(timeout: Option<f64>, default: Duration) -> PyResult<Duration> {
-    match timeout {
-        Some(seconds) => arguments::seconds(seconds, "timeout"),
-        None => Ok(default),
-    }
-}
-
-/// A subscription's filter and QoS, validated.
-fn subscription(
-    topic: &Bound<'_, PyAny>,
-    qos: Option<&Bound<'_, PyAny>>,
-) -> PyResult<(String, QoS)> {
-    let filter = arguments::topic_filter(topic)?;
-    let qos = qos
-        .map(arguments::qos)
-        .transpose()?
-        .unwrap_or(QoS::AtMostOnce);
-    Ok((filter, qos))
-}
-
-/// The first byte of a PUBLISH packet: type, DUP, QoS and RETAIN.
-fn publish_header(message: &Publish) -> u8 {
-    0x30 | (u8::from(message.dup) << 3) | ((message.qos as u8) << 1) | u8::from(message.retain)
 }
 
 /// How a Python thread pauses while rumqttc's channel is full: without the GIL, which the driver

@@ -7,9 +7,9 @@ use http::{HeaderName, HeaderValue};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyMapping};
-use rumqttc::MqttOptions;
 
 use crate::arguments;
+use crate::protocol::ConnectOptions;
 
 /// The largest password MQTT can carry (a two-byte length).
 const MAX_PASSWORD: usize = 65_535;
@@ -116,22 +116,13 @@ impl Credentials {
 }
 
 impl Current {
-    /// Sets the login and the upgrade headers on rumqttc's options.
-    pub fn apply(self, options: &mut MqttOptions) {
+    /// Sets the login and the upgrade headers on either client's options.
+    pub fn apply(self, options: &mut dyn ConnectOptions) {
         if let Some((user, password)) = self.login {
-            options.set_credentials(user, password);
+            options.set_login(user, password);
         }
         if !self.ws_headers.is_empty() {
-            let headers = Arc::new(self.ws_headers);
-            options.set_request_modifier(move |mut request: http::Request<()>| {
-                let headers = headers.clone();
-                async move {
-                    for (name, value) in headers.iter() {
-                        request.headers_mut().insert(name.clone(), value.clone());
-                    }
-                    request
-                }
-            });
+            options.set_upgrade_headers(Arc::new(self.ws_headers));
         }
     }
 }

@@ -9,27 +9,29 @@
 //!   were read), outgoing ones dropped (they may not have been written);
 //! - it re-subscribes nothing, so subscriptions are re-sent when the session was not resumed
 //!   (at once, or 3 s later with `manage=True`, as the device does);
-//! - a broker closing the link says nothing about why: a large PUBLISH left unacknowledged is
-//!   named as the likely cause (brokers close the link on a packet larger than they accept).
+//! - an MQTT 3.1.1 broker closing the link says nothing about why: a large PUBLISH left
+//!   unacknowledged is named as the likely cause (brokers close the link on a packet larger than
+//!   they accept); an MQTT 5 broker's DISCONNECT reason is reported.
+//!
+//! The driver is the same for both protocols: it sees the event loop through `protocol`'s
+//! `EventLoop` and `Event`, which carry packet ids, kinds and reason codes.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rumqttc::mqttbytes::Error as PacketError;
-use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, Incoming, Outgoing, Request, StateError,
-    Subscribe, SubscribeFilter, SubscribeReasonCode,
-};
+use rumqttc::QoS;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::acks::{Ack, AckTable, Kind};
+use crate::acks::AckTable;
 use crate::credentials::Credentials;
 use crate::errors::{describe_connect_failure, DriverError};
+use crate::link_error::LinkError;
 use crate::lock::lock;
 use crate::outbox::{DiskOutbox, CLOSES_BEFORE_DROPPING};
+use crate::protocol::{ConnAckProperties, Event, EventLoop, Kind, Requests};
 use crate::shared::{HandOver, Link, Received, Shared, FULL_CHANNEL_PAUSE};
 
 /// Text passed to the error callback, as on the device.
@@ -58,7 +60,6 @@ pub struct DriverConfig {
     pub target: String,
     /// Credentials with callables, called before each connection attempt (`None`: all fixed).
     pub expiring_credentials: Option<Credentials>,
-    pub client_id: String,
     pub reconnect: bool,
     /// How long after a reconnect the subscriptions are sent again (`manage=True`: 3 s).
     pub resubscribe_delay: Duration,
@@ -123,7 +124,7 @@ impl Drop for AbortOnDrop {
 struct Driver {
     eventloop: EventLoop,
     /// The request handle, for re-subscriptions sent later (`manage=True`).
-    requests: AsyncClient,
+    requests: Requests,
     delayed_resubscription: Option<AbortOnDrop>,
     /// The outbox's feeder on the current connection.
     outbox_feeder: Option<AbortOnDrop>,
@@ -145,14 +146,14 @@ struct Driver {
 /// Runs one connection until it is disconnected, fails for good, or the task is aborted.
 pub async fn run(
     mut eventloop: EventLoop,
-    requests: AsyncClient,
+    requests: Requests,
     shared: Arc<Shared>,
     config: DriverConfig,
     first_connack: oneshot::Sender<Result<bool, DriverError>>,
 ) {
     let backoff = Backoff::new(config.reconnect_delay, config.reconnect_max_delay);
     // The outbox sends a QoS 2 message's PUBREL once its PUBREC is on disk (vendor patch 31).
-    eventloop.state.manual_pubrel = config.outbox.is_some();
+    eventloop.set_manual_pubrel(config.outbox.is_some());
     let mut driver = Driver {
         eventloop,
         requests,
@@ -175,7 +176,7 @@ pub async fn run(
 impl Driver {
     async fn run(&mut self) {
         loop {
-            if self.eventloop.state.events.is_empty() {
+            if !self.eventloop.has_buffered_events() {
                 // The messages of one network read are announced together: one reader wake-up.
                 self.shared.inbox.announce();
             }
@@ -195,14 +196,13 @@ impl Driver {
                     continue;
                 }
             }
-            let pending = self.eventloop.pending.len();
+            let pending = self.eventloop.pending_len();
             let polled = self.eventloop.poll().await;
-            let inflight = self.eventloop.state.inflight();
+            let inflight = self.eventloop.inflight();
             self.shared.stats.set_inflight(inflight);
-            let fresh = self.eventloop.pending.len() == pending;
+            let fresh = self.eventloop.pending_len() == pending;
             let carry_on = match polled {
-                Ok(Event::Incoming(packet)) => self.on_incoming(packet),
-                Ok(Event::Outgoing(outgoing)) => self.on_outgoing(outgoing, fresh),
+                Ok(event) => self.on_event(event, fresh),
                 Err(error) => self.on_error(error).await,
             };
             if !carry_on {
@@ -214,7 +214,7 @@ impl Driver {
 
     /// Calls the credentials' callables (on a blocking thread: they take the GIL, and may take
     /// their time) and sets what they returned for the coming connection attempt.
-    async fn refresh_credentials(&mut self) -> Result<(), ConnectionError> {
+    async fn refresh_credentials(&mut self) -> Result<(), LinkError> {
         let Some(credentials) = self.config.expiring_credentials.clone() else {
             return Ok(());
         };
@@ -222,82 +222,78 @@ impl Driver {
             .await
             .map_err(|_| "the credentials callable panicked".to_owned())
             .and_then(|current| current)
-            .map_err(|failure| ConnectionError::Io(std::io::Error::other(failure)))?;
-        current.apply(&mut self.eventloop.mqtt_options);
+            .map_err(|failure| LinkError::from(std::io::Error::other(failure)))?;
+        current.apply(self.eventloop.connect_options());
         Ok(())
     }
 
-    fn on_incoming(&mut self, packet: Incoming) -> bool {
-        match packet {
-            Incoming::Publish(publish) => {
-                let epoch = self.shared.epoch.load(Ordering::Acquire);
-                self.shared.inbox.push_quietly(Received { publish, epoch });
+    /// Acts on what a poll produced; returns whether to keep running. `fresh`: the event came
+    /// from a request taken from the channel (not a replay from `pending`).
+    fn on_event(&mut self, event: Event, fresh: bool) -> bool {
+        match event {
+            // QoS 0 publishes written: the hot path takes no lock.
+            Event::Sent {
+                kind: Kind::Publish,
+                pkid: 0,
+            } => {}
+            Event::Message(message) => {
+                let (qos, pkid) = (message.qos, message.pkid);
+                match self.shared.replies.route(message) {
+                    Some(message) => {
+                        let epoch = self.shared.epoch.load(Ordering::Acquire);
+                        self.shared.inbox.push_quietly(Received { message, epoch });
+                    }
+                    // A reply, handed to its request: acknowledged now (a full channel only
+                    // means the broker sends it again).
+                    None if qos != QoS::AtMostOnce => {
+                        let _ = self.requests.acknowledge(qos, pkid);
+                    }
+                    None => {}
+                }
             }
-            Incoming::PubAck(ack) => {
-                self.ack(Kind::Publish, ack.pkid, Ack::Published);
+            Event::Acknowledged {
+                kind,
+                pkid,
+                ack,
+                publish_qos,
+            } => {
+                let refused = ack.failed();
+                let claimed = self.acks.on_ack(kind, pkid, ack);
+                if !claimed && refused && kind == Kind::Subscribe {
+                    log::warn!(target: "umqtt", "the broker refused a re-subscription after reconnecting");
+                }
+                match (&self.config.outbox, publish_qos) {
+                    (Some(outbox), Some(QoS::AtLeastOnce)) => outbox.on_puback(pkid),
+                    (Some(outbox), Some(QoS::ExactlyOnce)) => outbox.on_pubcomp(pkid),
+                    _ => {}
+                }
+            }
+            Event::PubRec(pkid) => {
                 if let Some(outbox) = &self.config.outbox {
-                    outbox.on_puback(ack.pkid);
+                    outbox.on_pubrec(pkid);
                 }
             }
-            Incoming::PubRec(ack) => {
-                if let Some(outbox) = &self.config.outbox {
-                    outbox.on_pubrec(ack.pkid);
-                }
+            Event::Connected {
+                session_present,
+                properties,
+            } => self.on_connected(session_present, properties),
+            Event::PingResp => self.unanswered_pings = 0,
+            Event::Sent { kind, pkid } => {
+                self.acks
+                    .on_outgoing(kind, pkid, fresh, &mut lock(&self.shared.outbox));
             }
-            Incoming::PubComp(ack) => {
-                self.ack(Kind::Publish, ack.pkid, Ack::Published);
-                if let Some(outbox) = &self.config.outbox {
-                    outbox.on_pubcomp(ack.pkid);
-                }
-            }
-            Incoming::SubAck(ack) => {
-                let code = match ack.return_codes.first() {
-                    Some(SubscribeReasonCode::Success(qos)) => *qos as u8,
-                    _ => 0x80,
-                };
-                let claimed = self
-                    .acks
-                    .on_ack(Kind::Subscribe, ack.pkid, Ack::Subscribed(code));
-                if !claimed && code == 0x80 {
-                    log::warn!(target: "umqtt", "the broker refused a re-subscription after reconnecting (SUBACK 0x80)");
-                }
-            }
-            Incoming::UnsubAck(ack) => self.ack(Kind::Unsubscribe, ack.pkid, Ack::Unsubscribed),
-            Incoming::ConnAck(connack) => self.on_connected(connack.session_present),
-            Incoming::PingResp => self.unanswered_pings = 0,
-            _ => {}
-        }
-        true
-    }
-
-    fn ack(&mut self, kind: Kind, pkid: u16, ack: Ack) {
-        self.acks.on_ack(kind, pkid, ack);
-    }
-
-    fn on_outgoing(&mut self, outgoing: Outgoing, fresh: bool) -> bool {
-        let (kind, pkid) = match outgoing {
-            Outgoing::Publish(0) => return true, // QoS 0: the hot path takes no lock.
-            Outgoing::Publish(pkid) => (Kind::Publish, pkid),
-            Outgoing::Subscribe(pkid) => (Kind::Subscribe, pkid),
-            Outgoing::Unsubscribe(pkid) => (Kind::Unsubscribe, pkid),
-            Outgoing::AwaitAck(pkid) => {
+            Event::Collision(pkid) => {
                 self.acks
                     .on_collision(pkid, fresh, &mut lock(&self.shared.outbox));
-                return true;
             }
-            Outgoing::Disconnect => {
+            Event::DisconnectSent => {
                 log::info!(target: "umqtt", "disconnected from {}", self.config.target);
                 self.stop(Link::Disconnected, &DriverError::Closed);
                 return false;
             }
-            Outgoing::PingReq => {
-                self.on_ping_sent();
-                return true;
-            }
-            _ => return true,
-        };
-        self.acks
-            .on_outgoing(kind, pkid, fresh, &mut lock(&self.shared.outbox));
+            Event::PingSent => self.on_ping_sent(),
+            Event::Other => {}
+        }
         true
     }
 
@@ -306,19 +302,28 @@ impl Driver {
     fn on_ping_sent(&mut self) {
         self.unanswered_pings += 1;
         if self.unanswered_pings <= self.config.ping_grace {
-            self.eventloop.state.await_pingresp = false;
+            self.eventloop.forgive_unanswered_ping();
         }
     }
 
-    fn on_connected(&mut self, session_present: bool) {
+    fn on_connected(&mut self, session_present: bool, properties: Option<Box<ConnAckProperties>>) {
+        // An empty client id under MQTT 5 gets one from the broker: it is the client's id from
+        // now on, and the next CONNECT (after a reconnect) sends it.
+        let assigned = (properties.as_ref()).and_then(|p| p.assigned_client_identifier.clone());
+        if let Some(client_id) = assigned {
+            *lock(&self.shared.client_id) = client_id.clone();
+            self.eventloop.connect_options().set_client_id(client_id);
+        }
+        *lock(&self.shared.connack) = properties;
         self.shared.epoch.fetch_add(1, Ordering::AcqRel);
         self.connected_at = Some(Instant::now());
         self.unanswered_pings = 0;
         lock(&self.shared.outbox).open = true;
         self.shared.inbox.set_lost(None);
         self.shared.link.send_replace(Link::Up);
-        if let Some(outbox) = &self.config.outbox {
-            let feed = outbox.link_up(session_present, self.requests.clone());
+        // The constructor refuses persistence= at version=5: an outbox has an MQTT 3.1.1 client.
+        if let (Some(outbox), Requests::V4(requests)) = (&self.config.outbox, &self.requests) {
+            let feed = outbox.link_up(session_present, requests.clone());
             self.outbox_feeder = Some(AbortOnDrop(tokio::spawn(feed)));
         }
         if let Some(first) = self.first_connack.take() {
@@ -350,20 +355,19 @@ impl Driver {
             return;
         }
         let subscriptions = lock(&self.shared.subscriptions).clone();
-        for (topic, qos) in subscriptions {
-            let filter = SubscribeFilter::new(topic, qos);
-            let request = Request::Subscribe(Subscribe::new_many([filter]));
-            self.eventloop.pending.push_back(request);
+        for subscription in &subscriptions {
+            self.eventloop.queue_subscription(subscription);
         }
     }
 
     /// Returns whether to keep running (and reconnect).
-    async fn on_error(&mut self, error: ConnectionError) -> bool {
+    async fn on_error(&mut self, error: LinkError) -> bool {
         self.connecting_next = true;
         self.delayed_resubscription = None;
-        let largest = self
-            .largest_unacknowledged_publish()
-            .filter(|&size| size >= LARGE_PACKET && closed_by_peer(&error));
+        let closed_by_peer = error.closed_by_peer();
+        let disconnect = error.server_disconnect();
+        let largest = (self.eventloop.largest_unacknowledged_publish())
+            .filter(|&size| size >= LARGE_PACKET && closed_by_peer && disconnect.is_none());
         let reason = self.failure_reason(&error, largest);
         let lost = format!("connection to {} lost: {reason}", self.config.target);
         if let (Some(outbox), Some(_)) = (&self.config.outbox, largest) {
@@ -377,16 +381,20 @@ impl Driver {
                 );
             }
         }
-        let failure = match largest {
-            Some(_) => DriverError::LostWithLargePublish(lost.clone()),
-            None => DriverError::ConnectionLost(lost.clone()),
+        let failure = match (&disconnect, largest) {
+            (Some(disconnect), _) => DriverError::BrokerDisconnect {
+                message: lost.clone(),
+                code: disconnect.code,
+            },
+            (None, Some(_)) => DriverError::LostWithLargePublish(lost.clone()),
+            (None, None) => DriverError::ConnectionLost(lost.clone()),
         };
         if let Some(since) = self.connected_at.take() {
             if since.elapsed() >= STABLE_CONNECTION {
                 self.backoff.reset();
             }
             // A close on a large PUBLISH is the broker's answer to it, not a session takeover.
-            if closed_by_peer(&error) && largest.is_none() {
+            if closed_by_peer && largest.is_none() {
                 self.note_peer_close();
             }
         }
@@ -395,7 +403,7 @@ impl Driver {
         let link = match (self.first_connack.is_some(), self.config.reconnect) {
             (true, _) => Link::Failed,
             (false, true) => Link::Reconnecting,
-            (false, false) if closed_by_peer(&error) => Link::ClosedByServer,
+            (false, false) if closed_by_peer => Link::ClosedByServer,
             (false, false) => Link::Failed,
         };
         self.shared.link.send_replace(link);
@@ -410,8 +418,12 @@ impl Driver {
         if !self.config.reconnect {
             log::warn!(target: "umqtt", "{lost}");
             self.shared.notify(reason);
-            self.shared.inbox.set_lost(Some(lost));
+            self.shared.inbox.set_lost(Some(failure));
             return false;
+        }
+        if disconnect.is_some() {
+            // The broker said why: the error callback hears it before "reconnect_start".
+            self.shared.notify(reason.clone());
         }
         if !std::mem::replace(&mut self.reconnecting, true) {
             log::warn!(target: "umqtt", "{lost}; reconnecting");
@@ -425,15 +437,14 @@ impl Driver {
 
     /// Why the link failed, in words: rumqttc's error, and what it says about packet sizes
     /// (`largest_unacknowledged`: the large PUBLISH outstanding when the broker closed the link).
-    fn failure_reason(
-        &self,
-        error: &ConnectionError,
-        largest_unacknowledged: Option<usize>,
-    ) -> String {
-        if let ConnectionError::MqttState(StateError::Deserialization(
-            PacketError::PayloadSizeLimitExceeded(size),
-        )) = error
-        {
+    fn failure_reason(&self, error: &LinkError, largest_unacknowledged: Option<usize>) -> String {
+        if let Some(disconnect) = error.server_disconnect() {
+            return format!(
+                "the broker closed it with DISCONNECT {}",
+                disconnect.describe()
+            );
+        }
+        if let Some(size) = error.incoming_too_large() {
             return format!(
                 "the broker sent a packet of {size} bytes (after its fixed header), more than \
                  max_packet_size ({} bytes); raise max_packet_size (up to 256 MiB)",
@@ -453,20 +464,6 @@ impl Driver {
             ),
             None => error.to_string(),
         }
-    }
-
-    /// The size of the largest QoS 1/2 PUBLISH written and not acknowledged when the link
-    /// failed: rumqttc has moved them to `pending` (those never written have no packet id).
-    fn largest_unacknowledged_publish(&self) -> Option<usize> {
-        let publishes = self
-            .eventloop
-            .pending
-            .iter()
-            .filter_map(|request| match request {
-                Request::Publish(publish) if publish.pkid != 0 => Some(publish.size()),
-                _ => None,
-            });
-        publishes.max()
     }
 
     /// MQTT 3.1.1 brokers close the older connection when a client connects with the same id,
@@ -490,7 +487,7 @@ impl Driver {
                  the session over from the other); give every client its own id",
                 self.config.target,
                 TAKEOVER_WINDOW.as_secs(),
-                self.config.client_id
+                lock(&self.shared.client_id)
             );
         }
     }
@@ -502,18 +499,13 @@ impl Driver {
         self.outbox_feeder = None;
         // Packets read before the failure are real: deliver their messages and acks. Buffered
         // outgoing events are not (a request may not have been written), so they are dropped.
-        for event in std::mem::take(&mut self.eventloop.state.events) {
-            if let Event::Incoming(packet) = event {
-                if !matches!(packet, Incoming::ConnAck(_)) {
-                    self.on_incoming(packet);
-                }
-            }
+        for packet in self.eventloop.take_buffered_packets() {
+            self.on_event(packet, false);
         }
         self.shared.inbox.announce();
         let mut outbox = lock(&self.shared.outbox);
         outbox.open = false;
-        self.eventloop.clean();
-        self.eventloop.pending.clear();
+        self.eventloop.forget_queued();
         self.shared.stats.set_inflight(0); // what was in flight failed with the link
         self.acks.fail_all(&mut outbox, error);
     }
@@ -527,32 +519,29 @@ impl Driver {
 /// `manage=True`: sends the known subscriptions `delay` after connection `epoch` came up, through
 /// rumqttc's channel as a caller would, each waiting for its SUBACK (a refusal is logged).
 /// Nothing more is sent once that connection is gone.
-async fn resubscribe_later(
-    shared: Arc<Shared>,
-    requests: AsyncClient,
-    epoch: u64,
-    delay: Duration,
-) {
+async fn resubscribe_later(shared: Arc<Shared>, requests: Requests, epoch: u64, delay: Duration) {
     tokio::time::sleep(delay).await;
     let subscriptions = lock(&shared.subscriptions).clone();
     let mut acks = Vec::with_capacity(subscriptions.len());
-    for (filter, qos) in subscriptions {
+    for subscription in subscriptions {
         let ack = loop {
             if shared.epoch.load(Ordering::Acquire) != epoch {
                 return;
             }
-            let send = || requests.try_subscribe(filter.as_str(), qos);
+            let send = || requests.subscribe(&subscription);
             match shared.hand_over(Some(Kind::Subscribe), send) {
                 HandOver::Sent(Some(ack)) => break ack,
                 HandOver::Full => tokio::time::sleep(FULL_CHANNEL_PAUSE).await,
                 HandOver::Sent(None) | HandOver::Closed => return,
             }
         };
-        acks.push((filter, ack));
+        acks.push((subscription.filter, ack));
     }
     for (filter, ack) in acks {
-        if let Ok(Ok(Ack::Subscribed(0x80))) = ack.await {
-            log::warn!(target: "umqtt", "the broker refused the re-subscription to {filter:?} (SUBACK 0x80)");
+        if let Ok(Ok(ack)) = ack.await {
+            if ack.failed() {
+                log::warn!(target: "umqtt", "the broker refused the re-subscription to {filter:?} (SUBACK {:#04x})", ack.code);
+            }
         }
     }
 }
@@ -571,21 +560,6 @@ async fn wait_for_reader(shared: &Shared, target: &str) {
         unread >> 20
     );
     shared.inbox.wait_for_room(INBOX_LIMIT).await;
-}
-
-fn closed_by_peer(error: &ConnectionError) -> bool {
-    use std::io::ErrorKind;
-    match error {
-        ConnectionError::MqttState(StateError::ConnectionAborted) => true,
-        // A write fails with the codec's I/O error (`Deserialization` names both directions).
-        ConnectionError::MqttState(StateError::Io(io))
-        | ConnectionError::MqttState(StateError::Deserialization(PacketError::Io(io)))
-        | ConnectionError::Io(io) => matches!(
-            io.kind(),
-            ErrorKind::ConnectionReset | ErrorKind::UnexpectedEof | ErrorKind::BrokenPipe
-        ),
-        _ => false,
-    }
 }
 
 #[cfg(test)]

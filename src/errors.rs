@@ -1,7 +1,9 @@
 //! The exceptions the package raises, and the errors the driver reports to waiting callers.
 //!
 //! Python-facing classes (all subclasses of `umqtt.MQTTException`, itself an `Exception`):
-//! - `MQTTConnectError(MQTTException, ValueError)`: `connect()` failed; `.rc` holds the CONNACK code.
+//! Every one that comes from a reason code (a CONNACK refusal, a refused PUBLISH, SUBSCRIBE or
+//! UNSUBSCRIBE, a broker's DISCONNECT) carries it as `.reason_code`, and as `.rc` (0.1's name).
+//! - `MQTTConnectError(MQTTException, ValueError)`: `connect()` failed.
 //!   `ValueError` is what QuecPython scripts catch, `MQTTException` what MicroPython scripts catch.
 //! - `MQTTConnectionLost(MQTTException, ConnectionError)`: the link is gone (an `OSError`, as on devices).
 //! - `MQTTTimeout(MQTTException, TimeoutError)`: an acknowledgement did not arrive in time.
@@ -9,13 +11,12 @@
 //!   (full, a file that is not an outbox, in use, a disk error). Not an `OSError`, so
 //!   `umqtt.robust` does not retry it for ever.
 
+use crate::link_error::LinkError;
+use crate::tls;
 use pyo3::exceptions::{PyConnectionError, PyException, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
-use rumqttc::{ConnectReturnCode, ConnectionError, StateError};
-
-use crate::tls;
 
 pyo3::create_exception!(
     umqtt,
@@ -47,6 +48,10 @@ pub enum DriverError {
     /// unacknowledged: it may not accept packets that large, so a large PUBLISH is not sent again
     /// (it would close the link again).
     LostWithLargePublish(String),
+    /// The broker closed the link with an MQTT 5 DISCONNECT: its reason code, named in `message`.
+    BrokerDisconnect { message: String, code: u8 },
+    /// The broker refused the request in its acknowledgement (reason code 0x80 or more).
+    Refused { message: String, code: u8 },
     /// The user closed or disconnected the client.
     Closed,
     /// No acknowledgement (or no connection) before the deadline; says what was awaited.
@@ -62,6 +67,10 @@ impl DriverError {
             DriverError::ConnectionLost(message) | DriverError::LostWithLargePublish(message) => {
                 connection_lost(py, message)
             }
+            DriverError::BrokerDisconnect { message, code } => {
+                raise(py, &CONNECTION_LOST, message, Some(code))
+            }
+            DriverError::Refused { message, code } => refusal(py, message, code),
             DriverError::Closed => connection_lost(py, self.to_string()),
             DriverError::Timeout(message) => timeout(py, message),
             DriverError::Outbox(message) => MQTTOutboxError::new_err(message),
@@ -73,6 +82,8 @@ impl std::fmt::Display for DriverError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DriverError::Connect { message, .. }
+            | DriverError::BrokerDisconnect { message, .. }
+            | DriverError::Refused { message, .. }
             | DriverError::ConnectionLost(message)
             | DriverError::LostWithLargePublish(message)
             | DriverError::Timeout(message)
@@ -85,6 +96,8 @@ impl std::fmt::Display for DriverError {
 /// Classes built at import time, because `create_exception!` allows only one base class.
 pub fn register(py: Python<'_>, module: &Bound<'_, PyModule>) -> PyResult<()> {
     let base = py.get_type::<MQTTException>();
+    base.setattr("reason_code", py.None())?;
+    base.setattr("rc", py.None())?;
     module.add("MQTTException", &base)?;
     module.add("MQTTOutboxError", py.get_type::<MQTTOutboxError>())?;
     let classes = [
@@ -92,7 +105,7 @@ pub fn register(py: Python<'_>, module: &Bound<'_, PyModule>) -> PyResult<()> {
             &CONNECT_ERROR,
             "MQTTConnectError",
             py.get_type::<PyValueError>(),
-            "connect() failed: DNS, TCP, TLS, timeout or a CONNACK refusal (then `rc` is its code).",
+            "connect() failed: DNS, TCP, TLS, timeout or a CONNACK refusal (its `reason_code`).",
         ),
         (
             &CONNECTION_LOST,
@@ -111,7 +124,6 @@ pub fn register(py: Python<'_>, module: &Bound<'_, PyModule>) -> PyResult<()> {
         let namespace = PyDict::new(py);
         namespace.set_item("__module__", "umqtt")?;
         namespace.set_item("__doc__", doc)?;
-        namespace.set_item("rc", py.None())?;
         let bases = PyTuple::new(py, [base.clone(), builtin])?;
         let class = py
             .get_type::<PyType>()
@@ -128,14 +140,27 @@ fn raise(py: Python<'_>, cell: &PyOnceLock<Py<PyType>>, message: String, rc: Opt
         return MQTTException::new_err(message);
     };
     match class.bind(py).call1((message,)) {
-        Ok(instance) => {
-            if let Some(code) = rc {
-                if let Err(err) = instance.setattr("rc", code) {
-                    return err;
-                }
+        Ok(instance) => with_reason_code(instance, rc),
+        Err(err) => err,
+    }
+}
+
+/// The exception `instance`, carrying `code` as `.reason_code` and `.rc`.
+fn with_reason_code(instance: Bound<'_, PyAny>, code: Option<u8>) -> PyErr {
+    if let Some(code) = code {
+        for name in ["reason_code", "rc"] {
+            if let Err(err) = instance.setattr(name, code) {
+                return err;
             }
-            PyErr::from_value(instance)
         }
+    }
+    PyErr::from_value(instance)
+}
+
+/// A request the broker refused: the plain `MQTTException`, with the code.
+fn refusal(py: Python<'_>, message: String, code: u8) -> PyErr {
+    match py.get_type::<MQTTException>().call1((message,)) {
+        Ok(instance) => with_reason_code(instance, Some(code)),
         Err(err) => err,
     }
 }
@@ -150,18 +175,6 @@ pub fn connection_lost(py: Python<'_>, message: String) -> PyErr {
 
 pub fn timeout(py: Python<'_>, message: String) -> PyErr {
     raise(py, &TIMEOUT, message, None)
-}
-
-/// The CONNACK return code's number and its name in the MQTT 3.1.1 specification.
-pub fn connack_code(code: ConnectReturnCode) -> (u8, &'static str) {
-    match code {
-        ConnectReturnCode::Success => (0, "accepted"),
-        ConnectReturnCode::RefusedProtocolVersion => (1, "unacceptable protocol version"),
-        ConnectReturnCode::BadClientId => (2, "identifier rejected"),
-        ConnectReturnCode::ServiceUnavailable => (3, "server unavailable"),
-        ConnectReturnCode::BadUserNamePassword => (4, "bad user name or password"),
-        ConnectReturnCode::NotAuthorized => (5, "not authorized"),
-    }
 }
 
 /// Finds an error of type `T` behind a connection failure, however deeply it was wrapped.
@@ -183,46 +196,44 @@ fn find_cause<'a, T: std::error::Error + 'static>(
 }
 
 /// Turns a failed first connection attempt into a message that says what failed and how to check it.
-pub fn describe_connect_failure(error: &ConnectionError, target: &str) -> DriverError {
-    if let Some(failure) = find_cause::<rustls::Error>(error) {
+pub fn describe_connect_failure(error: &LinkError, target: &str) -> DriverError {
+    if let Some(failure) = find_cause::<rustls::Error>(error.as_error()) {
         let message = tls::describe(failure, target);
         return DriverError::Connect { message, rc: None };
     }
     if let Some(message) = describe_transport_failure(error, target) {
         return DriverError::Connect { message, rc: None };
     }
-    let (message, rc) = match error {
-        ConnectionError::ConnectionRefused(code) => {
-            let (rc, name) = connack_code(*code);
-            (
-                format!(
-                    "broker {target} refused the connection: CONNACK return code {rc} ({name})"
-                ),
-                Some(rc),
-            )
-        }
-        ConnectionError::NetworkTimeout => (
-            format!("timed out connecting to {target}: check the address, port and network"),
-            None,
-        ),
-        ConnectionError::Io(io) => (describe_io(io, target), None),
-        ConnectionError::Tls(tls) => (format!("TLS handshake with {target} failed: {tls}"), None),
-        ConnectionError::MqttState(StateError::Io(io)) => (describe_io(io, target), None),
-        other => (format!("connecting to {target} failed: {other}"), None),
+    if let Some((code, words)) = error.refusal() {
+        return DriverError::Connect {
+            message: format!("broker {target} refused the connection: CONNACK {words}"),
+            rc: Some(code),
+        };
+    }
+    let message = if error.is_timeout() {
+        format!("timed out connecting to {target}: check the address, port and network")
+    } else if let Some(io) = error.connect_io() {
+        describe_io(io, target)
+    } else if let Some(tls) = error.tls() {
+        format!("TLS handshake with {target} failed: {tls}")
+    } else {
+        format!("connecting to {target} failed: {error}")
     };
-    DriverError::Connect { message, rc }
+    DriverError::Connect { message, rc: None }
 }
 
 /// Failures of the WebSocket upgrade, of a proxy and of ALPN, in words.
-fn describe_transport_failure(error: &ConnectionError, target: &str) -> Option<String> {
-    if let ConnectionError::Tls(rumqttc::TlsError::NoAlpnProtocol) = error {
+fn describe_transport_failure(error: &LinkError, target: &str) -> Option<String> {
+    if error.no_common_alpn() {
         return Some(format!(
             "TLS: {target} chose none of the ALPN protocols offered (ssl_params['alpn_protocols']): \
              it does not speak MQTT under those names on that port (AWS IoT on port 443 expects \
              'x-amzn-mqtt-ca')"
         ));
     }
-    if let Some(tungstenite::Error::Http(response)) = find_cause::<tungstenite::Error>(error) {
+    if let Some(tungstenite::Error::Http(response)) =
+        find_cause::<tungstenite::Error>(error.as_error())
+    {
         let status = response.status();
         return Some(format!(
             "{target} refused the WebSocket upgrade: HTTP {} {}: check ws_path, and ws_headers \
@@ -231,19 +242,19 @@ fn describe_transport_failure(error: &ConnectionError, target: &str) -> Option<S
             status.canonical_reason().unwrap_or("")
         ));
     }
-    if let ConnectionError::ResponseValidation(why) = error {
+    if let Some(why) = error.upgrade_without_mqtt() {
         return Some(format!(
             "{target} upgraded to WebSocket without the 'mqtt' subprotocol ({why}): is an MQTT \
              broker listening at that path?"
         ));
     }
-    if let Some(failure) = find_cause::<async_http_proxy::HttpError>(error) {
+    if let Some(failure) = find_cause::<async_http_proxy::HttpError>(error.as_error()) {
         return Some(describe_http_proxy(failure, target));
     }
-    if let Some(failure) = find_cause::<tokio_socks::Error>(error) {
+    if let Some(failure) = find_cause::<tokio_socks::Error>(error.as_error()) {
         return Some(describe_socks(failure, target));
     }
-    if let ConnectionError::Proxy(failure) = error {
+    if let Some(failure) = error.proxy() {
         let Some(io) = find_cause::<std::io::Error>(failure) else {
             return Some(format!(
                 "connecting to {target} failed at the proxy: {failure}"
@@ -338,7 +349,9 @@ mod tests {
 
     #[test]
     fn refusal_names_the_return_code() {
-        let error = ConnectionError::ConnectionRefused(ConnectReturnCode::NotAuthorized);
+        let error = LinkError::V4(rumqttc::ConnectionError::ConnectionRefused(
+            rumqttc::ConnectReturnCode::NotAuthorized,
+        ));
         let DriverError::Connect { message, rc } = describe_connect_failure(&error, "h:1") else {
             panic!("not a connect error");
         };
@@ -350,7 +363,7 @@ mod tests {
     fn refused_tcp_says_so() {
         let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         let DriverError::Connect { message, rc } =
-            describe_connect_failure(&ConnectionError::Io(io), "127.0.0.1:9")
+            describe_connect_failure(&LinkError::from(io), "127.0.0.1:9")
         else {
             panic!("not a connect error");
         };

@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 
 use pyo3::prelude::*;
 
+use crate::errors::DriverError;
 use crate::lock::lock;
 use crate::runtime::{block_on, signal_slice, BusyPoll, Deadline};
 
@@ -29,7 +30,7 @@ pub enum Waiting {
 pub enum Taken<T> {
     Items(Vec<T>),
     /// The link is gone for good and nothing is left to deliver.
-    Lost(String),
+    Lost(DriverError),
     TimedOut,
 }
 
@@ -46,7 +47,7 @@ impl Weight for String {
 
 struct State<T> {
     messages: VecDeque<T>,
-    lost: Option<String>,
+    lost: Option<DriverError>,
 }
 
 pub struct Mailbox<T> {
@@ -128,7 +129,7 @@ impl<T: Send + Weight> Mailbox<T> {
     }
 
     /// Marks the link as gone for good (`Some`) or back (`None`); wakes every waiter.
-    pub fn set_lost(&self, reason: Option<String>) {
+    pub fn set_lost(&self, reason: Option<DriverError>) {
         lock(&self.state).lost = reason;
         self.wake();
     }

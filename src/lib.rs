@@ -5,17 +5,25 @@
 mod acks;
 mod aio;
 mod arguments;
+mod calls;
 mod client;
 mod credentials;
 mod driver;
 mod errors;
 mod inbox;
+mod link_error;
 mod lock;
 mod logging;
+mod message;
 mod operation;
 mod options;
 mod outbox;
 mod packets;
+mod properties;
+mod protocol;
+mod reason_codes;
+mod replies;
+mod requester;
 mod runtime;
 mod session;
 mod shared;
@@ -37,7 +45,7 @@ fn _native(py: Python<'_>, module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(runtime::set_busy_poll, module)?)?;
     module.add_function(wrap_pyfunction!(arguments::topic_matches, module)?)?;
     module.add_class::<client::Client>()?;
-    module.add_class::<client::Message>()?;
+    module.add_class::<message::Message>()?;
     module.add_class::<aio::LoopBridge>()?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -1,15 +1,21 @@
 //! A client's options: what the constructor validated, and the rumqttc options built from them.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use rumqttc::{LastWill, MqttOptions, NetworkOptions, Protocol, QoS, TlsConfiguration};
+use rumqttc::v5;
+use rumqttc::{MqttOptions, NetworkOptions, PacketObserver, Protocol, QoS, TlsConfiguration};
 
 use crate::arguments::{self, bounded_int, MQTT_MAX_PACKET};
 use crate::credentials::Credentials;
 use crate::outbox::{Durability, Limits};
+use crate::properties;
+use crate::protocol::{
+    self, ConnectOptions, ConnectProperties, EventLoop, LastWillProperties, Requests,
+};
 use crate::tls::{self, TlsSettings};
 use crate::transport::{Route, RouteArguments};
 
@@ -25,6 +31,13 @@ const MIN_PACKET_SIZE: usize = 1024;
 const DEFAULT_MAX_PACKET_SIZE: usize = 16 * 1024 * 1024;
 /// `manage=True`: how long after a reconnect the subscriptions are sent again (the device's).
 const MANAGED_RESUBSCRIBE_DELAY: Duration = Duration::from_secs(3);
+/// QoS 1/2 publishes in flight at most (under MQTT 5, fewer when the broker's receive maximum
+/// says so).
+const INFLIGHT: u16 = 100;
+/// Queued requests written before one flush.
+const REQUEST_BATCH: usize = 64;
+/// MQTT 5: a session that never expires (what `clean_session=False` means under MQTT 3.1.1).
+const SESSION_NEVER_EXPIRES: u32 = u32::MAX;
 
 /// The arguments of `umqtt._native.Client(...)`, as Python passed them.
 pub struct ConstructorArguments<'a, 'py> {
@@ -51,6 +64,7 @@ pub struct ConstructorArguments<'a, 'py> {
     pub ws_headers: Option<&'a Bound<'py, PyAny>>,
     pub proxy: Option<&'a Bound<'py, PyAny>>,
     pub ipvtype: Option<&'a Bound<'py, PyAny>>,
+    pub connect_properties: Option<&'a Bound<'py, PyAny>>,
     pub persistence: Option<&'a Bound<'py, PyAny>>,
     pub persistence_max_messages: Option<&'a Bound<'py, PyAny>>,
     pub persistence_max_bytes: Option<&'a Bound<'py, PyAny>>,
@@ -91,6 +105,8 @@ pub struct ClientOptions {
     pub tls: Option<TlsSettings>,
     /// The outbox on disk (`persistence=`); None: memory only.
     pub persistence: Option<Persistence>,
+    /// MQTT 5's CONNECT properties, as given.
+    pub connect_properties: Option<ConnectProperties>,
 }
 
 impl ClientOptions {
@@ -125,6 +141,25 @@ impl ClientOptions {
             None => host.to_owned(),
         };
         let port = arguments::port(given.port, route.default_port(tls.is_some()))?;
+        let protocol = match given.version {
+            Some(value) => arguments::protocol(value)?,
+            None => Protocol::V4,
+        };
+        let connect_properties = match given.connect_properties {
+            Some(value) if !value.is_none() => {
+                require_mqtt5(protocol, "connect_properties")?;
+                Some(properties::connect(value)?)
+            }
+            _ => None,
+        };
+        let persistence = persistence(&given)?;
+        if persistence.is_some() && protocol == Protocol::V5 {
+            // The outbox resends through rumqttc v4's hooks (vendor patches 30-31) and stores no
+            // MQTT 5 properties yet: never store a v5 publish without them.
+            return Err(PyValueError::new_err(
+                "persistence= is not yet supported with version=5 (MQTT 5)",
+            ));
+        }
         Ok(ClientOptions {
             target: route.target(&host, port, tls.is_some()),
             port,
@@ -133,10 +168,7 @@ impl ClientOptions {
             credentials,
             route,
             keepalive,
-            protocol: match given.version {
-                Some(value) => arguments::protocol(value)?,
-                None => Protocol::V4,
-            },
+            protocol,
             reconnect: given.reconnect,
             resubscribe_delay: if given.manage {
                 MANAGED_RESUBSCRIBE_DELAY
@@ -159,18 +191,33 @@ impl ClientOptions {
                 None => DEFAULT_MAX_PACKET_SIZE,
             },
             tls,
-            persistence: persistence(&given)?,
+            persistence,
+            connect_properties,
         })
     }
 
-    /// The will `set_will(topic, msg, qos, retain)` describes, validated; `None` for no will.
+    /// `what` (an argument, an option) is MQTT 5's: a `ValueError` under MQTT 3.1.1 and 3.1.
+    pub fn require_mqtt5(&self, what: &str) -> PyResult<()> {
+        require_mqtt5(self.protocol, what)
+    }
+
+    /// The will `set_will(topic, msg, qos, retain, properties)` describes, validated; `None`
+    /// for no will.
     pub fn will(
         &self,
         topic: Option<&Bound<'_, PyAny>>,
         msg: &Bound<'_, PyAny>,
         qos: Option<&Bound<'_, PyAny>>,
         retain: bool,
-    ) -> PyResult<Option<LastWill>> {
+        properties: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Option<Will>> {
+        let properties = match properties {
+            Some(value) if !value.is_none() => {
+                self.require_mqtt5("the will's properties")?;
+                Some(properties::will(value)?)
+            }
+            _ => None,
+        };
         Ok(match topic {
             Some(topic) if !topic.is_none() => {
                 let topic = arguments::topic_name(topic)?;
@@ -181,12 +228,15 @@ impl ClientOptions {
                         payload.len()
                     )));
                 }
-                let qos = qos
-                    .map(arguments::qos)
-                    .transpose()?
-                    .unwrap_or(QoS::AtMostOnce);
+                let qos = arguments::optional_qos(qos)?;
                 // A topic and a message of at most 65535 bytes each always fit in a CONNECT.
-                Some(LastWill::new(topic, payload, qos, retain))
+                Some(Will {
+                    topic,
+                    payload,
+                    qos,
+                    retain,
+                    properties,
+                })
             }
             _ => None,
         })
@@ -198,8 +248,12 @@ impl ClientOptions {
     }
 
     /// Why `connect(clean_session)` is refused before anything is sent: what MQTT 3.1.1 and 3.1
-    /// forbid, and brokers answer by refusing or closing the connection.
+    /// forbid, and brokers answer by refusing or closing the connection. MQTT 5 allows both (the
+    /// broker assigns a client id; a password may come alone).
     pub fn connect_refusal(&self, clean_session: bool) -> Option<&'static str> {
+        if self.protocol == Protocol::V5 {
+            return None;
+        }
         if !clean_session && self.client_id.is_empty() {
             return Some(
                 "client_id is empty: a persistent session (clean_session=False) needs a client \
@@ -213,40 +267,90 @@ impl ClientOptions {
         )
     }
 
-    pub fn mqtt_options(&self, clean_session: bool, will: Option<LastWill>) -> MqttOptions {
+    /// A new connection's request handle and event loop, for the version asked for: the client
+    /// id given or assigned (`client_id`), `clean_session`, the will, the packet `observer`
+    /// (packet logs and `stats()`: MQTT 3.1.1 and 3.1 only, rumqttc's v5 client has no observer
+    /// yet), and a connection attempt bounded by `connect_timeout`; at most `capacity` requests
+    /// wait in rumqttc's channel.
+    pub fn connection(
+        &self,
+        client_id: String,
+        clean_session: bool,
+        will: Option<Will>,
+        observer: Arc<dyn PacketObserver>,
+        connect_timeout: Duration,
+        capacity: usize,
+    ) -> (Requests, EventLoop) {
+        let network = self.network_options(connect_timeout);
         let tls = self.tls.is_some();
-        let mut options = MqttOptions::new(
-            self.client_id.clone(),
-            self.route.broker_address(&self.host, self.port, tls),
-            self.port,
-        );
+        let broker = self.route.broker_address(&self.host, self.port, tls);
         // rumqttc asserts these invariants; the constructor and connect() checked them.
+        let keep_alive = Duration::from_secs(u64::from(self.keepalive));
+        if self.protocol == Protocol::V5 {
+            let mut options = v5::MqttOptions::new(client_id, broker, self.port);
+            let given = self.connect_properties.clone().unwrap_or_default();
+            // Unless given: clean_session=False asks for a session that outlives the connection
+            // (MQTT 3.1.1's meaning), and max_packet_size is what the client announces (and its
+            // limit on what comes in).
+            let session_expiry = (given.session_expiry_interval)
+                .or((!clean_session).then_some(SESSION_NEVER_EXPIRES));
+            let max_packet_size = given.max_packet_size.unwrap_or(self.max_packet_size as u32);
+            options
+                .set_connect_properties(given)
+                .set_keep_alive(keep_alive)
+                .set_clean_start(clean_session)
+                .set_session_expiry_interval(session_expiry)
+                .set_max_packet_size(Some(max_packet_size))
+                .set_outgoing_inflight_upper_limit(INFLIGHT)
+                .set_max_request_batch(REQUEST_BATCH)
+                .set_manual_acks(true)
+                .set_connection_timeout(network.connection_timeout())
+                .set_network_options(network);
+            if let Some(will) = will {
+                options.set_last_will(will.v5());
+            }
+            self.apply_common(&mut options);
+            let (requests, eventloop) = v5::AsyncClient::new(options, capacity);
+            return (Requests::V5(requests), EventLoop::V5(Box::new(eventloop)));
+        }
+        let mut options = MqttOptions::new(client_id.clone(), broker, self.port);
         options
-            .set_keep_alive(Duration::from_secs(u64::from(self.keepalive)))
-            .set_clean_session(clean_session || self.client_id.is_empty())
+            .set_keep_alive(keep_alive)
+            .set_clean_session(clean_session || client_id.is_empty())
             .set_protocol(self.protocol)
             .set_max_packet_size(self.max_packet_size, MQTT_MAX_PACKET)
-            .set_inflight(100)
+            .set_inflight(INFLIGHT)
             // A burst of publishes queued while the driver was busy leaves in one write.
-            .set_max_request_batch(64)
+            .set_max_request_batch(REQUEST_BATCH)
             // Acknowledge incoming QoS 1/2 only once the application has handled the message.
-            .set_manual_acks(true);
+            .set_manual_acks(true)
+            .set_packet_observer(observer);
+        if let Some(will) = will {
+            options.set_last_will(will.v4());
+        }
+        self.apply_common(&mut options);
+        let (requests, mut eventloop) = rumqttc::AsyncClient::new(options, capacity);
+        eventloop.set_network_options(network);
+        (Requests::V4(requests), EventLoop::V4(eventloop))
+    }
+
+    /// What either version's options get alike: the credentials, the TLS server name, the
+    /// transport and proxy.
+    fn apply_common(&self, options: &mut dyn ConnectOptions) {
         if !self.credentials.expire() {
             // Fixed values: nothing is called. Callables are called by the driver before each
             // connection attempt.
             if let Ok(current) = self.credentials.current() {
-                current.apply(&mut options);
+                current.apply(options);
             }
         }
-        if let Some(will) = will {
-            options.set_last_will(will);
-        }
         let tls_config = self.tls.as_ref().map(|tls| {
-            options.set_tls_server_name(tls.server_name.clone());
+            if let Some(name) = &tls.server_name {
+                options.set_tls_server_name(name.clone());
+            }
             TlsConfiguration::Rustls(tls.config.clone())
         });
-        self.route.apply(&mut options, tls_config);
-        options
+        self.route.apply(options, tls_config);
     }
 
     /// TCP options for one connection attempt bounded by `connect_timeout`.
@@ -328,4 +432,45 @@ fn outbox_path(value: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
         ));
     }
     Ok(PathBuf::from(path))
+}
+
+/// A will, validated: what the broker publishes when the link dies.
+#[derive(Clone)]
+pub struct Will {
+    topic: String,
+    payload: Vec<u8>,
+    qos: QoS,
+    retain: bool,
+    /// MQTT 5 only: the publish properties and `will_delay_interval`.
+    properties: Option<LastWillProperties>,
+}
+
+impl Will {
+    fn v4(self) -> rumqttc::LastWill {
+        rumqttc::LastWill::new(self.topic, self.payload, self.qos, self.retain)
+    }
+
+    fn v5(self) -> v5::mqttbytes::v5::LastWill {
+        let qos = protocol::v5_qos(self.qos);
+        v5::mqttbytes::v5::LastWill::new(
+            self.topic,
+            self.payload,
+            qos,
+            self.retain,
+            self.properties,
+        )
+    }
+}
+
+/// `what` is MQTT 5's: a `ValueError` under MQTT 3.1.1 and 3.1.
+fn require_mqtt5(protocol: Protocol, what: &str) -> PyResult<()> {
+    match protocol {
+        Protocol::V5 => Ok(()),
+        Protocol::V4 => Err(PyValueError::new_err(format!(
+            "{what} needs version=5 (MQTT 5); this client speaks MQTT 3.1.1 (version=4)"
+        ))),
+        Protocol::V3 => Err(PyValueError::new_err(format!(
+            "{what} needs version=5 (MQTT 5); this client speaks MQTT 3.1 (version=3)"
+        ))),
+    }
 }

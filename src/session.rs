@@ -6,20 +6,21 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use rumqttc::{AsyncClient, ClientError, LastWill, Publish, QoS};
+use rumqttc::{Protocol, QoS};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::acks::{Ack, Kind, ReplyReceiver};
+use crate::acks::ReplyReceiver;
 use crate::arguments;
 use crate::driver::{self, DriverConfig, LARGE_PACKET};
 use crate::errors::DriverError;
 use crate::inbox::Taken;
 use crate::lock::lock;
-use crate::options::ClientOptions;
+use crate::options::{ClientOptions, Will};
 use crate::outbox::DiskOutbox;
 use crate::packets::PacketLog;
+use crate::protocol::{Ack, ChannelFull, Inbound, Kind, Outbound, Requests, Subscription};
+use crate::reason_codes;
 use crate::shared::{HandOver, Link, Received, Shared, FULL_CHANNEL_PAUSE};
 
 /// How many requests may wait in rumqttc's channel before senders back off.
@@ -30,14 +31,14 @@ pub const NOT_CONNECTED: &str = "not connected: call connect() first";
 
 /// One connection: the request handle and the driver task that serves it.
 struct Session {
-    requests: AsyncClient,
+    requests: Requests,
     task: JoinHandle<()>,
 }
 
 /// Everything a client is, shareable with the futures that act for it.
 pub struct Core {
     pub options: ClientOptions,
-    will: Mutex<Option<LastWill>>,
+    will: Mutex<Option<Will>>,
     pub shared: Arc<Shared>,
     session: Mutex<Option<Session>>,
     /// The outbox on disk (`persistence=`); None: memory only.
@@ -73,13 +74,8 @@ impl Drop for AbandonUnlessConnected<'_> {
 
 /// A request ready to hand to rumqttc (validated, so sending can only fail on a full channel).
 pub enum Request {
-    Publish {
-        topic: String,
-        payload: Bytes,
-        qos: QoS,
-        retain: bool,
-    },
-    Subscribe(String, QoS),
+    Publish(Outbound),
+    Subscribe(Subscription),
     Unsubscribe(String),
 }
 
@@ -87,43 +83,44 @@ impl Request {
     /// The kind of acknowledgement awaited, if any (QoS 0 publishes await none).
     pub fn kind(&self) -> Option<Kind> {
         match self {
-            Request::Publish { qos, .. } if *qos == QoS::AtMostOnce => None,
-            Request::Publish { .. } => Some(Kind::Publish),
-            Request::Subscribe(..) => Some(Kind::Subscribe),
+            Request::Publish(publish) if publish.qos == QoS::AtMostOnce => None,
+            Request::Publish(_) => Some(Kind::Publish),
+            Request::Subscribe(_) => Some(Kind::Subscribe),
             Request::Unsubscribe(_) => Some(Kind::Unsubscribe),
         }
     }
 
     fn kind_name(&self) -> &'static str {
         match self {
-            Request::Publish { .. } => "PUBLISH",
-            Request::Subscribe(..) => "SUBSCRIBE",
+            Request::Publish(_) => "PUBLISH",
+            Request::Subscribe(_) => "SUBSCRIBE",
             Request::Unsubscribe(_) => "UNSUBSCRIBE",
+        }
+    }
+
+    /// The topic or filter it names.
+    fn topic(&self) -> &str {
+        match self {
+            Request::Publish(publish) => &publish.topic,
+            Request::Subscribe(subscription) => &subscription.filter,
+            Request::Unsubscribe(filter) => filter,
         }
     }
 
     pub fn ack_name(&self) -> &'static str {
         match self {
-            Request::Publish {
-                qos: QoS::ExactlyOnce,
-                ..
-            } => "PUBCOMP",
-            Request::Publish { .. } => "PUBACK",
-            Request::Subscribe(..) => "SUBACK",
+            Request::Publish(publish) if publish.qos == QoS::ExactlyOnce => "PUBCOMP",
+            Request::Publish(_) => "PUBACK",
+            Request::Subscribe(_) => "SUBACK",
             Request::Unsubscribe(_) => "UNSUBACK",
         }
     }
 
-    fn send(&self, requests: &AsyncClient) -> Result<(), ClientError> {
+    fn send(&self, requests: &Requests) -> Result<(), ChannelFull> {
         match self {
-            Request::Publish {
-                topic,
-                payload,
-                qos,
-                retain,
-            } => requests.try_publish_bytes(topic.as_str(), *qos, *retain, payload.clone()),
-            Request::Subscribe(filter, qos) => requests.try_subscribe(filter.as_str(), *qos),
-            Request::Unsubscribe(filter) => requests.try_unsubscribe(filter.as_str()),
+            Request::Publish(publish) => requests.publish(publish),
+            Request::Subscribe(subscription) => requests.subscribe(subscription),
+            Request::Unsubscribe(filter) => requests.unsubscribe(filter),
         }
     }
 }
@@ -131,8 +128,8 @@ impl Request {
 impl Core {
     /// A client that has not connected yet.
     pub fn new(options: ClientOptions, outbox: Option<Arc<DiskOutbox>>) -> Self {
-        let shared = Shared::default();
-        shared.inbox.set_lost(Some(NOT_CONNECTED.into()));
+        let shared = Shared::new(options.client_id.clone());
+        shared.inbox.set_lost(Some(not_connected()));
         Core {
             options,
             will: Mutex::new(None),
@@ -148,7 +145,7 @@ impl Core {
     }
 
     /// The will the next `connect()` sends (`None`: none).
-    pub fn set_will(&self, will: Option<LastWill>) {
+    pub fn set_will(&self, will: Option<Will>) {
         *lock(&self.will) = will;
     }
 
@@ -156,11 +153,52 @@ impl Core {
         *self.shared.link.borrow()
     }
 
-    fn requests(&self) -> Result<AsyncClient, DriverError> {
+    fn requests(&self) -> Result<Requests, DriverError> {
         lock(&self.session)
             .as_ref()
             .map(|session| session.requests.clone())
-            .ok_or_else(|| DriverError::ConnectionLost(NOT_CONNECTED.into()))
+            .ok_or_else(not_connected)
+    }
+
+    /// Why the broker's limits (its last CONNACK, MQTT 5) refuse `publish`, before it is sent:
+    /// `maximum_qos`, `retain_available`, `maximum_packet_size`.
+    pub fn check_broker_limits(&self, publish: &Outbound) -> Result<(), String> {
+        let connack = lock(&self.shared.connack);
+        let Some(limits) = connack.as_deref() else {
+            return Ok(());
+        };
+        let target = &self.options.target;
+        if let Some(maximum) = limits
+            .max_qos
+            .filter(|&maximum| publish.qos as u8 > maximum)
+        {
+            return Err(format!(
+                "{target} accepts QoS {maximum} at most (its CONNACK's maximum_qos): cannot \
+                 publish at QoS {}; nothing was sent",
+                publish.qos as u8
+            ));
+        }
+        if publish.retain && limits.retain_available == Some(0) {
+            return Err(format!(
+                "{target} does not keep retained messages (its CONNACK's retain_available is \
+                 false): publish with retain=False; nothing was sent"
+            ));
+        }
+        if let Some(maximum) = limits.max_packet_size {
+            let size = publish.v5_size();
+            if size > maximum as usize {
+                return Err(format!(
+                    "the PUBLISH would be {size} bytes, and {target} accepts packets of \
+                     {maximum} bytes at most (its CONNACK's maximum_packet_size); nothing was sent"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The client id: the one given, or the one the broker assigned (MQTT 5).
+    pub fn client_id(&self) -> String {
+        lock(&self.shared.client_id).clone()
     }
 
     /// Requests handed to the driver and not taken by it yet (none without a session).
@@ -188,10 +226,15 @@ impl Core {
     /// Starts a driver for a new connection; its first CONNACK (or failure) arrives on the receiver.
     fn start_session(&self, clean_session: bool, connect_timeout: Duration) -> ConnackReceiver {
         let will = lock(&self.will).clone();
-        let mut mqtt_options = self.options.mqtt_options(clean_session, will);
-        mqtt_options.set_packet_observer(Arc::new(PacketLog::new(self.shared.stats.clone())));
-        let (requests, mut eventloop) = AsyncClient::new(mqtt_options, REQUEST_CHANNEL_CAPACITY);
-        eventloop.set_network_options(self.options.network_options(connect_timeout));
+        self.shared.replies.forget_subscriptions();
+        let (requests, eventloop) = self.options.connection(
+            self.client_id(),
+            clean_session,
+            will,
+            Arc::new(PacketLog::new(self.shared.stats.clone())),
+            connect_timeout,
+            REQUEST_CHANNEL_CAPACITY,
+        );
         let config = DriverConfig {
             target: self.options.target.clone(),
             expiring_credentials: self
@@ -199,7 +242,6 @@ impl Core {
                 .credentials
                 .expire()
                 .then(|| self.options.credentials.clone()),
-            client_id: self.options.client_id.clone(),
             reconnect: self.options.reconnect,
             resubscribe_delay: self.options.resubscribe_delay,
             max_packet_size: self.options.max_packet_size,
@@ -301,18 +343,13 @@ impl Core {
     /// reconnect, a request whose link dropped is sent again once the link is back (until the
     /// caller's deadline): at least once for QoS 1, subscriptions and unsubscriptions. A QoS 2
     /// publish is not: sent again on a new session it could arrive twice, so the caller is told.
+    /// An acknowledgement with a failure reason code is `DriverError::Refused`.
     pub async fn request(&self, request: Request) -> Result<Option<Ack>, DriverError> {
         let request = match (&self.outbox, request) {
-            (
-                Some(outbox),
-                Request::Publish {
-                    topic,
-                    payload,
-                    qos,
-                    retain,
-                },
-            ) if qos != QoS::AtMostOnce => {
-                let stored = outbox.store(topic, payload, qos, retain)?;
+            // The constructor refuses persistence= at version=5: no properties to store.
+            (Some(outbox), Request::Publish(publish)) if publish.qos != QoS::AtMostOnce => {
+                let stored =
+                    outbox.store(publish.topic, publish.payload, publish.qos, publish.retain)?;
                 return stored
                     .await
                     .unwrap_or(Err(DriverError::Closed))
@@ -326,6 +363,7 @@ impl Core {
             };
             let _in_flight = InFlight::start(&self.shared);
             match receiver.await {
+                Ok(Ok(ack)) if ack.failed() => return Err(self.refused(&request, &ack)),
                 Ok(Ok(ack)) => return Ok(Some(ack)),
                 Ok(Err(error)) if self.resends(&request, &error) => {
                     log::info!(target: "umqtt", "{error}; sending the {} again after reconnecting", request.kind_name());
@@ -336,22 +374,39 @@ impl Core {
         }
     }
 
+    /// The error for a request the broker refused in its acknowledgement: the code and its name
+    /// (MQTT 5), and the broker's reason string when it sent one.
+    fn refused(&self, request: &Request, ack: &Ack) -> DriverError {
+        let mut words = format!("{:#04x}", ack.code);
+        if self.options.protocol == Protocol::V5 {
+            words = format!("{words} {}", reason_codes::name(ack.code));
+        }
+        if let Some(reason) = &ack.reason {
+            words = format!("{words}: {reason}");
+        }
+        DriverError::Refused {
+            message: format!(
+                "the broker refused the {} to {:?}: {} {words}",
+                request.kind_name(),
+                request.topic(),
+                request.ack_name()
+            ),
+            code: ack.code,
+        }
+    }
+
     /// Whether a request whose link failed with `error` is sent again after the reconnect.
     fn resends(&self, request: &Request, error: &DriverError) -> bool {
         let (exactly_once, large) = match request {
-            Request::Publish {
-                topic,
-                payload,
-                qos,
-                ..
-            } => (
-                *qos == QoS::ExactlyOnce,
-                arguments::publish_size(topic, payload.len(), *qos) >= LARGE_PACKET,
+            Request::Publish(publish) => (
+                publish.qos == QoS::ExactlyOnce,
+                arguments::publish_size(&publish.topic, publish.payload.len(), publish.qos)
+                    >= LARGE_PACKET,
             ),
             _ => (false, false),
         };
         let lost = match error {
-            DriverError::ConnectionLost(_) => true,
+            DriverError::ConnectionLost(_) | DriverError::BrokerDisconnect { .. } => true,
             DriverError::LostWithLargePublish(_) => !large,
             _ => false,
         };
@@ -362,14 +417,15 @@ impl Core {
     /// while it is up: after a reconnect its packet id may name another message, and the broker
     /// redelivers it.
     pub fn acknowledge(&self, received: &Received, pause: impl Fn(Duration)) {
-        if received.publish.qos == QoS::AtMostOnce {
+        let message = &received.message;
+        if message.qos == QoS::AtMostOnce {
             return;
         }
         let on_its_connection = || {
             received.epoch == self.shared.epoch.load(Ordering::Acquire) && self.link() == Link::Up
         };
         self.send_now(
-            |requests| requests.try_ack(&received.publish),
+            |requests| requests.acknowledge(message.qos, message.pkid),
             on_its_connection,
             pause,
         );
@@ -378,7 +434,7 @@ impl Core {
     /// Asks for a PINGREQ now (rumqttc sends none while one waits for its PINGRESP). False,
     /// sending nothing, when the link is not up.
     pub fn ping(&self, pause: impl Fn(Duration)) -> bool {
-        self.send_now(AsyncClient::try_ping, || self.link() == Link::Up, pause)
+        self.send_now(Requests::ping, || self.link() == Link::Up, pause)
     }
 
     /// Hands a request that awaits no acknowledgement to rumqttc at once, while `still_wanted`:
@@ -387,7 +443,7 @@ impl Core {
     /// need to log). Returns whether it was sent.
     fn send_now(
         &self,
-        send: impl Fn(&AsyncClient) -> Result<(), ClientError>,
+        send: impl Fn(&Requests) -> Result<(), ChannelFull>,
         still_wanted: impl Fn() -> bool,
         pause: impl Fn(Duration),
     ) -> bool {
@@ -405,18 +461,13 @@ impl Core {
         }
     }
 
-    pub async fn subscribe(&self, filter: String, qos: QoS) -> Result<u8, DriverError> {
+    /// Subscribes; returns the QoS granted (a refusal is `DriverError::Refused`).
+    pub async fn subscribe(&self, subscription: Subscription) -> Result<u8, DriverError> {
         let ack = self
-            .request(Request::Subscribe(filter.clone(), qos))
+            .request(Request::Subscribe(subscription.clone()))
             .await?;
-        let code = match ack {
-            Some(Ack::Subscribed(code)) => code,
-            _ => 0x80,
-        };
-        if code != 0x80 {
-            self.shared.remember_subscription(&filter, qos);
-        }
-        Ok(code)
+        self.shared.remember_subscription(&subscription);
+        Ok(ack.map_or(0, |ack| ack.code))
     }
 
     pub async fn unsubscribe(&self, filter: String) -> Result<(), DriverError> {
@@ -426,16 +477,16 @@ impl Core {
 
     /// An arrived message, acknowledged as it is handed over (asyncio has no callback to wait
     /// for); None when none has arrived. Raises once the link is gone for good and none is left.
-    pub fn take_message(&self, pause: impl Fn(Duration)) -> Result<Option<Publish>, DriverError> {
+    pub fn take_message(&self, pause: impl Fn(Duration)) -> Result<Option<Inbound>, DriverError> {
         match self.shared.inbox.try_take(1) {
             Some(Taken::Items(mut messages)) => {
                 let Some(received) = messages.pop() else {
                     return Ok(None);
                 };
                 self.acknowledge(&received, pause);
-                Ok(Some(received.publish))
+                Ok(Some(received.message))
             }
-            Some(Taken::Lost(reason)) => Err(DriverError::ConnectionLost(reason)),
+            Some(Taken::Lost(error)) => Err(error),
             Some(Taken::TimedOut) | None => Ok(None),
         }
     }
@@ -455,7 +506,7 @@ impl Core {
                 }
             };
             let _ = tokio::time::timeout(self.options.ack_timeout, drained).await;
-            if session.requests.try_disconnect().is_ok() {
+            if session.requests.disconnect().is_ok() {
                 let _ = tokio::time::timeout(SHUTDOWN_GRACE, &mut session.task).await;
             }
         }
@@ -471,7 +522,7 @@ impl Core {
     fn finish(&self, session: Session) {
         session.task.abort();
         self.shared.fail_outbox(&DriverError::Closed);
-        self.shared.inbox.set_lost(Some(NOT_CONNECTED.into()));
+        self.shared.inbox.set_lost(Some(not_connected()));
         if self.link() != Link::Failed {
             self.shared.link.send_replace(Link::Disconnected);
         }
@@ -491,3 +542,7 @@ impl Drop for Core {
 }
 
 type ConnackReceiver = oneshot::Receiver<Result<bool, DriverError>>;
+
+fn not_connected() -> DriverError {
+    DriverError::ConnectionLost(NOT_CONNECTED.into())
+}

@@ -5,13 +5,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rumqttc::{ClientError, Publish, QoS};
 use tokio::sync::{oneshot, watch};
 
-use crate::acks::{Kind, Outbox, ReplyReceiver};
+use crate::acks::{Outbox, ReplyReceiver};
 use crate::errors::DriverError;
 use crate::inbox::{Mailbox, Weight};
 use crate::lock::lock;
+use crate::protocol::{ChannelFull, ConnAckProperties, Inbound, Kind, Subscription};
+use crate::replies::Replies;
 use crate::stats::Stats;
 
 /// Link notices kept for the error callback (older ones are dropped).
@@ -67,13 +68,13 @@ impl Link {
 
 /// A received message and the connection it came on (acknowledgements are per connection).
 pub struct Received {
-    pub publish: Publish,
+    pub message: Inbound,
     pub epoch: u64,
 }
 
 impl Weight for Received {
     fn weight(&self) -> usize {
-        self.publish.topic.len() + self.publish.payload.len()
+        self.message.topic.len() + self.message.payload.len()
     }
 }
 
@@ -84,7 +85,14 @@ pub struct Shared {
     pub notices: Mailbox<String>,
     pub link: watch::Sender<Link>,
     /// Topics to re-subscribe after a reconnect that did not resume the session.
-    pub subscriptions: Mutex<Vec<(String, QoS)>>,
+    pub subscriptions: Mutex<Vec<Subscription>>,
+    /// The properties of the last CONNACK (MQTT 5): what `connack_properties` shows, and the
+    /// broker's limits, checked before a publish is sent.
+    pub connack: Mutex<Option<Box<ConnAckProperties>>>,
+    /// The client id: the one given, or the one the broker assigned (MQTT 5), reused on reconnect.
+    pub client_id: Mutex<String>,
+    /// Requests waiting for their reply (request/response, MQTT 5).
+    pub replies: Arc<Replies>,
     /// Requests whose callers are still waiting; `disconnect()` lets them finish first.
     pub in_flight: AtomicUsize,
     /// Counts connections (CONNACKs); a message may only be acknowledged on its own connection.
@@ -93,26 +101,27 @@ pub struct Shared {
     pub stats: Arc<Stats>,
 }
 
-impl Default for Shared {
-    fn default() -> Self {
+impl Shared {
+    pub fn new(client_id: String) -> Self {
         Shared {
             outbox: Mutex::default(),
             inbox: Mailbox::default(),
             notices: Mailbox::default(),
             link: watch::Sender::new(Link::Idle),
             subscriptions: Mutex::default(),
+            connack: Mutex::default(),
+            client_id: Mutex::new(client_id),
+            replies: Arc::default(),
             in_flight: AtomicUsize::new(0),
             epoch: AtomicU64::new(0),
             stats: Arc::default(),
         }
     }
-}
 
-impl Shared {
-    pub fn remember_subscription(&self, topic: &str, qos: QoS) {
+    pub fn remember_subscription(&self, subscription: &Subscription) {
         let mut subscriptions = lock(&self.subscriptions);
-        subscriptions.retain(|(known, _)| known != topic);
-        subscriptions.push((topic.to_owned(), qos));
+        subscriptions.retain(|known| known.filter != subscription.filter);
+        subscriptions.push(subscription.clone());
     }
 
     /// Posts a link notice for the error callback. Only the newest `NOTICE_LIMIT` are kept: a
@@ -122,7 +131,7 @@ impl Shared {
     }
 
     pub fn forget_subscription(&self, topic: &str) {
-        lock(&self.subscriptions).retain(|(known, _)| known != topic);
+        lock(&self.subscriptions).retain(|known| known.filter != topic);
     }
 
     /// Hands a request to rumqttc (`send`) while the outbox is open, registering the waiter of its
@@ -131,7 +140,7 @@ impl Shared {
     pub fn hand_over(
         &self,
         kind: Option<Kind>,
-        send: impl FnOnce() -> Result<(), ClientError>,
+        send: impl FnOnce() -> Result<(), ChannelFull>,
     ) -> HandOver {
         let mut outbox = lock(&self.outbox);
         if !outbox.open {

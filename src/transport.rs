@@ -4,9 +4,10 @@
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use rumqttc::{MqttOptions, NetworkOptions, Proxy, ProxyAuth, ProxyType, TlsConfiguration};
+use rumqttc::{NetworkOptions, Proxy, ProxyAuth, ProxyType, TlsConfiguration};
 
 use crate::arguments;
+use crate::protocol::ConnectOptions;
 
 pub const DEFAULT_WS_PATH: &str = "/mqtt";
 
@@ -254,7 +255,7 @@ impl Route {
     }
 
     /// Sets the transport (with TLS when given) and the proxy on rumqttc's options.
-    pub fn apply(&self, options: &mut MqttOptions, tls: Option<TlsConfiguration>) {
+    pub fn apply(&self, options: &mut dyn ConnectOptions, tls: Option<TlsConfiguration>) {
         let transport = match (&self.kind, tls) {
             (Kind::Tcp, None) => rumqttc::Transport::Tcp,
             (Kind::Tcp, Some(tls)) => rumqttc::Transport::tls_with_config(tls),
@@ -262,10 +263,8 @@ impl Route {
             (Kind::WebSockets { .. }, Some(tls)) => rumqttc::Transport::wss_with_config(tls),
             (Kind::Unix, _) => rumqttc::Transport::Unix,
         };
-        options.set_transport(transport);
-        if let Some(proxy) = &self.proxy {
-            options.set_proxy(proxy.rumqttc_proxy());
-        }
+        let proxy = self.proxy.as_ref().map(ProxySettings::rumqttc_proxy);
+        options.set_route(transport, proxy);
     }
 
     pub fn apply_network(&self, network: &mut NetworkOptions) {

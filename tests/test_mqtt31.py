@@ -1,5 +1,6 @@
 """version=3 is MQTT 3.1 on the wire (protocol name MQIsdp, level 3: mosquitto logs it as "p1"),
-version=4 MQTT 3.1.1 ("p2"), on every dialect and in the CLI's -V; anything else is refused."""
+version=4 MQTT 3.1.1 ("p2"), version=5 MQTT 5 ("p5"), on every dialect and in the CLI's -V;
+anything else is refused."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from umqtt.testing import Mosquitto, unique_id, wait_until
 
 BLOCKING = ["quecpython", "simple", "robust"]
 CLASSES = [umqtt.MQTTClient, umqtt.simple.MQTTClient, umqtt.robust.MQTTClient, umqtt.aio.MQTTClient]
-LEVELS = [(3, "p1"), (4, "p2")]
+LEVELS = [(3, "p1"), (4, "p2"), (5, "p5")]
 
 
 def protocol(broker: Mosquitto, client_id: str) -> str:
-    """The protocol of the client's last CONNECT as mosquitto logged it: p1 (3.1), p2 (3.1.1)."""
+    """The protocol of the client's last CONNECT as mosquitto logged it: p1 (3.1), p2 (3.1.1),
+    p5 (5)."""
     return broker.connect_flags(client_id).split(", ")[0]
 
 
@@ -89,12 +91,6 @@ def test_other_versions_are_refused_naming_3_4_and_5(mqtt_broker, cls, version):
     assert "version" in text and all(n in text for n in ("3", "4", "5")), text
 
 
-@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__module__)
-def test_mqtt5_is_not_supported_yet(mqtt_broker, cls):
-    with pytest.raises(ValueError, match=r"MQTT 5.*not supported yet"):
-        cls("x", mqtt_broker.host, mqtt_broker.port, version=5)
-
-
 @pytest.mark.parametrize("dialect", BLOCKING)
 def test_version_none_counts_as_not_given(mqtt_broker, mqtt_client, dialect):
     """None is MQTT 3.1.1, the default (as for other arguments, None counts as not given)."""
@@ -123,7 +119,8 @@ def test_quecpython_version_is_positional(mqtt_broker, mqtt_client):
 
 
 @pytest.mark.parametrize(
-    ("flag", "logged"), [("mqttv31", "p1"), ("31", "p1"), ("mqttv311", "p2"), ("311", "p2")]
+    ("flag", "logged"),
+    [("mqttv31", "p1"), ("31", "p1"), ("mqttv311", "p2"), ("311", "p2"), ("mqttv5", "p5")],
 )
 def test_cli_pub_takes_mosquittos_protocol_names(mqtt_broker, flag, logged):
     client_id = unique_id("cli")

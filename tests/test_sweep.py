@@ -350,7 +350,6 @@ CTOR_CASES: list[Case] = [
     ctor("keepalive-3", ValueError, "keepalive", QUEC, keepalive=3),
     # QuecPython-only arguments
     ctor("version-6", ValueError, "version", DIALECTS, version=6),
-    ctor("version-5", ValueError, "version", DIALECTS, version=5),
     ctor("version-str", TypeError, "version", DIALECTS, version="4"),
     ctor("pingmaxnum-negative", ValueError, "pingmaxnum", QUEC, pingmaxnum=-1),
     ctor("pingmaxnum-2**40", ValueError, "pingmaxnum", QUEC, pingmaxnum=2**40),

@@ -15,7 +15,7 @@ import os
 import threading
 import weakref
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable, TypedDict, Union, cast
+from typing import TYPE_CHECKING, Any, Callable, Literal, TypedDict, Union, cast, overload
 
 from . import _native
 from ._native import (
@@ -27,6 +27,14 @@ from ._native import (
     set_busy_poll,
 )
 from ._sslcontext import SSLContext, tls_arguments
+from .properties import (
+    ConnackProperties,
+    ConnectProperties,
+    PublishProperties,
+    ReceivedProperties,
+    SubscribeProperties,
+    WillProperties,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -55,6 +63,8 @@ Password = Union[Text, Callable[[], Text]]
 #: Extra headers of the WebSocket upgrade request, or a callable called at every connect.
 WsHeaders = Union[Mapping[str, str], Callable[[], Mapping[str, str]]]
 MessageCallback = Callable[[bytes, bytes], Any]
+#: ``set_callback(f, properties=True)``: ``f(topic, msg, properties)`` (MQTT 5's, ``{}`` else).
+PropertiesCallback = Callable[[bytes, bytes, ReceivedProperties], Any]
 ErrorCallback = Callable[[str], Any]
 
 
@@ -89,6 +99,16 @@ class _CoreOptions(TypedDict, total=False):
     persistence_max_messages: int
     persistence_max_bytes: int
     persistence_sync: str
+    connect_properties: ConnectProperties
+
+
+class _SubscribeOptions(TypedDict, total=False):
+    """``subscribe()``'s keyword-only MQTT 5 options, on every dialect (``version=5``)."""
+
+    no_local: bool
+    retain_as_published: bool
+    retain_handling: int
+    properties: SubscribeProperties | None
 
 
 class _MicroPythonOptions(_CoreOptions, total=False):
@@ -151,9 +171,30 @@ class _CoreClient:
     def __repr__(self) -> str:
         return _describe(self, self._core)
 
-    def set_last_will(self, topic: Text, msg: Payload, retain: bool = False, qos: int = 0) -> None:
-        """The will the broker publishes if the link dies; used by the next connect()."""
-        self._core.set_will(topic, msg, qos, bool(retain))
+    def _connected(self, session_present: bool) -> int:
+        """What connect() returns (the session-present flag, 0 or 1). An empty client id has
+        become the one the broker assigned (MQTT 5), which reconnects reuse."""
+        if not self.client_id:
+            self.client_id = self._core.client_id
+        return int(session_present)
+
+    def set_last_will(
+        self,
+        topic: Text,
+        msg: Payload,
+        retain: bool = False,
+        qos: int = 0,
+        *,
+        properties: WillProperties | None = None,
+    ) -> None:
+        """The will the broker publishes if the link dies; used by the next connect().
+        ``properties`` (MQTT 5): a publish's, and ``will_delay_interval``."""
+        self._core.set_will(topic, msg, qos, bool(retain), properties)
+
+    @property
+    def connack_properties(self) -> ConnackProperties:
+        """What the broker's last CONNACK said (MQTT 5; ``{}`` under MQTT 3.1.1)."""
+        return self._core.connack_properties
 
     def outbox_size(self) -> int:
         """Messages in the outbox on disk (``persistence=``) not yet acknowledged; 0 without."""
@@ -247,7 +288,7 @@ class _ClientBase(_CoreClient):
         self._core.close()
 
 
-def _drop_without_callback(topic: bytes, msg: bytes) -> None:
+def _drop_without_callback(topic: bytes, msg: bytes, *_: object) -> None:
     log.warning("message on %r dropped: no callback set (call set_callback())", topic)
 
 
@@ -259,16 +300,24 @@ class MQTTClient(_BlockingFlush, _ClientBase):
     """
 
     # Per-client state, set on the instance when it changes (the constructor is the base's).
-    cb: MessageCallback | None = None
+    cb: MessageCallback | PropertiesCallback | None = None
     error_callback: ErrorCallback | None = None
     _notifier: threading.Thread | None = None
-    _deliver: MessageCallback = staticmethod(_drop_without_callback)
+    _deliver: Callable[..., None] = staticmethod(_drop_without_callback)
+    _with_properties = False
 
-    def set_callback(self, f: MessageCallback) -> None:
-        """``f(topic: bytes, msg: bytes)`` runs on the thread that calls wait_msg()/check_msg()."""
+    @overload
+    def set_callback(self, f: MessageCallback, properties: Literal[False] = False) -> None: ...
+    @overload
+    def set_callback(self, f: PropertiesCallback, properties: Literal[True]) -> None: ...
+
+    def set_callback(self, f: Callable[..., Any], properties: bool = False) -> None:
+        """``f(topic: bytes, msg: bytes)`` runs on the thread that calls wait_msg()/check_msg();
+        with ``properties=True``, ``f(topic, msg, properties)`` (a dict: MQTT 5's properties)."""
         _require_callable(f, "callback")
         self.cb = f
         self._deliver = _logging_exceptions(f)
+        self._with_properties = bool(properties)
 
     def error_register_cb(self, f: ErrorCallback) -> None:
         """``f(text)``: "reconnect_start", "reconnect_success", or the error when reconn=False."""
@@ -283,40 +332,36 @@ class MQTTClient(_BlockingFlush, _ClientBase):
     def connect(self, clean_session: bool = True) -> int:
         """Connects; returns the session-present flag. Raises MQTTConnectError (a ValueError)."""
         self._ended_by_user = False
-        return int(self._core.connect(bool(clean_session)))
+        return self._connected(self._core.connect(bool(clean_session)))
 
-    def publish(self, topic: Text, msg: Payload, retain: bool = False, qos: int = 0) -> bool:
+    def publish(
+        self,
+        topic: Text,
+        msg: Payload,
+        retain: bool = False,
+        qos: int = 0,
+        *,
+        properties: PublishProperties | None = None,
+    ) -> bool:
         """True once QoS 0 is queued, QoS 1 PUBACKed or QoS 2 PUBCOMPed (with ``persistence=``:
-        QoS 1/2 stored); False on a link failure or a full outbox (logged)."""
-        try:
-            self._core.publish(topic, msg, qos, bool(retain))
-        except (MQTTConnectionLost, MQTTTimeout, MQTTOutboxError) as e:
-            log.warning("publish to %r failed: %s", topic, e)
-            return False
-        return True
+        QoS 1/2 stored); False on a link failure, a full outbox or a refusal by the broker (logged
+        with its reason code)."""
+        return _succeeds(
+            "publish to",
+            topic,
+            lambda: self._core.publish(topic, msg, qos, bool(retain), properties=properties),
+        )
 
-    def subscribe(self, topic: Text, qos: int = 0) -> bool:
-        """True when the broker grants the subscription; False on refusal or timeout (logged)."""
+    def subscribe(self, topic: Text, qos: int = 0, **options: Unpack[_SubscribeOptions]) -> bool:
+        """True when the broker grants the subscription; False on refusal or timeout (logged).
+        ``options`` are MQTT 5's: no_local, retain_as_published, retain_handling, properties."""
         if self.cb is None:
             raise AssertionError("Subscribe callback is not set")
-        try:
-            code = self._core.subscribe(topic, qos)
-        except (MQTTConnectionLost, MQTTTimeout) as e:
-            log.warning("subscribe to %r failed: %s", topic, e)
-            return False
-        if code == 0x80:
-            log.warning("the broker refused the subscription to %r (SUBACK 0x80)", topic)
-            return False
-        return True
+        return _succeeds("subscribe to", topic, lambda: self._core.subscribe(topic, qos, **options))
 
     def unsubscribe(self, topic: Text) -> bool:
         """True on UNSUBACK; the topic is not re-subscribed after a reconnect either way."""
-        try:
-            self._core.unsubscribe(topic)
-        except (MQTTConnectionLost, MQTTTimeout) as e:
-            log.warning("unsubscribe from %r failed: %s", topic, e)
-            return False
-        return True
+        return _succeeds("unsubscribe from", topic, lambda: self._core.unsubscribe(topic))
 
     def check_msg(self) -> None:
         """Delivers every message that has arrived to the callback; never blocks."""
@@ -328,7 +373,7 @@ class MQTTClient(_BlockingFlush, _ClientBase):
 
     def _deliver_messages(self, timeout: float | None) -> None:
         try:
-            self._core.deliver(self._deliver, timeout)
+            self._core.deliver(self._deliver, timeout, properties=self._with_properties)
         except MQTTConnectionLost:
             if self._ended_by_user:
                 return  # the device returns None after disconnect()
@@ -348,12 +393,28 @@ class MQTTClient(_BlockingFlush, _ClientBase):
             log.warning("disconnect failed: %s", e)
 
 
-def _logging_exceptions(callback: MessageCallback) -> MessageCallback:
+def _succeeds(what: str, topic: Text, call: Callable[[], object]) -> bool:
+    """Runs a request as the device does: False, with the reason logged, when the link fails, the
+    acknowledgement does not come, or the broker refuses it (its reason code and name)."""
+    try:
+        call()
+    except (MQTTConnectionLost, MQTTTimeout, MQTTOutboxError) as e:
+        log.warning("%s %r failed: %s", what, topic, e)
+        return False
+    except MQTTException as e:
+        if e.reason_code is None:
+            raise
+        log.warning("%s", e)
+        return False
+    return True
+
+
+def _logging_exceptions(callback: Callable[..., Any]) -> Callable[..., None]:
     """The device logs a callback's exception and goes on; so do we."""
 
-    def deliver(topic: bytes, msg: bytes) -> None:
+    def deliver(topic: bytes, msg: bytes, *properties: ReceivedProperties) -> None:
         try:
-            callback(topic, msg)
+            callback(topic, msg, *properties)
         except Exception:
             log.exception("the message callback raised on topic %r; the client goes on", topic)
 

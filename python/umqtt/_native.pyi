@@ -7,6 +7,15 @@ from typing import Any, Callable, final
 
 from typing_extensions import Self
 
+from umqtt.properties import (
+    ConnackProperties,
+    ConnectProperties,
+    PublishProperties,
+    ReceivedProperties,
+    SubscribeProperties,
+    WillProperties,
+)
+
 __all__ = [
     "Client",
     "LoopBridge",
@@ -29,20 +38,19 @@ def topic_matches(topic_filter: str | bytes, topic: str | bytes) -> bool: ...
 class MQTTException(Exception):
     """Base class of every error umqtt raises."""
 
-class MQTTConnectError(MQTTException, ValueError):
-    """connect() failed: DNS, TCP, TLS, timeout or a CONNACK refusal (then `rc` is its code)."""
-
+    #: The reason code it comes from (a CONNACK refusal, a refused request, a broker's
+    #: DISCONNECT), else None; ``rc`` is the same (0.1's name).
+    reason_code: int | None
     rc: int | None
+
+class MQTTConnectError(MQTTException, ValueError):
+    """connect() failed: DNS, TCP, TLS, timeout or a CONNACK refusal (its `reason_code`)."""
 
 class MQTTConnectionLost(MQTTException, ConnectionError):
     """The connection to the broker is gone."""
 
-    rc: int | None
-
 class MQTTTimeout(MQTTException, TimeoutError):
     """The broker did not acknowledge in time."""
-
-    rc: int | None
 
 class MQTTOutboxError(MQTTException):
     """The outbox on disk (persistence=) cannot be used or cannot take the message: it is full,
@@ -65,6 +73,8 @@ class Message:
     def retain(self) -> bool: ...
     @property
     def dup(self) -> bool: ...
+    @property
+    def properties(self) -> ReceivedProperties: ...
 
 @final
 class LoopBridge:
@@ -110,6 +120,7 @@ class Client:
         persistence_max_messages: int | None = None,
         persistence_max_bytes: int | None = None,
         persistence_sync: str | None = None,
+        connect_properties: ConnectProperties | None = None,
     ) -> Self: ...
     def set_will(
         self,
@@ -117,6 +128,7 @@ class Client:
         msg: _Payload,
         qos: int | None = None,
         retain: bool = False,
+        properties: WillProperties | None = None,
     ) -> None: ...
     def connect(self, clean_session: bool = True, timeout: float | None = None) -> bool: ...
     def check_connect(self, clean_session: bool) -> None: ...
@@ -127,16 +139,26 @@ class Client:
         qos: int | None = None,
         retain: bool = False,
         timeout: float | None = None,
+        properties: PublishProperties | None = None,
     ) -> None: ...
     def subscribe(
-        self, topic: _Text, qos: int | None = None, timeout: float | None = None
+        self,
+        topic: _Text,
+        qos: int | None = None,
+        timeout: float | None = None,
+        *,
+        no_local: bool = False,
+        retain_as_published: bool = False,
+        retain_handling: int | None = None,
+        properties: SubscribeProperties | None = None,
     ) -> int: ...
     def unsubscribe(self, topic: _Text, timeout: float | None = None) -> None: ...
     def deliver(
         self,
-        callback: Callable[[bytes, bytes], Any],
+        callback: Callable[..., Any],
         timeout: float | None = None,
         max: int = ...,
+        properties: bool = False,
     ) -> int | None: ...
     def next_notice(self, timeout: float = 0.0) -> str | None: ...
     def pending_messages(self) -> int: ...
@@ -144,6 +166,8 @@ class Client:
     def mqttsta(self) -> int: ...
     @property
     def state(self) -> str: ...
+    @property
+    def connack_properties(self) -> ConnackProperties: ...
     @property
     def client_id(self) -> str: ...
     @property
@@ -171,6 +195,7 @@ class Client:
         qos: int | None = None,
         retain: bool = False,
         timeout: float | None = None,
+        properties: PublishProperties | None = None,
     ) -> asyncio.Future[None]: ...
     def subscribe_async(
         self,
@@ -178,7 +203,22 @@ class Client:
         topic: _Text,
         qos: int | None = None,
         timeout: float | None = None,
+        *,
+        no_local: bool = False,
+        retain_as_published: bool = False,
+        retain_handling: int | None = None,
+        properties: SubscribeProperties | None = None,
     ) -> asyncio.Future[int]: ...
+    def request_async(
+        self,
+        bridge: LoopBridge,
+        topic: _Text,
+        payload: _Payload,
+        qos: int | None = None,
+        timeout: float | None = None,
+        properties: PublishProperties | None = None,
+        response_topic: _Text | None = None,
+    ) -> asyncio.Future[Message]: ...
     def unsubscribe_async(
         self, bridge: LoopBridge, topic: _Text, timeout: float | None = None
     ) -> asyncio.Future[None]: ...

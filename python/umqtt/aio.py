@@ -19,6 +19,7 @@ import asyncio
 import weakref
 from collections.abc import AsyncIterator
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from . import (
     MQTTConnectError,
@@ -29,8 +30,13 @@ from . import (
     Payload,
     Text,
     _ClientBase,
+    _SubscribeOptions,
 )
 from ._native import LoopBridge, Message
+from .properties import PublishProperties
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "MQTTClient",
@@ -87,20 +93,51 @@ class MQTTClient(_ClientBase):
     async def connect(self, clean_session: bool = True) -> int:
         """Connects; returns the session-present flag. Raises MQTTConnectError (a ValueError)."""
         self._ended_by_user = False
-        return int(await self._core.connect_async(self._bridge(), bool(clean_session)))
+        return self._connected(await self._core.connect_async(self._bridge(), bool(clean_session)))
 
-    async def publish(self, topic: Text, msg: Payload, retain: bool = False, qos: int = 0) -> None:
+    async def publish(
+        self,
+        topic: Text,
+        msg: Payload,
+        retain: bool = False,
+        qos: int = 0,
+        *,
+        properties: PublishProperties | None = None,
+    ) -> None:
         """Returns once QoS 0 is queued, QoS 1 PUBACKed or QoS 2 PUBCOMPed (with
         ``persistence=``: QoS 1/2 stored). Raises MQTTConnectionLost or MQTTTimeout (ack_timeout)
-        otherwise, MQTTOutboxError when the outbox is full."""
-        await self._core.publish_async(self._bridge(), topic, msg, qos, bool(retain))
+        otherwise, MQTTOutboxError when the outbox is full, and MQTTException with its
+        ``reason_code`` when the broker refuses it (MQTT 5)."""
+        bridge = self._bridge()
+        await self._core.publish_async(bridge, topic, msg, qos, bool(retain), properties=properties)
 
-    async def subscribe(self, topic: Text, qos: int = 0) -> int:
-        """Returns the QoS the broker granted; a refusal (SUBACK 0x80) raises MQTTException."""
-        code = await self._core.subscribe_async(self._bridge(), topic, qos)
-        if code == 0x80:
-            raise MQTTException(f"the broker refused the subscription to {topic!r} (SUBACK 0x80)")
-        return code
+    async def subscribe(
+        self, topic: Text, qos: int = 0, **options: Unpack[_SubscribeOptions]
+    ) -> int:
+        """Returns the QoS the broker granted; a refusal raises MQTTException with its
+        ``reason_code`` (0x80 under MQTT 3.1.1). ``options`` are MQTT 5's: no_local,
+        retain_as_published, retain_handling, properties."""
+        return await self._core.subscribe_async(self._bridge(), topic, qos, **options)
+
+    async def request(
+        self,
+        topic: Text,
+        payload: Payload,
+        *,
+        qos: int = 1,
+        timeout: float = 10,
+        properties: PublishProperties | None = None,
+        response_topic: Text | None = None,
+    ) -> Message:
+        """Request/response (MQTT 5): publishes ``payload`` to ``topic`` with a response topic and
+        correlation data of its own, and returns the reply (the message that carries that
+        correlation data back). The response topic is the broker's CONNACK
+        ``response_information`` when it sends one, else ``umqtt/resp/<client_id>/<random>``;
+        ``response_topic=`` chooses another (for ACLs). The client subscribes to it once, on first
+        use. Raises MQTTTimeout when no reply comes within ``timeout`` seconds."""
+        return await self._core.request_async(
+            self._bridge(), topic, payload, qos, timeout, properties, response_topic
+        )
 
     async def unsubscribe(self, topic: Text) -> None:
         """Waits for UNSUBACK; the topic is not re-subscribed after a reconnect either way."""

@@ -42,7 +42,7 @@ def _protocol_version(name: str) -> int:
         return _PROTOCOL_VERSIONS[name.lower()]
     except KeyError:
         raise argparse.ArgumentTypeError(
-            f"unknown protocol version {name!r}: use mqttv311 (311) or mqttv31 (31)"
+            f"unknown protocol version {name!r}: use mqttv311 (311), mqttv5 (5) or mqttv31 (31)"
         ) from None
 
 
@@ -98,7 +98,7 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
         type=_protocol_version,
         default=4,
         metavar="VERSION",
-        help="mqttv311 (or 311, the default) or mqttv31 (31): MQTT 3.1.1 or 3.1",
+        help="mqttv311 (or 311, the default), mqttv5 (5) or mqttv31 (31): MQTT 3.1.1, 5 or 3.1",
     )
     parser.add_argument("-t", "--topic", action="append", help="topic (repeatable)")
     parser.add_argument(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from . import Payload, Text, simple
+from .properties import PublishProperties
 from .simple import MQTTException
 
 __all__ = ["MQTTClient", "MQTTException"]
@@ -36,10 +37,18 @@ class MQTTClient(simple.MQTTClient):
                 i += 1
                 self.delay(i)
 
-    def publish(self, topic: Text, msg: Payload, retain: bool = False, qos: int = 0) -> None:
+    def publish(
+        self,
+        topic: Text,
+        msg: Payload,
+        retain: bool = False,
+        qos: int = 0,
+        *,
+        properties: PublishProperties | None = None,
+    ) -> None:
         while True:
             try:
-                return super().publish(topic, msg, retain, qos)
+                return super().publish(topic, msg, retain, qos, properties=properties)
             except OSError as e:
                 self.log(False, e)
             self.reconnect()

@@ -133,10 +133,12 @@ fn a_lost_link_wakes_the_waiters_and_comes_after_the_items() {
     let wakes = Arc::new(Wakes::default());
     let _reader = waiting(&inbox, &wakes);
     inbox.push_quietly(item(0));
-    inbox.set_lost(Some("connection lost".into()));
+    inbox.set_lost(Some(DriverError::ConnectionLost("connection lost".into())));
     assert_eq!(wakes.count(), 1);
     assert_eq!(taken(inbox.try_take(1)), [item(0)]);
-    assert!(matches!(inbox.try_take(1), Some(Taken::Lost(reason)) if reason == "connection lost"));
+    assert!(
+        matches!(inbox.try_take(1), Some(Taken::Lost(DriverError::ConnectionLost(reason))) if reason == "connection lost")
+    );
     inbox.set_lost(None);
     assert!(inbox.try_take(1).is_none());
 }
@@ -254,7 +256,7 @@ fn every_item_reaches_one_reader_and_no_wake_up_is_lost() {
         for producer in producers {
             producer.join().expect("a producer panicked");
         }
-        inbox.set_lost(Some("the end".into()));
+        inbox.set_lost(Some(DriverError::ConnectionLost("the end".into())));
         let got: Vec<Vec<Item>> = readers
             .into_iter()
             .map(|reader| reader.join().expect("a reader panicked"))
@@ -317,7 +319,7 @@ fn no_wake_up_is_missed_when_each_is_the_only_one() {
                 inbox.announce();
                 runtime.block_on(inbox.wait_for_room(WEIGHT));
             }
-            inbox.set_lost(Some("the end".into()));
+            inbox.set_lost(Some(DriverError::ConnectionLost("the end".into())));
             reader.join().expect("the reader panicked")
         });
         assert_eq!(count, ITEMS);
@@ -357,7 +359,7 @@ fn back_pressure_holds_the_limit_and_never_misses_a_take() {
                 assert!(unread < LIMIT + WEIGHT, "{unread} bytes unread");
             }
         });
-        inbox.set_lost(Some("the end".into()));
+        inbox.set_lost(Some(DriverError::ConnectionLost("the end".into())));
         for reader in readers {
             reader.join().expect("a reader panicked");
         }
@@ -395,7 +397,7 @@ fn push_within_holds_its_limit_under_contention() {
         for pusher in pushers {
             pusher.join().expect("a pusher panicked");
         }
-        notices.set_lost(Some("the end".into()));
+        notices.set_lost(Some(DriverError::ConnectionLost("the end".into())));
         reader.join().expect("the reader panicked");
     });
 }

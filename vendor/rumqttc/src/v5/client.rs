@@ -465,6 +465,11 @@ impl AsyncClient {
         Ok(())
     }
 
+    /// umqtt patch: how many requests wait in the channel for the `EventLoop` to take them.
+    pub fn queued_requests(&self) -> usize {
+        self.request_tx.len()
+    }
+
     /// Sends a MQTT disconnect to the `EventLoop`
     pub async fn disconnect(&self) -> Result<(), ClientError> {
         let request = Request::Disconnect;
@@ -931,5 +936,20 @@ mod test {
             .publish("hello/world", QoS::ExactlyOnce, false, "good bye")
             .expect("Should be able to publish");
         let _ = rx.try_recv().expect("Should have message");
+    }
+
+    // umqtt patch
+    #[test]
+    fn queued_requests_counts_what_waits_in_the_channel() {
+        let (client, mut eventloop) =
+            AsyncClient::new(MqttOptions::new("q", "localhost", 1883), 10);
+        assert_eq!(client.queued_requests(), 0);
+        client
+            .try_publish("t", QoS::AtMostOnce, false, "x")
+            .unwrap();
+        client.try_subscribe("t", QoS::AtLeastOnce).unwrap();
+        assert_eq!(client.queued_requests(), 2);
+        eventloop.clean(); // takes them out of the channel (into `pending`)
+        assert_eq!(client.queued_requests(), 0);
     }
 }
