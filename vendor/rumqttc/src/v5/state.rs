@@ -262,8 +262,10 @@ impl MqttState {
                 SubscribeReasonCode::Success(qos) => {
                     debug!("SubAck Pkid = {:?}, QoS = {:?}", suback.pkid, qos);
                 }
+                // umqtt patch: debug, not warn: the application is told the refusal (its
+                // acknowledgement's reason code) and reports it as it sees fit.
                 _ => {
-                    warn!("SubAck Pkid = {:?}, Reason = {:?}", suback.pkid, reason);
+                    debug!("SubAck Pkid = {:?}, Reason = {:?}", suback.pkid, reason);
                 }
             }
         }
@@ -276,7 +278,7 @@ impl MqttState {
     ) -> Result<Option<Packet>, StateError> {
         for reason in unsuback.reasons.iter() {
             if reason != &UnsubAckReason::Success {
-                warn!("UnsubAck Pkid = {:?}, Reason = {:?}", unsuback.pkid, reason);
+                debug!("UnsubAck Pkid = {:?}, Reason = {:?}", unsuback.pkid, reason);
             }
         }
         Ok(None)
@@ -392,7 +394,7 @@ impl MqttState {
         if puback.reason != PubAckReason::Success
             && puback.reason != PubAckReason::NoMatchingSubscribers
         {
-            warn!(
+            debug!(
                 "PubAck Pkid = {:?}, reason: {:?}",
                 puback.pkid, puback.reason
             );
@@ -416,7 +418,7 @@ impl MqttState {
         if pubrec.reason != PubRecReason::Success
             && pubrec.reason != PubRecReason::NoMatchingSubscribers
         {
-            warn!(
+            debug!(
                 "PubRec Pkid = {:?}, reason: {:?}",
                 pubrec.pkid, pubrec.reason
             );
@@ -463,7 +465,7 @@ impl MqttState {
         self.outgoing_rel.set(pubcomp.pkid as usize, false);
 
         if pubcomp.reason != PubCompReason::Success {
-            warn!(
+            debug!(
                 "PubComp Pkid = {:?}, reason: {:?}",
                 pubcomp.pkid, pubcomp.reason
             );

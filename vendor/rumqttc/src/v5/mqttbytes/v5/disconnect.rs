@@ -312,9 +312,15 @@ impl Disconnect {
 
         let reason_code = read_u8(&mut bytes)?;
 
+        // umqtt patch: a remaining length of 1 carries no property length (MQTT 5 3.14.2.2):
+        // reading one asked for more bytes, which never came, and the reason was lost.
+        let properties = match fixed_header.remaining_len {
+            1 => None,
+            _ => DisconnectProperties::extract(&mut bytes)?,
+        };
         let disconnect = Self {
             reason_code: reason_code.try_into()?,
-            properties: DisconnectProperties::extract(&mut bytes)?,
+            properties,
         };
 
         Ok(disconnect)

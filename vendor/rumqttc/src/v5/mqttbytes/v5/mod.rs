@@ -546,6 +546,17 @@ mod test {
         );
     }
 
+    #[test]
+    fn a_disconnect_with_a_reason_code_and_no_property_length_keeps_its_reason() {
+        use super::*;
+        let mut stream = BytesMut::from(&[0xE0, 0x01, 0x98][..]);
+        let expected = Disconnect::new(DisconnectReasonCode::AdministrativeAction);
+        assert_eq!(
+            Packet::read(&mut stream, None).unwrap(),
+            Packet::Disconnect(expected)
+        );
+    }
+
     // umqtt patch: reason codes as numbers.
     #[test]
     fn reason_codes_are_the_numbers_packets_carry() {
