@@ -10,7 +10,7 @@ import signal
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import paho.mqtt.client as paho
@@ -26,6 +26,8 @@ from broker import (
     unique_id,
     wait_until,
 )
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 from umqtt.pytest_plugin import ClientFactory
 from wire import ScriptedBroker
 
@@ -104,10 +106,47 @@ class Received:
     payload: bytes
     qos: int
     retain: bool
+    #: MQTT 5 peers: the message's properties, with umqtt's names (see `umqtt_properties`).
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+# paho's names of MQTT 5 properties -> umqtt's.
+_PROPERTY_NAMES = {
+    "PayloadFormatIndicator": "payload_format_indicator",
+    "MessageExpiryInterval": "message_expiry_interval",
+    "TopicAlias": "topic_alias",
+    "ResponseTopic": "response_topic",
+    "CorrelationData": "correlation_data",
+    "UserProperty": "user_properties",
+    "SubscriptionIdentifier": "subscription_identifiers",
+    "ContentType": "content_type",
+}
+
+
+def umqtt_properties(properties: Any) -> dict[str, Any]:
+    """A paho message's MQTT 5 properties as a dict with umqtt's keys (what umqtt gives)."""
+    if properties is None:
+        return {}
+    return {
+        umqtt_name: getattr(properties, paho_name)
+        for paho_name, umqtt_name in _PROPERTY_NAMES.items()
+        if hasattr(properties, paho_name)
+    }
+
+
+def paho_properties(packet_type: int, **given: Any) -> Any:
+    """paho Properties of a packet type from umqtt's keys (publish_properties(...))."""
+    properties = Properties(packet_type)
+    names = {umqtt: paho_name for paho_name, umqtt in _PROPERTY_NAMES.items()}
+    names["subscription_identifier"] = "SubscriptionIdentifier"
+    for key, value in given.items():
+        setattr(properties, names[key], value)
+    return properties
 
 
 class Peer:
-    """An independent MQTT 3.1.1 client (paho-mqtt) to watch and drive the broker."""
+    """An independent MQTT 3.1.1 client (paho-mqtt) to watch and drive the broker; an MQTT 5
+    one with ``mqtt5=True`` (its messages then carry their properties)."""
 
     def __init__(
         self,
@@ -116,44 +155,74 @@ class Peer:
         password: str | None = None,
         *,
         clean_session: bool = True,
+        mqtt5: bool = False,
     ) -> None:
         self.messages: list[Received] = []
         self._subacks: dict[int, list[int]] = {}
         self._connected = threading.Event()
-        self.client = paho.Client(
-            paho.CallbackAPIVersion.VERSION2,
-            client_id=unique_id("peer"),
-            clean_session=clean_session,
-            protocol=paho.MQTTv311,
-        )
+        if mqtt5:
+            self.client = paho.Client(
+                paho.CallbackAPIVersion.VERSION2,
+                client_id=unique_id("peer"),
+                protocol=paho.MQTTv5,
+            )
+        else:
+            self.client = paho.Client(
+                paho.CallbackAPIVersion.VERSION2,
+                client_id=unique_id("peer"),
+                clean_session=clean_session,
+                protocol=paho.MQTTv311,
+            )
         if username is not None:
             self.client.username_pw_set(username, password)
         self.client.on_connect = lambda c, u, flags, rc, props: self._connected.set()
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
-        self.client.connect(broker.host, broker.port, keepalive=60)
+        if mqtt5:
+            self.client.connect(broker.host, broker.port, keepalive=60, clean_start=clean_session)
+        else:
+            self.client.connect(broker.host, broker.port, keepalive=60)
         self.client.loop_start()
         if not self._connected.wait(5):
             self.close()
             raise RuntimeError(f"peer could not connect to {broker}")
 
     def _on_message(self, client: Any, userdata: Any, msg: paho.MQTTMessage) -> None:
-        self.messages.append(Received(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain)))
+        properties = umqtt_properties(getattr(msg, "properties", None))
+        received = Received(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), properties)
+        self.messages.append(received)
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, codes: Any, props: Any) -> None:
         self._subacks[mid] = [int(getattr(c, "value", c)) for c in codes]
 
-    def subscribe(self, topic: str, qos: int = 2, timeout: float = 5.0) -> int:
-        """Subscribe and wait for the SUBACK; return the granted code."""
-        _, mid = self.client.subscribe(topic, qos)
+    def subscribe(
+        self,
+        topic: str,
+        qos: int = 2,
+        timeout: float = 5.0,
+        *,
+        options: SubscribeOptions | None = None,
+        properties: Any = None,
+    ) -> int:
+        """Subscribe and wait for the SUBACK; return the granted code. ``options`` and
+        ``properties`` (paho's) for an MQTT 5 peer."""
+        if options is not None:
+            _, mid = self.client.subscribe(topic, options=options, properties=properties)
+        else:
+            _, mid = self.client.subscribe(topic, qos, properties=properties)
         assert wait_until(lambda: mid in self._subacks, timeout), f"no SUBACK for {topic}"
         return self._subacks[mid][0]
 
     def publish(
-        self, topic: str, payload: str | bytes = b"", qos: int = 1, retain: bool = False
+        self,
+        topic: str,
+        payload: str | bytes = b"",
+        qos: int = 1,
+        retain: bool = False,
+        properties: Any = None,
     ) -> None:
         """Publish and wait until the broker has it (PUBACK/PUBCOMP, or written for QoS 0)."""
-        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
         info.wait_for_publish(5)
         assert info.is_published(), f"peer could not publish to {topic}"
 

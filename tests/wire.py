@@ -1,4 +1,5 @@
-"""MQTT 3.1.1 bytes, and a scripted broker that speaks them: for what mosquitto will not do.
+"""MQTT 3.1.1 (and a few MQTT 5) bytes, and a scripted broker that speaks them: for what
+mosquitto will not do (or what it does, as seen on the wire).
 
 Tests run against a real mosquitto. A few need a broker that misbehaves on purpose: one that
 sends garbage or oversized packets, floods the client, holds an acknowledgement back, or sends
@@ -110,6 +111,87 @@ def read_packet(conn: socket.socket) -> tuple[int, bytes]:
             return first, exactly(length)
 
 
+# --------------------------------------------------------------------------- MQTT 5
+
+# Property identifiers (MQTT 5 2.2.2.2) the tests use.
+TOPIC_ALIAS = 0x23
+TOPIC_ALIAS_MAXIMUM = 0x22
+RECEIVE_MAXIMUM = 0x21
+REASON_STRING = 0x1F
+
+
+def variable_int(n: int) -> bytes:
+    """MQTT 5's variable byte integer (the encoding of a remaining length)."""
+    return remaining_length(n)
+
+
+def properties(*encoded: bytes) -> bytes:
+    """A property list: its length, then the properties (see `u16_property`)."""
+    body = b"".join(encoded)
+    return variable_int(len(body)) + body
+
+
+def u16_property(identifier: int, value: int) -> bytes:
+    return bytes([identifier]) + struct.pack("!H", value)
+
+
+def connack5(props: bytes = b"\x00", code: int = 0, session_present: bool = False) -> bytes:
+    """An MQTT 5 CONNACK with `props` (an encoded property list: `properties(...)`)."""
+    return packet(0x20, bytes([int(session_present), code]) + props)
+
+
+def publish5(
+    topic: str | bytes, payload: bytes, *, alias: int | None = None, qos: int = 0, pkid: int = 1
+) -> bytes:
+    """An MQTT 5 PUBLISH, with a topic alias when `alias` is given (an empty topic uses it)."""
+    raw = topic.encode() if isinstance(topic, str) else topic
+    props = properties(u16_property(TOPIC_ALIAS, alias)) if alias is not None else b"\x00"
+    head = struct.pack("!H", len(raw)) + raw + (struct.pack("!H", pkid) if qos else b"")
+    return packet(PUBLISH | (qos << 1), head + props + payload)
+
+
+def parse_publish5(first: int, body: bytes) -> tuple[bytes, int | None, bytes, bytes]:
+    """(topic, topic alias or None, the raw property list, payload) of an MQTT 5 PUBLISH."""
+    assert first >> 4 == PUBLISH >> 4, f"expected PUBLISH, got {first:#x}"
+    (length,) = struct.unpack("!H", body[:2])
+    topic, rest = body[2 : 2 + length], body[2 + length :]
+    if first & 0x06:
+        rest = rest[2:]
+    size, shift, used = 0, 0, 0
+    while True:
+        byte = rest[used]
+        used += 1
+        size |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+    props, payload = rest[used : used + size], rest[used + size :]
+    alias, i = None, 0
+    while i < len(props):
+        identifier = props[i]
+        if identifier == TOPIC_ALIAS:
+            (alias,) = struct.unpack("!H", props[i + 1 : i + 3])
+        i += _property_length(identifier, props[i + 1 :]) + 1
+    return topic, alias, props, payload
+
+
+def _property_length(identifier: int, rest: bytes) -> int:
+    """How many bytes follow a PUBLISH property's identifier."""
+    if identifier in (0x01,):  # payload format indicator
+        return 1
+    if identifier in (0x23,):  # topic alias
+        return 2
+    if identifier in (0x02,):  # message expiry interval
+        return 4
+    if identifier == 0x0B:  # subscription identifier: a variable byte integer
+        return next(i for i, byte in enumerate(rest) if not byte & 0x80) + 1
+    (length,) = struct.unpack("!H", rest[:2])  # strings, binary data
+    if identifier == 0x26:  # user property: two strings
+        (second,) = struct.unpack("!H", rest[2 + length : 4 + length])
+        return 4 + length + second
+    return 2 + length
+
+
 # --------------------------------------------------------------------------- the broker
 
 
@@ -126,10 +208,18 @@ class ScriptedBroker:
 
     host = "127.0.0.1"
 
-    def __init__(self, script: Script | None = None, handshake: bytes | None = CONNACK_ACCEPTED):
+    def __init__(
+        self,
+        script: Script | None = None,
+        handshake: bytes | None = CONNACK_ACCEPTED,
+        listener: socket.socket | None = None,
+    ):
+        """`listener`: serve this connection on a listening socket of the test's (the next
+        connection to a port an earlier ScriptedBroker served); close() leaves it open."""
         self.script = script
         self.handshake = handshake
-        self.listener = socket.create_server((self.host, 0))
+        self._own_listener = listener is None
+        self.listener = socket.create_server((self.host, 0)) if listener is None else listener
         self.port: int = self.listener.getsockname()[1]
         self.sent = 0
         self.error: BaseException | None = None
@@ -203,7 +293,7 @@ class ScriptedBroker:
 
     def close(self) -> None:
         self._closed.set()
-        for s in (self._conn, self.listener):
+        for s in (self._conn, self.listener if self._own_listener else None):
             if s is not None:
                 with contextlib.suppress(OSError):
                     s.close()
