@@ -200,7 +200,50 @@ def test_round_trip(
 ) -> None:
     """Connect, subscribe, publish QoS 1 and receive it, over this path; the broker's log (the
     listener's port) and the proxy's log witness the way the connection went."""
+    round_trip_through(net_broker, proxies, dialect, transport, tls, proxy)
+
+
+# MQTT 5 through the transports: a few rows (every dialect, transport, TLS and proxy kind once),
+# not the product: the transport is below the protocol.
+MATRIX_MQTT5 = [
+    ("quecpython", "websockets", True, "http+auth"),
+    ("simple", "tcp", True, "socks5h"),
+    ("robust", "unix", False, None),
+    ("aio", "websockets", False, "socks5+auth"),
+]
+
+
+@pytest.mark.parametrize(
+    "dialect,transport,tls,proxy",
+    MATRIX_MQTT5,
+    ids=[f"{d}-{t}-{'tls' if s else 'plain'}-{p or 'direct'}" for d, t, s, p in MATRIX_MQTT5],
+)
+def test_round_trip_at_version_5(
+    net_broker: Mosquitto,
+    proxies: dict[str, Any],
+    dialect: str,
+    transport: str,
+    tls: bool,
+    proxy: str | None,
+) -> None:
+    """The round trip at version=5: the broker logs the connection as MQTT 5 (p5)."""
+    client_id = round_trip_through(net_broker, proxies, dialect, transport, tls, proxy, version=5)
+    assert "p5" in net_broker.connect_flags(client_id).split(", ")
+
+
+def round_trip_through(
+    net_broker: Mosquitto,
+    proxies: dict[str, Any],
+    dialect: str,
+    transport: str,
+    tls: bool,
+    proxy: str | None,
+    **extra: Any,
+) -> str:
+    """`round_trip` over one path (with `extra` options), witnessed by the broker's and the
+    proxy's logs; returns the client id."""
     server, port, options = endpoint(net_broker, transport, tls)
+    options.update(extra)
     since = net_broker.log_size()
     through = None
     if proxy is not None:
@@ -213,6 +256,7 @@ def test_round_trip(
     assert listener_of(net_broker, client_id, since) == expected
     if through is not None:
         assert wait_until(lambda: through.tunnels_to(port) > before), through.log_path
+    return client_id
 
 
 # --------------------------------------------------------------------------- WebSockets
