@@ -72,6 +72,7 @@ def limits_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitt
             "max_qos 1",
             "retain_available false",
             "max_inflight_messages 2",
+            "max_keepalive 10",
         ],
     )
     try:
@@ -405,6 +406,19 @@ def test_connack_announces_the_limits(limits_broker, make_client):
     assert props["retain_available"] is False
     assert props["maximum_packet_size"] == 400
     assert props["receive_maximum"] == 2
+
+
+def test_server_keep_alive_replaces_the_keepalive(limits_broker, make_client):
+    """keepalive=60 to a broker whose max_keepalive is 10 (mosquitto's least): its CONNACK says 10
+    and the client pings at that pace (a PINGREQ long before 60 s; one connection all along)."""
+    c = make_client(broker=limits_broker, keepalive=60, **V5)
+    c.connect()
+    assert c.connack_properties["server_keep_alive"] == 10
+    mark = limits_broker.log_size()
+    pinged = f"Received PINGREQ from {c.client_id}"
+    assert limits_broker.wait_for_log(pinged, timeout=45, since=mark)
+    assert c.get_mqttsta() == 0
+    assert len(limits_broker.log_lines(f"as {c.client_id} (p5")) == 1
 
 
 @pytest.mark.parametrize("dialect", [*BLOCKING, "aio"])
