@@ -42,7 +42,8 @@ CTRL_C_SCRIPT = textwrap.dedent(
     import sys, time
     from umqtt.simple import MQTTClient
     host, port, cid = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    c = MQTTClient(cid, host, port)
+    version = int(sys.argv[4]) if len(sys.argv) > 4 else 4
+    c = MQTTClient(cid, host, port, version=version)
     c.set_callback(lambda t, m: None)
     c.connect()
     c.subscribe("umqtt-test/ctrl-c/" + cid)

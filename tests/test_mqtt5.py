@@ -37,6 +37,7 @@ from broker import (
 )
 from conftest import paho_properties
 from paho.mqtt.packettypes import PacketTypes
+from test_micropython import CTRL_C_SCRIPT
 from umqtt import MQTTConnectError, MQTTConnectionLost, MQTTException
 
 V5 = {"version": 5}
@@ -526,26 +527,10 @@ def test_a_keepalive_of_zero_is_allowed(broker, make_client):
     assert "k0" in broker.connect_flags(c.client_id).split(", ")
 
 
-CTRL_C_SCRIPT = """
-import sys, time
-from umqtt.simple import MQTTClient
-host, port, cid = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-c = MQTTClient(cid, host, port, version=5)
-c.set_callback(lambda t, m: None)
-c.connect()
-c.subscribe("umqtt-test/ctrl-c5/" + cid)
-print("ready", flush=True)
-try:
-    c.wait_msg()
-except KeyboardInterrupt:
-    print("interrupted", time.monotonic(), flush=True)
-    sys.exit(0)
-sys.exit(3)
-"""
-
-
 def test_ctrl_c_interrupts_wait_msg(broker):
-    assert_ctrl_c_interrupts(CTRL_C_SCRIPT, broker.host, str(broker.port), unique_id("ctrl-c5"))
+    """umqtt.simple's wait_msg() at version=5 (test_micropython's script, told the version)."""
+    host, port = broker.host, str(broker.port)
+    assert_ctrl_c_interrupts(CTRL_C_SCRIPT, host, port, unique_id("ctrl-c5"), "5")
 
 
 # --------------------------------------------------------------------------- request/response

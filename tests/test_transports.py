@@ -185,24 +185,6 @@ def test_the_matrix_is_pairwise() -> None:
                     assert impossible or (x, y) in seen, (a, b, x, y)
 
 
-@pytest.mark.parametrize(
-    "dialect,transport,tls,proxy",
-    MATRIX,
-    ids=[f"{d}-{t}-{'tls' if s else 'plain'}-{p or 'direct'}" for d, t, s, p in MATRIX],
-)
-def test_round_trip(
-    net_broker: Mosquitto,
-    proxies: dict[str, Any],
-    dialect: str,
-    transport: str,
-    tls: bool,
-    proxy: str | None,
-) -> None:
-    """Connect, subscribe, publish QoS 1 and receive it, over this path; the broker's log (the
-    listener's port) and the proxy's log witness the way the connection went."""
-    round_trip_through(net_broker, proxies, dialect, transport, tls, proxy)
-
-
 # MQTT 5 through the transports: a few rows (every dialect, transport, TLS and proxy kind once),
 # not the product: the transport is below the protocol.
 MATRIX_MQTT5 = [
@@ -211,39 +193,31 @@ MATRIX_MQTT5 = [
     ("robust", "unix", False, None),
     ("aio", "websockets", False, "socks5+auth"),
 ]
+ROUND_TRIPS = [(*row, 4) for row in MATRIX] + [(*row, 5) for row in MATRIX_MQTT5]
 
 
 @pytest.mark.parametrize(
-    "dialect,transport,tls,proxy",
-    MATRIX_MQTT5,
-    ids=[f"{d}-{t}-{'tls' if s else 'plain'}-{p or 'direct'}" for d, t, s, p in MATRIX_MQTT5],
+    "dialect,transport,tls,proxy,version",
+    ROUND_TRIPS,
+    ids=[
+        f"{d}-{t}-{'tls' if s else 'plain'}-{p or 'direct'}{'-v5' if v == 5 else ''}"
+        for d, t, s, p, v in ROUND_TRIPS
+    ],
 )
-def test_round_trip_at_version_5(
+def test_round_trip(
     net_broker: Mosquitto,
     proxies: dict[str, Any],
     dialect: str,
     transport: str,
     tls: bool,
     proxy: str | None,
+    version: int,
 ) -> None:
-    """The round trip at version=5: the broker logs the connection as MQTT 5 (p5)."""
-    client_id = round_trip_through(net_broker, proxies, dialect, transport, tls, proxy, version=5)
-    assert "p5" in net_broker.connect_flags(client_id).split(", ")
-
-
-def round_trip_through(
-    net_broker: Mosquitto,
-    proxies: dict[str, Any],
-    dialect: str,
-    transport: str,
-    tls: bool,
-    proxy: str | None,
-    **extra: Any,
-) -> str:
-    """`round_trip` over one path (with `extra` options), witnessed by the broker's and the
-    proxy's logs; returns the client id."""
+    """Connect, subscribe, publish QoS 1 and receive it, over this path, with this protocol
+    version; the broker's log (the listener's port, the protocol: p2 is MQTT 3.1.1, p5 MQTT 5)
+    and the proxy's log witness the way the connection went."""
     server, port, options = endpoint(net_broker, transport, tls)
-    options.update(extra)
+    options["version"] = version
     since = net_broker.log_size()
     through = None
     if proxy is not None:
@@ -254,9 +228,9 @@ def round_trip_through(
     client_id = round_trip(dialect, server, port, **options)
     expected = {"websockets": "websockets", "unix": 0}.get(transport, port)
     assert listener_of(net_broker, client_id, since) == expected
+    assert f"p{2 if version == 4 else 5}" in net_broker.connect_flags(client_id).split(", ")
     if through is not None:
         assert wait_until(lambda: through.tunnels_to(port) > before), through.log_path
-    return client_id
 
 
 # --------------------------------------------------------------------------- WebSockets
