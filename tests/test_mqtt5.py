@@ -25,6 +25,7 @@ import umqtt
 import umqtt.aio
 import umqtt.robust
 import umqtt.simple
+import wire
 from broker import (
     ALICE,
     BOB,
@@ -394,6 +395,24 @@ def test_a_session_takeover_ends_the_older_connection(broker, make_client, clien
         bounded(first.wait_msg, 10)
     assert first.get_mqttsta() == 2
     assert second.get_mqttsta() == 0
+
+
+@pytest.mark.parametrize("dialect", ["quecpython", "simple"])
+def test_a_disconnect_for_a_session_taken_over_says_so(scripted_broker, dialect):
+    """mosquitto closes a taken-over connection without a word; a broker that sends DISCONNECT
+    0x8E (a scripted one) has its reason raised by wait_msg(), with the name."""
+    b = scripted_broker(handshake=wire.connack5())
+    if dialect == "quecpython":
+        c = umqtt.MQTTClient("taken", b.host, b.port, reconn=False, **V5)
+    else:
+        c = umqtt.simple.MQTTClient("taken", b.host, b.port, **V5)
+    c.set_callback(lambda t, m: None)
+    c.connect()
+    b.send(bytes([0xE0, 0x01, 0x8E]))  # DISCONNECT, reason 0x8E, no properties
+    with pytest.raises(MQTTConnectionLost) as excinfo:
+        bounded(c.wait_msg, 10)
+    assert excinfo.value.reason_code == 0x8E
+    assert "DISCONNECT 0x8e Session taken over" in str(excinfo.value)  # codes as {:#04x}
 
 
 # --------------------------------------------------------------------------- the broker's limits
