@@ -512,8 +512,10 @@ def test_mutual_certfile_and_keyfile(tls_broker, tls_client, pki, topic):
     flows(tls_broker, tls_client("mutual", params), "mutual", topic)
 
 
-def test_mutual_with_every_device_key(tls_broker, tls_client, pki, topic):
-    """cert, key, server_hostname, server_side, do_handshake and the CA, all at once."""
+@pytest.mark.parametrize("version", [4, 5])
+def test_mutual_with_every_device_key(tls_broker, tls_client, pki, topic, version):
+    """cert, key, server_hostname, server_side, do_handshake and the CA, all at once; under
+    MQTT 3.1.1 and MQTT 5 (the broker logs p2 or p5)."""
     params = {
         **mutual(pki, "client"),
         "server_hostname": "localhost",
@@ -521,7 +523,9 @@ def test_mutual_with_every_device_key(tls_broker, tls_client, pki, topic):
         "do_handshake": True,
         "cert_reqs": ssl.CERT_REQUIRED,
     }
-    flows(tls_broker, tls_client("mutual", params), "mutual", topic)
+    c = tls_client("mutual", params, version=version)
+    flows(tls_broker, c, "mutual", topic)
+    assert f"p{2 if version == 4 else 5}" in tls_broker.connect_flags(c.client_id).split(", ")
 
 
 @pytest.mark.parametrize(
@@ -689,7 +693,8 @@ def sni(pki: Pki) -> Iterator[SniRecorder]:
         pytest.param("127.0.0.1", {}, None, id="ip-sends-no-sni"),
     ],
 )
-def test_sni_name_sent(sni, pki, server, params, expected):
+@pytest.mark.parametrize("version", [4, 5])
+def test_sni_name_sent(sni, pki, server, params, expected, version):
     c = umqtt.MQTTClient(
         unique_id(),
         server,
@@ -698,6 +703,7 @@ def test_sni_name_sent(sni, pki, server, params, expected):
         ssl_params={"cert_reqs": ssl.CERT_NONE, **params},
         reconn=False,
         connect_timeout=5,
+        version=version,
     )
     Bounded(c.connect, "connect").thread.join(10)  # the recorder hangs up: connect() fails
     assert wait_until(lambda: sni.names, 5), "no TLS handshake reached the recorder"
