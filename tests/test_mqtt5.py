@@ -316,6 +316,43 @@ async def test_aio_refusals_raise_mqttexception_with_code_and_name(acl_broker, m
         await client.publish(f"allowed/{unique_id()}", b"after", qos=1)
 
 
+def refuse_the_unsubscribe(b: wire.ScriptedBroker) -> None:
+    """A scripted broker's answer to the client's first UNSUBSCRIBE: UNSUBACK 0x87 (mosquitto
+    2.0.11 refuses no UNSUBSCRIBE unless told by a plugin)."""
+    body = b.expect(0xA2)
+    b.send(wire.packet(0xB0, body[:2] + b"\x00" + b"\x87"))  # id, no properties, the reason
+
+
+@pytest.mark.parametrize("dialect", [*BLOCKING, "aio"])
+def test_an_unsuback_refusal_is_reported_per_dialect(scripted_broker, umqtt_log, dialect):
+    """QuecPython: False, logged with the name; MicroPython: MQTTException(0x87); aio:
+    MQTTException with .reason_code."""
+    b = scripted_broker(refuse_the_unsubscribe, handshake=wire.connack5())
+    if dialect == "aio":
+
+        async def attempt() -> None:
+            async with umqtt.aio.MQTTClient("unsub", b.host, b.port, **V5) as client:
+                with pytest.raises(MQTTException) as excinfo:
+                    await client.unsubscribe("a/b")
+                assert excinfo.value.reason_code == 0x87
+                assert "0x87 Not authorized" in str(excinfo.value)
+
+        asyncio.run(attempt())
+        return
+    classes = {"quecpython": umqtt.MQTTClient, "simple": umqtt.simple.MQTTClient}
+    c = classes.get(dialect, umqtt.robust.MQTTClient)("unsub", b.host, b.port, **V5)
+    c.connect()
+    if dialect == "quecpython":
+        assert c.unsubscribe("a/b") is False
+        warnings = "\n".join(r.getMessage() for r in umqtt_log.records(logging.WARNING))
+        assert "UNSUBACK 0x87 Not authorized" in warnings, warnings
+    else:
+        with pytest.raises(MQTTException) as excinfo:
+            c.unsubscribe("a/b")
+        assert excinfo.value.args == (0x87,)
+        assert excinfo.value.reason_code == 0x87
+
+
 @pytest.mark.parametrize("dialect", BLOCKING)
 def test_connack_refusal_carries_the_reason_code(acl_broker, make_client, dialect):
     c = make_client(broker=acl_broker, dialect=dialect, connect=False, password="wrong", **V5)
