@@ -615,6 +615,7 @@ async def test_request_returns_the_correlated_reply(broker, make_aio, topic):
             assert reply.topic.startswith(f"umqtt/resp/{client.client_id}/")
             replies = await asyncio.gather(*(client.request(topic, b"r%d" % i) for i in range(20)))
             assert [r.payload for r in replies] == [b"R%d" % i for i in range(20)]
+            assert (await client.request(topic, b"exactly once", qos=2)).payload == b"EXACTLY ONCE"
         finally:
             responder.cancel()
     subscribes = broker.log_lines(f"{client.client_id} 1 umqtt/resp/")

@@ -58,7 +58,7 @@ def test_publish_properties_arrive_as_sent(broker, make_client, make_peer, topic
     assert got == expected
 
 
-@pytest.mark.parametrize("dialect", ["quecpython", "simple"])
+@pytest.mark.parametrize("dialect", ["quecpython", "simple", "robust"])
 def test_received_properties_reach_a_callback_that_asks_for_them(
     broker, make_client, make_peer, topic, dialect
 ):
