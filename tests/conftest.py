@@ -369,9 +369,13 @@ def make_aio(make_client: Callable[..., Any]) -> Callable[..., umqtt.aio.MQTTCli
 
 
 @pytest.fixture
-def client(make_client: Callable[..., Any], inbox: Inbox, client_id: str) -> Any:
-    """A umqtt client (id `client_id`) connected to the shared broker, recording into `inbox`."""
-    c = make_client(client_id=client_id)
+def client(
+    request: pytest.FixtureRequest, make_client: Callable[..., Any], inbox: Inbox, client_id: str
+) -> Any:
+    """A umqtt client (id `client_id`) connected to the shared broker, recording into `inbox`.
+    MQTT 3.1.1, or the version a test gives: ``parametrize("client", [4, 5], indirect=True)``."""
+    version = {"version": request.param} if hasattr(request, "param") else {}
+    c = make_client(client_id=client_id, **version)
     c.set_callback(inbox.callback)
     assert c.connect() == 0
     return c

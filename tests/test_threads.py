@@ -42,6 +42,7 @@ CTRL_C_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.parametrize("client", [4, 5], indirect=True, ids=["v4", "v5"])
 def test_reader_thread_with_four_publishers(client, inbox, peer, topic):
     """wait_msg() on a reader thread while 4 threads publish QoS 0/1/2: all True, all arrive."""
     assert client.subscribe(f"{topic}/#", 2) is True
@@ -73,6 +74,7 @@ def test_reader_thread_with_four_publishers(client, inbox, peer, topic):
     assert {(m.topic.encode(), m.payload) for m in peer.received()} == expected
 
 
+@pytest.mark.parametrize("client", [4, 5], indirect=True, ids=["v4", "v5"])
 @pytest.mark.parametrize("qos", [0, 1, 2])
 def test_publish_from_callback(client, peer, topic, qos):
     """A callback may publish() at any QoS: no deadlock, returns True, the message arrives."""
@@ -118,6 +120,7 @@ def test_ctrl_c_interrupts_blocking_call(broker, silent_server, call):
     assert_ctrl_c_interrupts(CTRL_C_SCRIPT, call, broker.host, str(port), unique_id("ctrl-c"))
 
 
+@pytest.mark.parametrize("client", [4, 5], indirect=True, ids=["v4", "v5"])
 def test_concurrent_check_msg_and_publish(client, inbox, topic):
     """check_msg() polled on one thread while another publishes: every message is delivered once."""
     assert client.subscribe(topic, 1) is True
