@@ -87,10 +87,13 @@ def test_set_busy_poll_returns_the_previous_budget(set_busy_poll: Callable[[int]
     assert set_busy_poll(7) == 0
 
 
-def subscribed(make_client: Callable[..., Any], topic: str) -> tuple[Any, list[bytes]]:
-    """A connected client subscribed to `topic`, and the list its messages are appended to."""
+def subscribed(
+    make_client: Callable[..., Any], topic: str, **options: Any
+) -> tuple[Any, list[bytes]]:
+    """A connected client (made with `options`) subscribed to `topic`, and the list its messages
+    are appended to."""
     delivered: list[bytes] = []
-    c = make_client()
+    c = make_client(**options)
     c.set_callback(lambda t, m: delivered.append(m))
     c.connect()
     assert c.subscribe(topic)
@@ -145,13 +148,15 @@ def sleeps_per_round_trip(client: Any, topic: str, delivered: list[bytes]) -> fl
     return (after - before) / ROUND_TRIPS
 
 
+@pytest.mark.parametrize("version", [4, 5])
 def test_a_reply_within_the_budget_is_awaited_without_sleeping(
     make_client: Callable[..., Any],
     topic: str,
     set_busy_poll: Callable[[int], int],
     record_property: Callable[[str, Any], None],
+    version: int,
 ) -> None:
-    c, delivered = subscribed(make_client, topic)
+    c, delivered = subscribed(make_client, topic, version=version)
     set_busy_poll(MAX_BUDGET)
     busy = sleeps_per_round_trip(c, topic, delivered)
     set_busy_poll(0)
