@@ -518,12 +518,15 @@ def test_unix_socket_that_does_not_exist(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- as on TCP
 
 
-@pytest.mark.parametrize("transport", ["websockets", "unix", "socks5", "http"])
+@pytest.mark.parametrize(
+    ("transport", "version"),
+    [("websockets", 4), ("unix", 4), ("socks5", 4), ("http", 4), ("websockets", 5), ("http", 5)],
+)
 def test_reconnect_and_resubscribe(
-    mqtt_broker_factory: Any, tmp_path: Path, transport: str
+    mqtt_broker_factory: Any, tmp_path: Path, transport: str, version: int
 ) -> None:
     """The broker restarts: the client reconnects over the same path, re-subscribes, and
-    receives what is published afterwards."""
+    receives what is published afterwards (MQTT 3.1.1 over every path, MQTT 5 over two)."""
     broker = mqtt_broker_factory(websockets=True, unix_socket=True)
     server, port, options = endpoint(
         broker, "tcp" if transport in ("socks5", "http") else transport, False
@@ -538,7 +541,9 @@ def test_reconnect_and_resubscribe(
     topic = f"umqtt-test/reconnect/{unique_id()}"
     got: list[bytes] = []
     notices: list[str] = []
-    client = umqtt.MQTTClient(unique_id(), server, port, reconnect_delay=0.2, **options)
+    client = umqtt.MQTTClient(
+        unique_id(), server, port, reconnect_delay=0.2, version=version, **options
+    )
     client.set_callback(lambda t, m: got.append(m))
     client.error_register_cb(notices.append)
     try:
