@@ -146,11 +146,12 @@ class Collector:
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("version", [4, 5])
 @pytest.mark.parametrize("qos", [0, 1, 2])
-async def test_round_trip_at_every_qos(make_aio, peer, topic, qos):
+async def test_round_trip_at_every_qos(make_aio, peer, topic, qos, version):
     """Subscribe is granted `qos`; our publish reaches the peer and ourselves; the peer's publish
-    reaches us, with topic str, payload bytes, qos, retain False, dup False."""
-    async with make_aio() as client:
+    reaches us, with topic str, payload bytes, qos, retain False, dup False (MQTT 3.1.1 and 5)."""
+    async with make_aio(version=version) as client:
         assert isinstance(client, MQTTClient)
         assert await client.subscribe(topic, qos) == qos
         peer.subscribe(topic)
@@ -453,11 +454,12 @@ async def test_cancel_in_the_middle_of_receive(make_aio, peer, topic):
 
 
 @pytest.mark.asyncio
-async def test_cancelled_receives_lose_no_message(make_aio, topic):
+@pytest.mark.parametrize("version", [4, 5])
+async def test_cancelled_receives_lose_no_message(make_aio, topic, version):
     """Receives cancelled by short timeouts while 300 QoS 1 messages stream in: every message is
-    still delivered exactly once (a cancelled receive must not swallow one)."""
+    still delivered exactly once (a cancelled receive must not swallow one); MQTT 3.1.1 and 5."""
     count = 300
-    consumer, producer = make_aio(), make_aio()
+    consumer, producer = make_aio(version=version), make_aio(version=version)
     await consumer.connect()
     await producer.connect()
     await consumer.subscribe(topic, 1)
