@@ -126,6 +126,51 @@ async def test_aio_messages_carry_their_properties(broker, make_aio, make_peer, 
         assert message.properties == {}
 
 
+# --------------------------------------------------------------------------- the CONNECT
+
+
+def connect_as_sent(b: wire.ScriptedBroker, clean_session: bool, **options: Any) -> Any:
+    """The CONNECT a version=5 client with `options` sent to `b`: (flags, keepalive, {identifier:
+    [values as encoded, in order]})."""
+    c = umqtt.MQTTClient("connect-props", b.host, b.port, version=5, **options)
+    try:
+        c.connect(clean_session)
+    finally:
+        c.close()
+    flags, keepalive, props = wire.parse_connect5(b.connect_body)
+    values: dict[int, list[bytes]] = {}
+    for identifier, value in props:
+        values.setdefault(identifier, []).append(value)
+    return flags, keepalive, values
+
+
+def test_the_connect_carries_session_expiry_packet_size_and_user_properties(scripted_broker):
+    """clean_session=False asks for a session that outlives the connection (expiry 0xFFFFFFFF);
+    max_packet_size is announced as the client's maximum packet size; connect_properties go as
+    given, user properties in order with a repeat."""
+    b = scripted_broker(handshake=wire.connack5())
+    user = [("a", "1"), ("b", "2"), ("a", "3")]
+    given = {"receive_maximum": 10, "topic_alias_maximum": 4, "user_properties": user}
+    flags, _, values = connect_as_sent(b, False, max_packet_size=50_000, connect_properties=given)
+    assert not flags & 0x02  # no clean start
+    assert values[wire.SESSION_EXPIRY_INTERVAL] == [b"\xff\xff\xff\xff"]
+    assert values[wire.MAXIMUM_PACKET_SIZE] == [(50_000).to_bytes(4, "big")]
+    assert values[wire.RECEIVE_MAXIMUM] == [(10).to_bytes(2, "big")]
+    assert values[wire.TOPIC_ALIAS_MAXIMUM] == [(4).to_bytes(2, "big")]
+    assert values[wire.USER_PROPERTY] == [wire.utf8_pair(k, v) for k, v in user]
+
+
+def test_a_clean_session_asks_for_none_and_connect_properties_win(scripted_broker):
+    """clean_session=True: clean start and no session expiry (0, the default, or absent);
+    connect_properties' maximum_packet_size wins over max_packet_size."""
+    b = scripted_broker(handshake=wire.connack5())
+    given = {"maximum_packet_size": 1000}
+    flags, _, values = connect_as_sent(b, True, max_packet_size=50_000, connect_properties=given)
+    assert flags & 0x02  # clean start
+    assert values.get(wire.SESSION_EXPIRY_INTERVAL, [b"\x00" * 4]) == [b"\x00" * 4]
+    assert values[wire.MAXIMUM_PACKET_SIZE] == [(1000).to_bytes(4, "big")]
+
+
 # --------------------------------------------------------------------------- subscribe options
 
 

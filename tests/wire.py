@@ -157,32 +157,71 @@ def parse_publish5(first: int, body: bytes) -> tuple[bytes, int | None, bytes, b
     topic, rest = body[2 : 2 + length], body[2 + length :]
     if first & 0x06:
         rest = rest[2:]
-    size, shift, used = 0, 0, 0
-    while True:
-        byte = rest[used]
-        used += 1
-        size |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            break
+    size, used = read_variable_int(rest, 0)
     props, payload = rest[used : used + size], rest[used + size :]
-    alias, i = None, 0
-    while i < len(props):
-        identifier = props[i]
-        if identifier == TOPIC_ALIAS:
-            (alias,) = struct.unpack("!H", props[i + 1 : i + 3])
-        i += _property_length(identifier, props[i + 1 :]) + 1
+    aliases = [value for identifier, value in parse_properties(props) if identifier == TOPIC_ALIAS]
+    alias = struct.unpack("!H", aliases[0])[0] if aliases else None
     return topic, alias, props, payload
 
 
+def read_variable_int(data: bytes, at: int) -> tuple[int, int]:
+    """The variable byte integer at `at` in `data`, and the offset after it."""
+    value, shift = 0, 0
+    while True:
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, at
+
+
+# Properties of a fixed size (MQTT 5 2.2.2.2): identifier -> bytes.
+FIXED_SIZE = {
+    0x01: 1,  # payload format indicator
+    0x02: 4,  # message expiry interval
+    0x11: 4,  # session expiry interval
+    0x17: 1,  # request problem information
+    0x18: 4,  # will delay interval
+    0x19: 1,  # request response information
+    0x21: 2,  # receive maximum
+    0x22: 2,  # topic alias maximum
+    0x23: 2,  # topic alias
+    0x27: 4,  # maximum packet size
+}
+SESSION_EXPIRY_INTERVAL = 0x11
+MAXIMUM_PACKET_SIZE = 0x27
+USER_PROPERTY = 0x26
+
+
+def parse_properties(props: bytes) -> list[tuple[int, bytes]]:
+    """A property list's (identifier, value as encoded) pairs, in order."""
+    found, i = [], 0
+    while i < len(props):
+        identifier = props[i]
+        length = _property_length(identifier, props[i + 1 :])
+        found.append((identifier, props[i + 1 : i + 1 + length]))
+        i += 1 + length
+    return found
+
+
+def parse_connect5(body: bytes) -> tuple[int, int, list[tuple[int, bytes]]]:
+    """(connect flags, keepalive, properties) of an MQTT 5 CONNECT's body."""
+    assert body[:7] == b"\x00\x04MQTT\x05", f"not an MQTT 5 CONNECT: {body[:7]!r}"
+    flags, keepalive = body[7], struct.unpack("!H", body[8:10])[0]
+    size, used = read_variable_int(body, 10)
+    return flags, keepalive, parse_properties(body[used : used + size])
+
+
+def utf8_pair(key: str, value: str) -> bytes:
+    """A user property's value as encoded: two length-prefixed UTF-8 strings."""
+    return b"".join(struct.pack("!H", len(s.encode())) + s.encode() for s in (key, value))
+
+
 def _property_length(identifier: int, rest: bytes) -> int:
-    """How many bytes follow a PUBLISH property's identifier."""
-    if identifier in (0x01,):  # payload format indicator
-        return 1
-    if identifier in (0x23,):  # topic alias
-        return 2
-    if identifier in (0x02,):  # message expiry interval
-        return 4
+    """How many bytes follow a property's identifier."""
+    if identifier in FIXED_SIZE:
+        return FIXED_SIZE[identifier]
     if identifier == 0x0B:  # subscription identifier: a variable byte integer
         return next(i for i, byte in enumerate(rest) if not byte & 0x80) + 1
     (length,) = struct.unpack("!H", rest[:2])  # strings, binary data
@@ -222,6 +261,8 @@ class ScriptedBroker:
         self.listener = socket.create_server((self.host, 0)) if listener is None else listener
         self.port: int = self.listener.getsockname()[1]
         self.sent = 0
+        #: The body of the client's CONNECT, once it came (see `parse_connect5`).
+        self.connect_body = b""
         self.error: BaseException | None = None
         self.connected = threading.Event()
         self.done = threading.Event()
@@ -236,7 +277,7 @@ class ScriptedBroker:
             conn, _ = self.listener.accept()
             conn.settimeout(30)
             self._conn = conn
-            first, _ = read_packet(conn)
+            first, self.connect_body = read_packet(conn)
             assert first == CONNECT, f"expected CONNECT, got {first:#x}"
             if self.handshake:
                 self._write(conn, self.handshake)
