@@ -452,6 +452,23 @@ def test_a_disconnect_for_a_session_taken_over_says_so(scripted_broker, dialect)
     assert "DISCONNECT 0x8e Session taken over" in str(excinfo.value)  # codes as {:#04x}
 
 
+def test_quecpython_hears_a_session_taken_over_then_reconnects(scripted_broker, errors):
+    """reconn=True: DISCONNECT 0x8E reaches the error callback with its name, before
+    reconnect_start."""
+    b = scripted_broker(handshake=wire.connack5())
+    c = umqtt.MQTTClient("taken", b.host, b.port, reconnect_delay=0.2, **V5)
+    c.error_register_cb(errors.callback)
+    c.connect()
+    try:
+        b.send(bytes([0xE0, 0x01, 0x8E]))
+        assert errors.wait_for("reconnect_start")
+        reason = [t for t in errors.texts if "DISCONNECT" in t]
+        assert reason and "0x8e Session taken over" in reason[0], errors.texts
+        assert errors.texts.index(reason[0]) < errors.texts.index("reconnect_start")
+    finally:
+        c.close()
+
+
 # --------------------------------------------------------------------------- the broker's limits
 
 
