@@ -219,6 +219,36 @@ def test_asyncio_client_logs_its_packets(
         assert words in lines(caplog), lines(caplog)
 
 
+def test_mqtt5_at_debug_logs_its_events_and_no_packets(
+    broker: Mosquitto, topic: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At version=5 the packet observer is not there yet (packet lines are MQTT 3.1.1's): DEBUG
+    logging changes nothing else. A round trip at every QoS, the connection events at INFO, and
+    stats() with what it counts at version=5 (reconnects, in flight, queued, unread)."""
+    caplog.set_level(logging.DEBUG, logger="umqtt")
+    got: list[bytes] = []
+    c = umqtt.MQTTClient(unique_id(), broker.host, broker.port, version=5)
+    c.set_callback(lambda t, m: got.append(m))
+    c.connect()
+    try:
+        assert c.subscribe(topic, 2)
+        for qos in (0, 1, 2):
+            assert c.publish(topic, b"v5 %d" % qos, qos=qos)
+        assert wait_until(lambda: (c.check_msg(), len(got) >= 3)[1], 10)
+        # Our acknowledgements of the messages go through the request channel: wait for them.
+        assert wait_until(lambda: (c.stats()["queued"], c.stats()["inflight"]) == (0, 0), 10)
+        stats = c.stats()
+        assert (stats["reconnects"], stats["unread"], stats["last_error"]) == (0, 0, None)
+    finally:
+        c.disconnect()
+    assert sorted(got) == [b"v5 0", b"v5 1", b"v5 2"]
+    target = f"127.0.0.1:{broker.port}"
+    events = [r.getMessage() for r in list(caplog.records) if r.name == "umqtt"]
+    assert f"connected to {target}" in events
+    assert f"disconnected from {target}" in events
+    assert lines(caplog) == []
+
+
 def test_other_crates_records_are_under_umqtt(tmp_path: Path) -> None:
     """rustls's records (and rumqttc's) reach Python under `umqtt.`: a root logger at DEBUG
     in a fresh process sees no logger outside `umqtt` from the core."""

@@ -365,6 +365,7 @@ def test_a_file_it_may_not_read_or_write_is_refused_and_left_untouched(shared_fo
         ({"persistence_max_bytes": -1}, ValueError, "persistence_max_bytes must be between"),
         ({"persistence_sync": "fast"}, ValueError, 'persistence_sync must be "normal" or "full"'),
         ({"persistence_sync": 1}, TypeError, "persistence_sync"),
+        ({"version": 5}, ValueError, r"persistence= is not yet supported with version=5"),
     ],
 )
 def test_bad_arguments_name_themselves(tmp_path, options, error, match):
