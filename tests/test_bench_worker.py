@@ -171,6 +171,16 @@ def test_a_row_versus_default_compares_a_variant_with_the_same_library() -> None
     assert "outbox on disk (ratio: to umqtt.aio in memory) | msg/s | 30,000 | — | — | 0.75x" in text
 
 
+def test_mqtt5_rows_compare_each_library_with_itself_at_mqtt311() -> None:
+    for table in run.tables(run.PROFILES["quick"]):
+        rates = {table.subject: 10_000.0, f"{table.subject}@v5": 9_500.0}
+        medians = {"qos1_single": {lib: {"pub_rate": rate} for lib, rate in rates.items()}}
+        text, _ = run.render(table, medians, list(table.libs))
+        row = "QoS1 one at a time: publish rate, MQTT 5 (ratio: to MQTT 3.1.1) | msg/s | 9,500 |"
+        assert row in text
+        assert "| 0.95x | ≥ 0.9x | ✓ |" in text.split(row)[1].splitlines()[0]
+
+
 def test_a_target_above_the_broker_cap_becomes_the_cap() -> None:
     (asyncio_table,) = [t for t in run.tables(run.PROFILES["quick"]) if t.name == "asyncio"]
     e2e = {"umqtt.aio": 100_000.0, "gmqtt": 80_000.0, run.CAP: 110_000.0}

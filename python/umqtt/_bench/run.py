@@ -429,6 +429,30 @@ class Variant:
 # own (worker.py, NEW_OUTBOX) before publish() returns; the publisher's rate ends at its flush().
 DISK = Variant("disk", "outbox on disk", {"persistence": "new"}, ("umqtt", "umqtt.aio"))
 
+# MQTT 5 (issue 25) beside MQTT 3.1.1, the default: within 10 %.
+MQTT5 = Variant("v5", "MQTT 5", {"version": 5}, ("umqtt", "umqtt.aio"))
+
+
+def mqtt5_rows() -> tuple[Row, ...]:
+    """QoS 0 end to end, QoS 1 one at a time and the round trip at version=5, each in ratio to
+    the same library at version=4."""
+    versus = " (ratio: to MQTT 3.1.1)"
+    return tuple(
+        dataclasses.replace(
+            row,
+            label=f"{row.label}, MQTT 5{versus}",
+            target=target,
+            variant=MQTT5,
+            versus_default=True,
+        )
+        for row, target in (
+            (QOS0_E2E, Target(">=", 0.9)),
+            (QOS1_SINGLE, Target(">=", 0.9)),
+            (RTT_P50, Target("<=", 1.1)),
+        )
+    )
+
+
 # MQTT over WebSocket (issue 22), on the broker's WebSocket listener.
 WEBSOCKET = Variant(
     "ws", "over WebSocket", {"transport": "websockets"}, ("umqtt", "umqtt.aio"), "websockets"
@@ -750,6 +774,7 @@ def tables(profile: dict[str, dict[str, Any]]) -> tuple[Table, ...]:
             dataclasses.replace(
                 RTT_P50, label="Round trip QoS0 64 B: p50, over WebSocket", variant=WEBSOCKET
             ),
+            *mqtt5_rows(),
             with_target(CONN, "<=", 1.0),
             with_target(IDLE_RSS, "<=", 0.5),
             with_target(QOS0_CPU, "<=", 0.5),
@@ -815,6 +840,7 @@ def tables(profile: dict[str, dict[str, Any]]) -> tuple[Table, ...]:
             ),
             with_target(RTT_P50, "<=", 0.6),
             RTT_P99,
+            *mqtt5_rows(),
             CONN,
             IDLE_RSS,
             Row("crowd", "connect_all_s", f"{crowd}: time to connect them", "s", at_total=True),
