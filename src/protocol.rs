@@ -624,3 +624,6 @@ fn qos_of(qos: v5::mqttbytes::QoS) -> QoS {
         v5::mqttbytes::QoS::ExactlyOnce => QoS::ExactlyOnce,
     }
 }
+
+#[cfg(test)]
+mod tests;
