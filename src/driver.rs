@@ -17,6 +17,7 @@
 //! `EventLoop` and `Event`, which carry packet ids, kinds and reason codes.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -144,13 +145,16 @@ struct Driver {
 }
 
 /// Runs one connection until it is disconnected, fails for good, or the task is aborted.
-pub async fn run(
+///
+/// The driver is built before the future, which holds only it: an `async fn` would keep its
+/// arguments beside the driver made of them, 1 KiB more in every client's task.
+pub fn run(
     mut eventloop: EventLoop,
     requests: Requests,
     shared: Arc<Shared>,
     config: DriverConfig,
     first_connack: oneshot::Sender<Result<bool, DriverError>>,
-) {
+) -> impl Future<Output = ()> {
     let backoff = Backoff::new(config.reconnect_delay, config.reconnect_max_delay);
     // The outbox sends a QoS 2 message's PUBREL once its PUBREC is on disk (vendor patch 31).
     eventloop.set_manual_pubrel(config.outbox.is_some());
@@ -170,7 +174,7 @@ pub async fn run(
         connected_at: None,
         peer_closes: VecDeque::new(),
     };
-    driver.run().await;
+    async move { driver.run().await }
 }
 
 impl Driver {
