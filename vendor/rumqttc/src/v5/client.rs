@@ -465,6 +465,14 @@ impl AsyncClient {
         Ok(())
     }
 
+    /// umqtt patch: sends a request as the caller built it: a PUBLISH with its own packet id, DUP
+    /// flag and properties, or a PUBREL. An application that keeps its unacknowledged publishes
+    /// itself (on disk, across restarts) resends them with the packet ids the broker knows.
+    pub async fn send_request(&self, request: Request) -> Result<(), ClientError> {
+        self.request_tx.send_async(request).await?;
+        Ok(())
+    }
+
     /// umqtt patch: how many requests wait in the channel for the `EventLoop` to take them.
     pub fn queued_requests(&self) -> usize {
         self.request_tx.len()
@@ -909,7 +917,7 @@ impl Iterator for Iter<'_> {
 
 #[cfg(test)]
 mod test {
-    use crate::v5::mqttbytes::v5::LastWill;
+    use crate::v5::mqttbytes::v5::{LastWill, PubRel};
 
     use super::*;
 
@@ -936,6 +944,29 @@ mod test {
             .publish("hello/world", QoS::ExactlyOnce, false, "good bye")
             .expect("Should be able to publish");
         let _ = rx.try_recv().expect("Should have message");
+    }
+
+    // umqtt patch
+    #[tokio::test]
+    async fn a_request_is_sent_as_built() {
+        let (requests_tx, requests_rx) = flume::bounded(10);
+        let client = AsyncClient::from_senders(requests_tx);
+        let properties = PublishProperties {
+            message_expiry_interval: Some(60),
+            ..PublishProperties::default()
+        };
+        let mut publish = Publish::new("a/b", QoS::ExactlyOnce, "x", Some(properties));
+        publish.pkid = 7;
+        publish.dup = true;
+        let requests = [
+            Request::Publish(publish),
+            Request::PubRel(PubRel::new(7, None)),
+        ];
+        for request in requests.clone() {
+            client.send_request(request).await.unwrap();
+        }
+        let sent: Vec<Request> = requests_rx.drain().collect();
+        assert_eq!(sent, requests);
     }
 
     // umqtt patch

@@ -350,7 +350,9 @@ async fn network_connect(options: &MqttOptions) -> Result<Network, ConnectionErr
         request_modifier: options.request_modifier(),
     };
     let (stream, tcp_socket) = connect_stream(endpoint, options.network_options()).await?;
-    Ok(Network::new(stream, max_incoming_pkt_size).with_quick_ack_socket(tcp_socket))
+    Ok(Network::new(stream, max_incoming_pkt_size)
+        .with_quick_ack_socket(tcp_socket)
+        .with_observer(options.packet_observer())) // umqtt patch
 }
 
 /// umqtt patch: `connect_stream`'s errors, as this client's.
@@ -491,5 +493,100 @@ mod test {
         assert_eq!(eventloop.poll().await.unwrap(), ping);
         let timer = eventloop.keepalive_timeout.as_ref().unwrap();
         assert!(timer.deadline() >= asked + keep_alive);
+    }
+}
+
+/// umqtt patch: the packet observer sees every packet written and read, CONNECT and CONNACK too.
+#[cfg(test)]
+mod packet_observer_tests {
+    use super::*;
+    use crate::v5::mqttbytes::QoS;
+    use crate::v5::{AsyncClient, PacketObserver};
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<String>>);
+
+    impl Seen {
+        fn note(&self, way: &str, packet: &Packet) {
+            let line = match packet {
+                Packet::Connect(..) => format!("{way} CONNECT"),
+                Packet::ConnAck(_) => format!("{way} CONNACK"),
+                Packet::Publish(publish) => format!("{way} PUBLISH {}", publish.pkid),
+                Packet::PubAck(ack) => format!("{way} PUBACK {}", ack.pkid),
+                _ => format!("{way} another"),
+            };
+            self.0.lock().unwrap().push(line);
+        }
+    }
+
+    impl PacketObserver for Seen {
+        fn outgoing(&self, packet: &Packet) {
+            self.note("out", packet);
+        }
+
+        fn incoming(&self, packet: &Packet) {
+            self.note("in", packet);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_observer_sees_every_packet_both_ways() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Seen::default());
+        let mut options = MqttOptions::new("observed", "127.0.0.1", port);
+        options.set_packet_observer(seen.clone());
+        let (client, mut eventloop) = AsyncClient::new(options, 10);
+        let broker = async {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut header = [0u8; 2];
+            socket.read_exact(&mut header).await.unwrap();
+            let mut connect = vec![0u8; header[1] as usize];
+            socket.read_exact(&mut connect).await.unwrap();
+            socket
+                .write_all(&[0x20, 0x03, 0x00, 0x00, 0x00])
+                .await
+                .unwrap();
+            socket
+        };
+        let (connack, mut broker) = tokio::join!(eventloop.poll(), broker);
+        assert!(matches!(connack, Ok(Event::Incoming(Packet::ConnAck(_)))));
+
+        client
+            .try_publish("t", QoS::AtLeastOnce, false, b"x".to_vec())
+            .unwrap();
+        let sent = Event::Outgoing(Outgoing::Publish(1));
+        assert_eq!(eventloop.poll().await.unwrap(), sent);
+        // PUBLISH: header 2, topic 3, packet id 2, properties 1, payload 1.
+        let mut publish = [0u8; 9];
+        broker.read_exact(&mut publish).await.unwrap();
+        // PUBACK 1, then a QoS 0 PUBLISH on "t" without properties: one read on our side.
+        let replies = [
+            0x40, 0x02, 0x00, 0x01, 0x30, 0x05, 0x00, 0x01, b't', 0x00, b'y',
+        ];
+        broker.write_all(&replies).await.unwrap();
+        let acked = eventloop.poll().await.unwrap();
+        assert!(
+            matches!(acked, Event::Incoming(Packet::PubAck(_))),
+            "{acked:?}"
+        );
+        let message = eventloop.poll().await.unwrap();
+        assert!(
+            matches!(message, Event::Incoming(Packet::Publish(_))),
+            "{message:?}"
+        );
+
+        let seen = seen.0.lock().unwrap().clone();
+        let expected = [
+            "out CONNECT",
+            "in CONNACK",
+            "out PUBLISH 1",
+            "in PUBACK 1",
+            "in PUBLISH 0",
+        ];
+        assert_eq!(seen, expected);
     }
 }

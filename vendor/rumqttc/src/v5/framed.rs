@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use futures_util::{FutureExt, SinkExt};
 use tokio_stream::StreamExt;
 use tokio_util::codec::Framed;
@@ -5,7 +7,7 @@ use tokio_util::codec::Framed;
 use crate::framed::{AsyncReadWrite, Frames, QuickAck, QuickAckSocket};
 
 use super::mqttbytes::v5::Packet;
-use super::{mqttbytes, Codec, Incoming, MqttState, StateError};
+use super::{mqttbytes, Codec, Incoming, MqttState, PacketObserver, StateError};
 
 /// Network transforms packets <-> frames efficiently. It takes
 /// advantage of pre-allocation, buffering and vectorization when
@@ -17,6 +19,8 @@ pub struct Network {
     max_readb_count: usize,
     /// umqtt patch: the TCP socket under `framed`, to keep its ACKs from being delayed.
     quick_ack: Option<QuickAck>,
+    /// umqtt patch: told of every packet written and read.
+    observer: Option<Arc<dyn PacketObserver>>,
 }
 impl Network {
     pub fn new(socket: impl AsyncReadWrite + 'static, max_incoming_size: Option<u32>) -> Network {
@@ -31,6 +35,7 @@ impl Network {
             framed,
             max_readb_count: 10,
             quick_ack: None,
+            observer: None,
         }
     }
 
@@ -38,6 +43,19 @@ impl Network {
     pub(crate) fn with_quick_ack_socket(mut self, socket: Option<QuickAckSocket>) -> Self {
         self.quick_ack = QuickAck::on(socket);
         self
+    }
+
+    /// umqtt patch: see `MqttOptions::set_packet_observer`.
+    pub(crate) fn with_observer(mut self, observer: Option<Arc<dyn PacketObserver>>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    /// umqtt patch: tells the observer of a packet read.
+    fn observe_incoming(&self, packet: &Packet) {
+        if let Some(observer) = &self.observer {
+            observer.incoming(packet);
+        }
     }
 
     pub fn set_max_outgoing_size(&mut self, max_outgoing_size: Option<u32>) {
@@ -49,7 +67,10 @@ impl Network {
         let read = QuickAck::next_packet(&mut self.quick_ack, &mut self.framed).await;
         QuickAck::read_done(&mut self.quick_ack, &self.framed, false);
         match read {
-            Some(Ok(packet)) => Ok(packet),
+            Some(Ok(packet)) => {
+                self.observe_incoming(&packet);
+                Ok(packet)
+            }
             Some(Err(mqttbytes::Error::InsufficientBytes(_))) => unreachable!(),
             Some(Err(e)) => Err(StateError::Deserialization(e)),
             None => Err(StateError::ConnectionAborted),
@@ -65,6 +86,7 @@ impl Network {
         loop {
             match res {
                 Some(Ok(packet)) => {
+                    self.observe_incoming(&packet);
                     if let Some(outgoing) = state.handle_incoming_packet(packet)? {
                         self.write(outgoing).await?;
                     }
@@ -91,6 +113,9 @@ impl Network {
 
     /// Serializes packet into write buffer
     pub async fn write(&mut self, packet: Packet) -> Result<(), StateError> {
+        if let Some(observer) = &self.observer {
+            observer.outgoing(&packet);
+        }
         self.framed
             .feed(packet)
             .await

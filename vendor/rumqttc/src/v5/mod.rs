@@ -1,11 +1,11 @@
 use bytes::Bytes;
 use std::fmt::{self, Debug, Formatter};
+use std::sync::Arc;
 use std::time::Duration;
 #[cfg(feature = "websocket")]
 use std::{
     future::{Future, IntoFuture},
     pin::Pin,
-    sync::Arc,
 };
 
 mod client;
@@ -32,6 +32,16 @@ pub use crate::tls::Error as TlsError;
 pub use crate::proxy::{Proxy, ProxyAuth, ProxyType};
 
 pub type Incoming = Packet;
+
+/// umqtt patch: sees every packet of a connection as it goes
+/// ([`MqttOptions::set_packet_observer`]): to log or count them. Called on the event loop's task,
+/// so it must be quick and must not block.
+pub trait PacketObserver: Send + Sync {
+    /// A packet about to be written (it leaves with the next flush).
+    fn outgoing(&self, packet: &Packet);
+    /// A packet read.
+    fn incoming(&self, packet: &Packet);
+}
 
 /// Requests by the client to mqtt event loop. Request are
 /// handled one by one.
@@ -114,6 +124,8 @@ pub struct MqttOptions {
     outgoing_inflight_upper_limit: Option<u16>,
     #[cfg(feature = "websocket")]
     request_modifier: Option<RequestModifierFn>,
+    /// umqtt patch: told of every packet written and read.
+    packet_observer: Option<Arc<dyn PacketObserver>>,
 }
 
 impl MqttOptions {
@@ -150,6 +162,7 @@ impl MqttOptions {
             outgoing_inflight_upper_limit: None,
             #[cfg(feature = "websocket")]
             request_modifier: None,
+            packet_observer: None,
         }
     }
 
@@ -531,6 +544,18 @@ impl MqttOptions {
     pub fn set_max_request_batch(&mut self, max: usize) -> &mut Self {
         self.max_request_batch = max;
         self
+    }
+
+    /// umqtt patch: tells `observer` of every packet each connection writes or reads, the
+    /// CONNECT and CONNACK included.
+    pub fn set_packet_observer(&mut self, observer: Arc<dyn PacketObserver>) -> &mut Self {
+        self.packet_observer = Some(observer);
+        self
+    }
+
+    /// umqtt patch: see `set_packet_observer`.
+    pub fn packet_observer(&self) -> Option<Arc<dyn PacketObserver>> {
+        self.packet_observer.clone()
     }
 
     /// umqtt patch: the server name for TLS (SNI and certificate verification) when it differs

@@ -105,6 +105,10 @@ pub struct MqttState {
     pub events: VecDeque<Event>,
     /// Indicates if acknowledgements should be send immediately
     pub manual_acks: bool,
+    /// umqtt patch: a PUBREC is answered by the application, which sends the PUBREL itself
+    /// (`Request::PubRel`, through `AsyncClient::send_request`), e.g. once it has recorded the
+    /// PUBREC durably; the event loop then answers a PUBREC with nothing.
+    pub manual_pubrel: bool,
     /// Map of alias_id->topic
     topic_alises: HashMap<u16, Bytes>,
     /// `topic_alias_maximum` RECEIVED via connack packet
@@ -139,6 +143,7 @@ impl MqttState {
             collision: None,
             events: VecDeque::new(),
             manual_acks,
+            manual_pubrel: false,
             topic_alises: HashMap::new(),
             // Set via CONNACK
             broker_topic_alias_max: 0,
@@ -260,7 +265,8 @@ impl MqttState {
         for reason in suback.return_codes.iter() {
             match reason {
                 SubscribeReasonCode::Success(qos) => {
-                    debug!("SubAck Pkid = {:?}, QoS = {:?}", suback.pkid, qos);
+                    // umqtt patch: trace, not debug: the packet observer logs packets.
+                    trace!("SubAck Pkid = {:?}, QoS = {:?}", suback.pkid, qos);
                 }
                 // umqtt patch: debug, not warn: the application is told the refusal (its
                 // acknowledgement's reason code) and reports it as it sees fit.
@@ -428,6 +434,12 @@ impl MqttState {
             return Ok(self.release_collision(pubrec.pkid));
         }
 
+        if self.manual_pubrel {
+            // umqtt patch: the PUBREL request counts the message in flight again (`save_pubrel`).
+            self.inflight -= 1;
+            return Ok(None);
+        }
+
         // NOTE: Inflight - 1 for qos2 in comp
         self.release(pubrec.pkid);
         let event = Event::Outgoing(Outgoing::PubRel(pubrec.pkid));
@@ -563,7 +575,7 @@ impl MqttState {
     fn outgoing_pubrel(&mut self, pubrel: PubRel) -> Result<Option<Packet>, StateError> {
         let pubrel = self.save_pubrel(pubrel)?;
 
-        debug!("Pubrel. Pkid = {}", pubrel.pkid);
+        trace!("Pubrel. Pkid = {}", pubrel.pkid); // umqtt patch: trace, not debug
 
         let event = Event::Outgoing(Outgoing::PubRel(pubrel.pkid));
         self.events.push_back(event);
@@ -608,7 +620,8 @@ impl MqttState {
 
         self.await_pingresp = true;
 
-        debug!(
+        // umqtt patch: trace, not debug (also below): the packet observer logs packets.
+        trace!(
             "Pingreq, last incoming packet before {:?}, last outgoing request before {:?}",
             elapsed_in, elapsed_out,
         );
@@ -643,7 +656,7 @@ impl MqttState {
         let pkid = self.next_pkid();
         subscription.pkid = pkid;
 
-        debug!(
+        trace!(
             "Subscribe. Topics = {:?}, Pkid = {:?}",
             subscription.filters, subscription.pkid
         );
@@ -662,7 +675,7 @@ impl MqttState {
         let pkid = self.next_pkid();
         unsub.pkid = pkid;
 
-        debug!(
+        trace!(
             "Unsubscribe. Topics = {:?}, Pkid = {:?}",
             unsub.filters, unsub.pkid
         );
@@ -678,7 +691,7 @@ impl MqttState {
         &mut self,
         reason: DisconnectReasonCode,
     ) -> Result<Option<Packet>, StateError> {
-        debug!("Disconnect with {:?}", reason);
+        trace!("Disconnect with {:?}", reason);
         let event = Event::Outgoing(Outgoing::Disconnect);
         self.events.push_back(event);
 
@@ -1369,5 +1382,39 @@ mod test {
             .unwrap();
         let ids: Vec<u16> = (0..3).map(|_| mqtt.next_pkid()).collect();
         assert_eq!(ids, vec![10, 1, 2]);
+    }
+
+    #[test]
+    fn with_manual_pubrel_a_pubrec_waits_for_the_pubrel_request() {
+        let mut mqtt = build_mqttstate();
+        mqtt.manual_pubrel = true;
+        let publish = build_outgoing_publish(QoS::ExactlyOnce);
+        mqtt.outgoing_publish(publish).unwrap();
+        assert_eq!(mqtt.inflight, 1);
+
+        let packet = mqtt.handle_incoming_pubrec(&PubRec::new(1, None)).unwrap();
+        assert_eq!(packet, None);
+        assert_eq!(mqtt.inflight, 0);
+        assert!(!mqtt.outgoing_rel.contains(1));
+
+        let request = Request::PubRel(PubRel::new(1, None));
+        let packet = mqtt.handle_outgoing_packet(request).unwrap();
+        assert_eq!(packet, Some(Packet::PubRel(PubRel::new(1, None))));
+        assert_eq!(mqtt.inflight, 1);
+        mqtt.handle_incoming_pubcomp(&PubComp::new(1, None)).unwrap();
+        assert_eq!(mqtt.inflight, 0);
+    }
+
+    #[test]
+    fn with_manual_pubrel_a_refusing_pubrec_still_ends_the_exchange() {
+        let mut mqtt = build_mqttstate();
+        mqtt.manual_pubrel = true;
+        mqtt.outgoing_publish(build_outgoing_publish(QoS::ExactlyOnce))
+            .unwrap();
+        let mut pubrec = PubRec::new(1, None);
+        pubrec.reason = PubRecReason::NotAuthorized;
+        assert_eq!(mqtt.handle_incoming_pubrec(&pubrec).unwrap(), None);
+        assert_eq!(mqtt.inflight, 0);
+        assert!(!mqtt.outgoing_rel.contains(1));
     }
 }
