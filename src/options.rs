@@ -7,11 +7,12 @@ use std::time::Duration;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use rumqttc::v5;
-use rumqttc::{MqttOptions, NetworkOptions, PacketObserver, Protocol, QoS, TlsConfiguration};
+use rumqttc::{MqttOptions, NetworkOptions, Protocol, QoS, TlsConfiguration};
 
 use crate::arguments::{self, bounded_int, MQTT_MAX_PACKET};
 use crate::credentials::Credentials;
 use crate::outbox::{Durability, Limits};
+use crate::packets::PacketLog;
 use crate::properties;
 use crate::protocol::{
     self, ConnectOptions, ConnectProperties, EventLoop, LastWillProperties, Requests,
@@ -269,15 +270,14 @@ impl ClientOptions {
 
     /// A new connection's request handle and event loop, for the version asked for: the client
     /// id given or assigned (`client_id`), `clean_session`, the will, the packet `observer`
-    /// (packet logs and `stats()`: MQTT 3.1.1 and 3.1 only, rumqttc's v5 client has no observer
-    /// yet), and a connection attempt bounded by `connect_timeout`; at most `capacity` requests
-    /// wait in rumqttc's channel.
+    /// (packet logs and `stats()`), and a connection attempt bounded by `connect_timeout`; at
+    /// most `capacity` requests wait in rumqttc's channel.
     pub fn connection(
         &self,
         client_id: String,
         clean_session: bool,
         will: Option<Will>,
-        observer: Arc<dyn PacketObserver>,
+        observer: Arc<PacketLog>,
         connect_timeout: Duration,
         capacity: usize,
     ) -> (Requests, EventLoop) {
@@ -305,7 +305,8 @@ impl ClientOptions {
                 .set_max_request_batch(REQUEST_BATCH)
                 .set_manual_acks(true)
                 .set_connection_timeout(network.connection_timeout())
-                .set_network_options(network);
+                .set_network_options(network)
+                .set_packet_observer(observer);
             if let Some(will) = will {
                 options.set_last_will(will.v5());
             }

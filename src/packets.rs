@@ -1,17 +1,21 @@
 //! Every packet a connection writes or reads, as rumqttc's packet observer sees it (vendored
-//! patch 25): counted for `stats()`, and logged at DEBUG under the `umqtt.packets` logger in the
-//! words paho-mqtt users know (`Sending PUBLISH (d0, q1, r0, m3), 'topic', ... (5 bytes)`) when
-//! that logger takes DEBUG records. Whether it does is one atomic load (`logging`), so nothing is
-//! formatted while nobody listens. A CONNECT shows which fields it has, never the password, the
-//! user name or the will; a PUBLISH shows its payload's size, never the payload.
+//! patch 25, and 52 for MQTT 5): counted for `stats()`, and logged at DEBUG under the
+//! `umqtt.packets` logger in the words paho-mqtt users know (`Sending PUBLISH (d0, q1, r0, m3),
+//! 'topic', ... (5 bytes)`) when that logger takes DEBUG records. Whether it does is one atomic
+//! load (`logging`), so nothing is formatted while nobody listens. A CONNECT shows which fields
+//! it has, never the password, the user name or the will; a PUBLISH shows its payload's size,
+//! never the payload. MQTT 5 packets (`mqtt5`) add their reason codes and properties.
 
 use std::fmt::{self, Display, Formatter, Write};
 use std::sync::Arc;
 
-use rumqttc::{Packet, PacketObserver, SubscribeReasonCode};
+use rumqttc::v5::mqttbytes::v5::Packet as Packet5;
+use rumqttc::{v5, Packet, PacketObserver, SubscribeReasonCode};
 
 use crate::logging;
 use crate::stats::Stats;
+
+mod mqtt5;
 
 /// A connection's observer: counts into the client's `Stats`, logs when asked to.
 pub struct PacketLog {
@@ -26,16 +30,36 @@ impl PacketLog {
 
 impl PacketObserver for PacketLog {
     fn outgoing(&self, packet: &Packet) {
-        self.stats.on_sent(packet);
+        let publish = matches!(packet, Packet::Publish(_));
+        self.stats.on_sent(publish, packet.size());
         if logging::packets_logged() {
             log::debug!(target: logging::PACKETS, "Sending {}", Described(packet));
         }
     }
 
     fn incoming(&self, packet: &Packet) {
-        self.stats.on_received(packet);
+        let publish = matches!(packet, Packet::Publish(_));
+        self.stats.on_received(publish, packet.size());
         if logging::packets_logged() {
             log::debug!(target: logging::PACKETS, "Received {}", Described(packet));
+        }
+    }
+}
+
+impl v5::PacketObserver for PacketLog {
+    fn outgoing(&self, packet: &Packet5) {
+        let publish = matches!(packet, Packet5::Publish(_));
+        self.stats.on_sent(publish, packet.size());
+        if logging::packets_logged() {
+            log::debug!(target: logging::PACKETS, "Sending {}", mqtt5::Described(packet));
+        }
+    }
+
+    fn incoming(&self, packet: &Packet5) {
+        let publish = matches!(packet, Packet5::Publish(_));
+        self.stats.on_received(publish, packet.size());
+        if logging::packets_logged() {
+            log::debug!(target: logging::PACKETS, "Received {}", mqtt5::Described(packet));
         }
     }
 }
@@ -47,22 +71,15 @@ impl Display for Described<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self.0 {
             Packet::Connect(connect) => {
-                let (user, password) = connect.login.as_ref().map_or((false, false), |login| {
-                    (!login.username.is_empty(), !login.password.is_empty())
-                });
-                let will = connect.last_will.as_ref();
-                write!(
-                    f,
-                    "CONNECT (u{}, p{}, wr{}, wq{}, wf{}, c{}, k{}) client_id=b{}",
-                    u8::from(user),
-                    u8::from(password),
-                    u8::from(will.is_some_and(|will| will.retain)),
-                    will.map_or(0, |will| will.qos as u8),
-                    u8::from(will.is_some()),
-                    u8::from(connect.clean_session),
-                    connect.keep_alive,
-                    Quoted(&connect.client_id)
-                )
+                let login = connect.login.as_ref();
+                let flags = ConnectFlags {
+                    user: login.is_some_and(|login| !login.username.is_empty()),
+                    password: login.is_some_and(|login| !login.password.is_empty()),
+                    will: (connect.last_will.as_ref()).map(|will| (will.retain, will.qos as u8)),
+                    clean: connect.clean_session,
+                    keep_alive: connect.keep_alive,
+                };
+                flags.write(f, &connect.client_id)
             }
             Packet::ConnAck(ack) => write!(
                 f,
@@ -71,19 +88,9 @@ impl Display for Described<'_> {
                 ack.code as u8
             ),
             Packet::Publish(publish) => {
-                write!(
-                    f,
-                    "PUBLISH (d{}, q{}, r{}, m{}), {}",
-                    u8::from(publish.dup),
-                    publish.qos as u8,
-                    u8::from(publish.retain),
-                    publish.pkid,
-                    Quoted(&publish.topic)
-                )?;
-                match publish.payload.len() {
-                    0 => f.write_str(" (NULL payload)"),
-                    size => write!(f, ", ... ({size} bytes)"),
-                }
+                let flags = (publish.dup, publish.qos as u8, publish.retain, publish.pkid);
+                write_publish_head(f, flags, &publish.topic)?;
+                write_payload_size(f, publish.payload.len())
             }
             Packet::PubAck(ack) => write!(f, "PUBACK (Mid: {})", ack.pkid),
             Packet::PubRec(ack) => write!(f, "PUBREC (Mid: {})", ack.pkid),
@@ -98,22 +105,16 @@ impl Display for Described<'_> {
                 f.write_char(']')
             }
             Packet::SubAck(ack) => {
-                write!(f, "SUBACK (Mid: {}) [", ack.pkid)?;
-                for (i, code) in ack.return_codes.iter().enumerate() {
-                    let code = match code {
-                        SubscribeReasonCode::Success(qos) => *qos as u8,
-                        SubscribeReasonCode::Failure => 0x80,
-                    };
-                    write!(f, "{}{code}", if i > 0 { ", " } else { "" })?;
-                }
-                f.write_char(']')
+                write!(f, "SUBACK (Mid: {}) ", ack.pkid)?;
+                let codes = ack.return_codes.iter().map(|code| match code {
+                    SubscribeReasonCode::Success(qos) => *qos as u8,
+                    SubscribeReasonCode::Failure => 0x80,
+                });
+                write_codes(f, codes)
             }
             Packet::Unsubscribe(unsubscribe) => {
-                write!(f, "UNSUBSCRIBE (d0, m{}) [", unsubscribe.pkid)?;
-                for (i, topic) in unsubscribe.topics.iter().enumerate() {
-                    write!(f, "{}{}", if i > 0 { ", " } else { "" }, Quoted(topic))?;
-                }
-                f.write_char(']')
+                write!(f, "UNSUBSCRIBE (d0, m{}) ", unsubscribe.pkid)?;
+                write_topics(f, &unsubscribe.topics)
             }
             Packet::UnsubAck(ack) => write!(f, "UNSUBACK (Mid: {})", ack.pkid),
             Packet::PingReq => f.write_str("PINGREQ"),
@@ -123,9 +124,78 @@ impl Display for Described<'_> {
     }
 }
 
+/// What a CONNECT line shows, in paho-mqtt's order: which credentials it has (never them), the
+/// will's retain flag and QoS (never the will), the clean session or start flag, the keep-alive.
+struct ConnectFlags {
+    user: bool,
+    password: bool,
+    /// The will's retain flag and QoS.
+    will: Option<(bool, u8)>,
+    clean: bool,
+    keep_alive: u16,
+}
+
+impl ConnectFlags {
+    fn write(&self, f: &mut Formatter<'_>, client_id: &str) -> fmt::Result {
+        write!(
+            f,
+            "CONNECT (u{}, p{}, wr{}, wq{}, wf{}, c{}, k{}) client_id=b{}",
+            u8::from(self.user),
+            u8::from(self.password),
+            u8::from(self.will.is_some_and(|(retain, _)| retain)),
+            self.will.map_or(0, |(_, qos)| qos),
+            u8::from(self.will.is_some()),
+            u8::from(self.clean),
+            self.keep_alive,
+            Quoted(client_id)
+        )
+    }
+}
+
+/// `PUBLISH (d0, q1, r0, m3), 'topic'` from (dup, QoS, retain, packet id) and the topic.
+fn write_publish_head(
+    f: &mut Formatter<'_>,
+    (dup, qos, retain, pkid): (bool, u8, bool, u16),
+    topic: &str,
+) -> fmt::Result {
+    write!(
+        f,
+        "PUBLISH (d{}, q{qos}, r{}, m{pkid}), {}",
+        u8::from(dup),
+        u8::from(retain),
+        Quoted(topic)
+    )
+}
+
+/// The end of a PUBLISH line: its payload's size, never the payload.
+fn write_payload_size(f: &mut Formatter<'_>, size: usize) -> fmt::Result {
+    match size {
+        0 => f.write_str(" (NULL payload)"),
+        size => write!(f, ", ... ({size} bytes)"),
+    }
+}
+
+/// Reason codes as a list of numbers: `[1, 128]`.
+fn write_codes(f: &mut Formatter<'_>, codes: impl Iterator<Item = u8>) -> fmt::Result {
+    f.write_char('[')?;
+    for (i, code) in codes.enumerate() {
+        write!(f, "{}{code}", if i > 0 { ", " } else { "" })?;
+    }
+    f.write_char(']')
+}
+
+/// Topics (or filters) as a list: `['a/#', 'b']`.
+fn write_topics(f: &mut Formatter<'_>, topics: &[String]) -> fmt::Result {
+    f.write_char('[')?;
+    for (i, topic) in topics.iter().enumerate() {
+        write!(f, "{}{}", if i > 0 { ", " } else { "" }, Quoted(topic))?;
+    }
+    f.write_char(']')
+}
+
 /// Text between single quotes, escaped as Python's `repr` does: a topic with a newline or a
 /// quote in it cannot forge or break a log line.
-struct Quoted<'a>(&'a str);
+pub(crate) struct Quoted<'a>(pub &'a str);
 
 impl Display for Quoted<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {

@@ -1,5 +1,6 @@
 """Logging (issue 23): everything under the `umqtt` logger; every packet each way at DEBUG under
-`umqtt.packets`, in paho-mqtt's words; connection events at INFO (a loss at WARNING).
+`umqtt.packets`, in paho-mqtt's words (MQTT 3.1.1 and MQTT 5, whose lines add reason codes and
+properties as paho-mqtt's do); connection events at INFO (a loss at WARNING).
 
 The core reads the levels at every connect and then once a second, so a test sets its levels
 before connecting, or waits for a change to be seen. Records of packets come from whichever
@@ -35,21 +36,26 @@ def logged(caplog: pytest.LogCaptureFixture, pattern: str) -> bool:
     return any(re.fullmatch(pattern, line) for line in lines(caplog))
 
 
+@pytest.mark.parametrize("version", [4, 5])
 def test_every_packet_kind_both_ways_in_paho_words(
-    broker: Mosquitto, topic: str, caplog: pytest.LogCaptureFixture
+    broker: Mosquitto, topic: str, caplog: pytest.LogCaptureFixture, version: int
 ) -> None:
     """CONNECT/CONNACK, SUBSCRIBE/SUBACK, PUBLISH at QoS 0, 1 and 2 both ways with PUBACK,
-    PUBREC, PUBREL and PUBCOMP both ways, PINGREQ/PINGRESP, UNSUBSCRIBE/UNSUBACK, DISCONNECT."""
+    PUBREC, PUBREL and PUBCOMP both ways, PINGREQ/PINGRESP, UNSUBSCRIBE/UNSUBACK, DISCONNECT.
+    MQTT 5 adds what paho-mqtt adds: properties (a PUBLISH's both ways), the CONNACK's and the
+    DISCONNECT's reason code, the subscription options; and the UNSUBACK's reason codes."""
     caplog.set_level(logging.DEBUG, logger="umqtt")
     got: list[bytes] = []
     client_id = unique_id("log")
-    c = umqtt.MQTTClient(client_id, broker.host, broker.port, keepalive=60)
+    c = umqtt.MQTTClient(client_id, broker.host, broker.port, keepalive=60, version=version)
     c.set_callback(lambda t, m: got.append(m))
     c.connect()
+    v5 = version == 5
+    extra = {"properties": {"user_properties": [("a", "1")]}} if v5 else {}
     try:
         assert c.subscribe(topic, 2)
         for qos in (0, 1, 2):
-            assert c.publish(topic, b"hello", qos=qos)
+            assert c.publish(topic, b"hello", qos=qos, **extra)
         assert wait_until(lambda: (c.check_msg(), len(got) >= 3)[1], 10)
         # The QoS 2 message's PUBREL comes after our PUBREC; our PUBCOMP ends it.
         assert wait_until(lambda: logged(caplog, r"Sending PUBCOMP \(Mid: \d+\)"), 10)
@@ -57,11 +63,17 @@ def test_every_packet_kind_both_ways_in_paho_words(
         assert c.unsubscribe(topic)
     finally:
         c.disconnect()
-    t = re.escape(f"'{topic}'")
+    t = re.escape(f"'{topic}'") + (re.escape(", properties=[UserProperty : [('a', '1')]]") * v5)
+    connect = re.escape(
+        f"Sending CONNECT (u0, p0, wr0, wq0, wf0, c1, k60) client_id=b'{client_id}'"
+    )
+    options = "{QoS=2, noLocal=False, retainAsPublished=False, retainHandling=0}"
     expected = [
-        re.escape(f"Sending CONNECT (u0, p0, wr0, wq0, wf0, c1, k60) client_id=b'{client_id}'"),
-        re.escape("Received CONNACK (0, 0)"),
-        re.escape(f"Sending SUBSCRIBE (d0, m1) [('{topic}', 2)]"),
+        connect + (r" properties=\[MaximumPacketSize : \d+\]" * v5),
+        re.escape("Received CONNACK (0, 0x00 Success) properties=[") + r".*\]"
+        if v5
+        else re.escape("Received CONNACK (0, 0)"),
+        re.escape(f"Sending SUBSCRIBE (d0, m1) [('{topic}', {options if v5 else 2})]"),
         re.escape("Received SUBACK (Mid: 1) [2]"),
         rf"Sending PUBLISH \(d0, q0, r0, m0\), {t}, \.\.\. \(5 bytes\)",
         rf"Sending PUBLISH \(d0, q1, r0, m2\), {t}, \.\.\. \(5 bytes\)",
@@ -80,8 +92,10 @@ def test_every_packet_kind_both_ways_in_paho_words(
         "Sending PINGREQ",
         "Received PINGRESP",
         re.escape(f"Sending UNSUBSCRIBE (d0, m4) ['{topic}']"),
-        re.escape("Received UNSUBACK (Mid: 4)"),
-        "Sending DISCONNECT",
+        re.escape("Received UNSUBACK (Mid: 4)" + " [0]" * v5),
+        re.escape(
+            "Sending DISCONNECT" + " reasonCode=0x00 Normal disconnection properties=[]" * v5
+        ),
     ]
     missing = [p for p in expected if not logged(caplog, p)]
     assert not missing, "\n".join(["missing:", *missing, "logged:", *lines(caplog)])
@@ -89,20 +103,36 @@ def test_every_packet_kind_both_ways_in_paho_words(
     assert levels == {"DEBUG"}
 
 
+@pytest.mark.parametrize("version", [4, 5])
 def test_connect_flags_say_what_is_there_never_the_values(
-    broker: Mosquitto, caplog: pytest.LogCaptureFixture
+    broker: Mosquitto, caplog: pytest.LogCaptureFixture, version: int
 ) -> None:
-    """u, p, wr, wq, wf, c, k as paho writes them; the user name, password and will stay out."""
+    """u, p, wr, wq, wf, c, k as paho writes them; the user name, password and will stay out.
+    MQTT 5: the CONNECT's properties too, its user properties by name only (a value may be a
+    token)."""
     caplog.set_level(logging.DEBUG, logger="umqtt")
     client_id = unique_id("flags")
-    c = umqtt.MQTTClient(client_id, broker.host, broker.port, user="u-7f3a", password="p-9c1e")
+    v5 = {"version": 5, "connect_properties": {"user_properties": [("token", "tok-5e7a")]}}
+    c = umqtt.MQTTClient(
+        client_id,
+        broker.host,
+        broker.port,
+        user="u-7f3a",
+        password="p-9c1e",
+        **(v5 if version == 5 else {}),
+    )
     c.set_last_will("will/topic-5d2b", "will-msg-8e4f", retain=True, qos=1)
     c.connect(clean_session=False)
     c.disconnect()
     words = f"Sending CONNECT (u1, p1, wr1, wq1, wf1, c0, k60) client_id=b'{client_id}'"
-    assert words in lines(caplog)
+    if version == 5:
+        words += (
+            " properties=[SessionExpiryInterval : 4294967295, UserProperty : [('token', ...)],"
+            " MaximumPacketSize : 16777216]"
+        )
+    assert words in lines(caplog), lines(caplog)
     text = "\n".join(r.getMessage() for r in caplog.records)
-    for value in ("u-7f3a", "p-9c1e", "will/topic-5d2b", "will-msg-8e4f"):
+    for value in ("u-7f3a", "p-9c1e", "will/topic-5d2b", "will-msg-8e4f", "tok-5e7a"):
         assert value not in text
 
 
@@ -137,11 +167,12 @@ def test_turning_on_just_the_packets(broker: Mosquitto, caplog: pytest.LogCaptur
     assert not [r for r in others if r.levelno < logging.WARNING], others
 
 
+@pytest.mark.parametrize("version", [4, 5])
 def test_no_packet_records_at_info_and_the_events_at_info(
-    broker: Mosquitto, caplog: pytest.LogCaptureFixture
+    broker: Mosquitto, caplog: pytest.LogCaptureFixture, version: int
 ) -> None:
     caplog.set_level(logging.INFO, logger="umqtt")
-    c = umqtt.MQTTClient(unique_id(), broker.host, broker.port)
+    c = umqtt.MQTTClient(unique_id(), broker.host, broker.port, version=version)
     c.set_callback(lambda t, m: None)
     c.connect()
     assert c.subscribe("log/info", 1)
@@ -217,36 +248,6 @@ def test_asyncio_client_logs_its_packets(
         "Sending DISCONNECT",
     ):
         assert words in lines(caplog), lines(caplog)
-
-
-def test_mqtt5_at_debug_logs_its_events_and_no_packets(
-    broker: Mosquitto, topic: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    """At version=5 the packet observer is not there yet (packet lines are MQTT 3.1.1's): DEBUG
-    logging changes nothing else. A round trip at every QoS, the connection events at INFO, and
-    stats() with what it counts at version=5 (reconnects, in flight, queued, unread)."""
-    caplog.set_level(logging.DEBUG, logger="umqtt")
-    got: list[bytes] = []
-    c = umqtt.MQTTClient(unique_id(), broker.host, broker.port, version=5)
-    c.set_callback(lambda t, m: got.append(m))
-    c.connect()
-    try:
-        assert c.subscribe(topic, 2)
-        for qos in (0, 1, 2):
-            assert c.publish(topic, b"v5 %d" % qos, qos=qos)
-        assert wait_until(lambda: (c.check_msg(), len(got) >= 3)[1], 10)
-        # Our acknowledgements of the messages go through the request channel: wait for them.
-        assert wait_until(lambda: (c.stats()["queued"], c.stats()["inflight"]) == (0, 0), 10)
-        stats = c.stats()
-        assert (stats["reconnects"], stats["unread"], stats["last_error"]) == (0, 0, None)
-    finally:
-        c.disconnect()
-    assert sorted(got) == [b"v5 0", b"v5 1", b"v5 2"]
-    target = f"127.0.0.1:{broker.port}"
-    events = [r.getMessage() for r in list(caplog.records) if r.name == "umqtt"]
-    assert f"connected to {target}" in events
-    assert f"disconnected from {target}" in events
-    assert lines(caplog) == []
 
 
 def test_other_crates_records_are_under_umqtt(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """client.stats() (issue 23): per-client counters on every dialect, checked after known traffic
-against mosquitto: messages and bytes each way (whole MQTT packets, counted exactly), reconnects
+against mosquitto: messages and bytes each way (whole MQTT packets, counted exactly, under MQTT
+3.1.1 and MQTT 5), reconnects
 and the last error across a broker restart, what is in flight and queued while the broker is
 stopped (SIGSTOP), and what arrived unread."""
 
@@ -44,13 +45,19 @@ def test_every_dialect_has_stats(mqtt_client: Callable[..., Any], dialect: str) 
     assert set(stats.values()) == {0, None}
 
 
-def test_messages_and_bytes_after_known_traffic(broker: Mosquitto, topic: str) -> None:
+@pytest.mark.parametrize("version", [4, 5])
+def test_messages_and_bytes_after_known_traffic(
+    broker: Mosquitto, topic: str, version: int
+) -> None:
     """A subscribe and N QoS 1 publishes to the client's own topic: each way, N PUBLISHes and N
-    PUBACKs, plus CONNECT/SUBSCRIBE out and CONNACK/SUBACK in, byte for byte."""
+    PUBACKs, plus CONNECT/SUBSCRIBE out and CONNACK/SUBACK in, byte for byte. MQTT 5 packets
+    carry their properties' length (0 here but for the CONNECT's maximum packet size and the
+    CONNACK's receive maximum and topic alias maximum) and a SUBACK its reason code; a PUBACK
+    that accepts, without properties, is as short as MQTT 3.1.1's."""
     count, payload = 20, b"0123456789"
     client_id = unique_id("stats")
     got: list[bytes] = []
-    c = umqtt.MQTTClient(client_id, broker.host, broker.port, keepalive=60)
+    c = umqtt.MQTTClient(client_id, broker.host, broker.port, keepalive=60, version=version)
     c.set_callback(lambda t, m: got.append(m))
     c.connect()
     assert c.subscribe(topic, 1)
@@ -58,12 +65,16 @@ def test_messages_and_bytes_after_known_traffic(broker: Mosquitto, topic: str) -
         assert c.publish(topic, payload, qos=1)
     assert wait_until(lambda: (c.check_msg(), len(got) >= count)[1], 10)
 
-    connect = packet(10 + 2 + len(client_id))  # 3.1.1 variable header, then the client id
-    subscribe = packet(2 + 2 + len(topic) + 1)
-    publish = packet(2 + len(topic) + 2 + len(payload))
+    properties = 1 if version == 5 else 0  # their length: 0 bytes of properties
+    # 3.1.1 variable header (MQTT 5: then the properties, a maximum packet size), the client id
+    connect = packet(10 + (1 + 5) * properties + 2 + len(client_id))
+    subscribe = packet(2 + properties + 2 + len(topic) + 1)
+    publish = packet(2 + len(topic) + 2 + properties + len(payload))
     puback = 4
     sent = connect + subscribe + count * (publish + puback)
-    received = 4 + 5 + count * (publish + puback)  # CONNACK, SUBACK
+    connack = packet(2 + (1 + 3 + 3) * properties)
+    suback = packet(2 + properties + 1)
+    received = connack + suback + count * (publish + puback)
     # Our PUBACKs leave once the callback has run: wait for the last one.
     assert wait_until(lambda: c.stats()["bytes_sent"] == sent, 10), (c.stats(), sent)
     stats = c.stats()
