@@ -493,6 +493,7 @@ impl Client {
         stats.set_item("inflight", counted.inflight)?;
         stats.set_item("queued", self.core.queued_requests())?;
         stats.set_item("unread", self.core.shared.inbox.len())?;
+        stats.set_item("outbox_refused", counted.outbox_refused)?;
         Ok(stats)
     }
 

@@ -32,7 +32,8 @@ use crate::errors::{describe_connect_failure, DriverError};
 use crate::link_error::LinkError;
 use crate::lock::lock;
 use crate::outbox::{DiskOutbox, CLOSES_BEFORE_DROPPING};
-use crate::protocol::{ConnAckProperties, Event, EventLoop, Kind, Requests};
+use crate::protocol::{Ack, ConnAckProperties, Event, EventLoop, Kind, Requests};
+use crate::reason_codes;
 use crate::shared::{HandOver, Link, Received, Shared, FULL_CHANNEL_PAUSE};
 
 /// Text passed to the error callback, as on the device.
@@ -262,14 +263,17 @@ impl Driver {
                 publish_qos,
             } => {
                 let refused = ack.failed();
-                let claimed = self.acks.on_ack(kind, pkid, ack);
-                if !claimed && refused && kind == Kind::Subscribe {
-                    log::warn!(target: "umqtt", "the broker refused a re-subscription after reconnecting");
-                }
                 match (&self.config.outbox, publish_qos) {
+                    (Some(outbox), Some(qos)) if refused => {
+                        self.on_outbox_refusal(outbox, pkid, qos, &ack);
+                    }
                     (Some(outbox), Some(QoS::AtLeastOnce)) => outbox.on_puback(pkid),
                     (Some(outbox), Some(QoS::ExactlyOnce)) => outbox.on_pubcomp(pkid),
                     _ => {}
+                }
+                let claimed = self.acks.on_ack(kind, pkid, ack);
+                if !claimed && refused && kind == Kind::Subscribe {
+                    log::warn!(target: "umqtt", "the broker refused a re-subscription after reconnecting");
                 }
             }
             Event::PubRec(pkid) => {
@@ -301,6 +305,27 @@ impl Driver {
         true
     }
 
+    /// An MQTT 5 broker refused a publish for good (a reason code of 0x80 or above): the outbox
+    /// removes its message, never to send it again (docs/api.md, "The outbox on disk").
+    fn on_outbox_refusal(&self, outbox: &DiskOutbox, pkid: u16, qos: QoS, ack: &Ack) {
+        let Some(topic) = outbox.on_refused(pkid, qos) else {
+            return;
+        };
+        self.shared.stats.on_outbox_refused();
+        let reason = ack
+            .reason
+            .as_deref()
+            .map_or_else(String::new, |r| format!(": {r}"));
+        log::warn!(
+            target: "umqtt",
+            "{} refused the outbox's message to {topic:?} with {:#04x} {}{reason}: removed from \
+             the outbox, not sent again",
+            self.config.target,
+            ack.code,
+            reason_codes::name(ack.code)
+        );
+    }
+
     /// rumqttc fails the link when a ping is due while the previous one is unanswered; clearing
     /// its flag for the first `ping_grace` unanswered pings makes it send another one instead.
     fn on_ping_sent(&mut self) {
@@ -325,9 +350,8 @@ impl Driver {
         lock(&self.shared.outbox).open = true;
         self.shared.inbox.set_lost(None);
         self.shared.link.send_replace(Link::Up);
-        // The constructor refuses persistence= at version=5: an outbox has an MQTT 3.1.1 client.
-        if let (Some(outbox), Requests::V4(requests)) = (&self.config.outbox, &self.requests) {
-            let feed = outbox.link_up(session_present, requests.clone());
+        if let Some(outbox) = &self.config.outbox {
+            let feed = outbox.link_up(session_present, self.requests.clone());
             self.outbox_feeder = Some(AbortOnDrop(tokio::spawn(feed)));
         }
         if let Some(first) = self.first_connack.take() {

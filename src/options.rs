@@ -154,13 +154,6 @@ impl ClientOptions {
             _ => None,
         };
         let persistence = persistence(&given)?;
-        if persistence.is_some() && protocol == Protocol::V5 {
-            // The outbox resends through rumqttc v4's hooks (vendor patches 30-31) and stores no
-            // MQTT 5 properties yet: never store a v5 publish without them.
-            return Err(PyValueError::new_err(
-                "persistence= is not yet supported with version=5 (MQTT 5)",
-            ));
-        }
         Ok(ClientOptions {
             target: route.target(&host, port, tls.is_some()),
             port,

@@ -17,12 +17,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use bytes::Bytes;
-use rumqttc::{AsyncClient, QoS};
+use rumqttc::QoS;
 use tokio::sync::{oneshot, watch, Notify};
 
 use crate::errors::DriverError;
 use crate::lock::lock;
+use crate::protocol::{encode_properties, Outbound, Requests};
 use queue::{Queue, Work};
 use store::{Body, Changes, NewMessage, Store};
 
@@ -109,19 +109,20 @@ impl DiskOutbox {
         lock(&self.state).queue.len()
     }
 
-    /// Accepts a QoS 1/2 message; the receiver is told once it is committed. A full outbox
-    /// refuses it at once, and drops nothing.
-    pub fn store(
-        &self,
-        topic: String,
-        payload: Bytes,
-        qos: QoS,
-        retain: bool,
-    ) -> Result<StoredReceiver, DriverError> {
+    /// Accepts a QoS 1/2 message, with its MQTT 5 properties; the receiver is told once it is
+    /// committed. A full outbox refuses it at once, and drops nothing.
+    pub fn store(&self, publish: Outbound) -> Result<StoredReceiver, DriverError> {
+        let properties = (publish
+            .properties
+            .as_ref()
+            .map(encode_properties)
+            .transpose())
+        .map_err(|why| DriverError::Outbox(format!("the message was not stored: {why}")))?;
+        let (qos, retain) = (publish.qos, publish.retain);
         let body = Body {
-            topic,
-            payload,
-            properties: None,
+            topic: publish.topic,
+            payload: publish.payload,
+            properties,
         };
         let mut state = lock(&self.state);
         if state.closing {
@@ -181,7 +182,7 @@ impl DiskOutbox {
     pub fn link_up(
         self: &Arc<Self>,
         session_present: bool,
-        requests: AsyncClient,
+        requests: Requests,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let generation = {
             let mut state = lock(&self.state);
@@ -202,6 +203,14 @@ impl DiskOutbox {
         self.acknowledged(packet_id, QoS::ExactlyOnce);
     }
 
+    /// An acknowledgement with a failure reason code (MQTT 5: 0x80 or above; `qos` 1: PUBACK,
+    /// 2: PUBREC or PUBCOMP): the broker refused the message for good, so it is removed as a
+    /// delivered one is, never sent again. Returns its topic when it was one of the outbox's.
+    pub fn on_refused(&self, packet_id: u16, qos: QoS) -> Option<String> {
+        let topic = lock(&self.state).queue.topic(packet_id)?;
+        self.acknowledged(packet_id, qos).then_some(topic)
+    }
+
     /// The broker closed the connection while a PUBLISH of at least `large` bytes was in
     /// flight; returns the topics and sizes of the messages dropped for it (see `queue`).
     pub fn closed_with_large_in_flight(&self, large: usize) -> Vec<(String, usize)> {
@@ -218,13 +227,16 @@ impl DiskOutbox {
         self.changed(state);
     }
 
-    fn acknowledged(&self, packet_id: u16, qos: QoS) {
+    /// Whether the acknowledgement was of one of the outbox's messages.
+    fn acknowledged(&self, packet_id: u16, qos: QoS) -> bool {
         let mut state = lock(&self.state);
-        if state.queue.acknowledged(packet_id, qos) {
+        let ours = state.queue.acknowledged(packet_id, qos);
+        if ours {
             self.changed(state);
             // A packet id is free: the feeder may hand over the next message.
             self.ready.notify_one();
         }
+        ours
     }
 
     /// Publishes what the queue now holds and wakes the writer if it has work.
@@ -244,7 +256,7 @@ impl DiskOutbox {
 
     /// Hands what is ready to rumqttc, in order, for as long as connection `generation` is the
     /// current one (the driver also aborts it when the connection ends).
-    async fn feed(self: Arc<Self>, requests: AsyncClient, generation: u64) {
+    async fn feed(self: Arc<Self>, requests: Requests, generation: u64) {
         loop {
             let ready = self.ready.notified();
             let batch = {
@@ -261,7 +273,7 @@ impl DiskOutbox {
                 continue;
             }
             for request in batch {
-                if requests.send_request(request).await.is_err() {
+                if requests.send_stored(request).await.is_err() {
                     return;
                 }
             }

@@ -18,6 +18,9 @@ pub use packets::{
     ConnAckProperties, ConnectProperties, LastWillProperties, PublishProperties,
     SubscribeProperties,
 };
+pub use stored::{encode_properties, StoredPublish, StoredRequest};
+
+mod stored;
 
 /// The kinds of requests the broker acknowledges; they share one packet-id counter, so their
 /// waiters are kept apart by kind.
@@ -474,11 +477,12 @@ impl EventLoop {
         }
     }
 
-    /// Whether the PUBREL after a PUBREC is the application's (vendor patch 31, for the outbox
-    /// on disk). MQTT 3.1.1 and 3.1 only: the constructor refuses `persistence=` at version=5.
+    /// Whether the PUBREL after a PUBREC is the application's (vendor patches 31 and 54, for
+    /// the outbox on disk).
     pub fn set_manual_pubrel(&mut self, manual: bool) {
-        if let EventLoop::V4(eventloop) = self {
-            eventloop.state.manual_pubrel = manual;
+        match self {
+            EventLoop::V4(eventloop) => eventloop.state.manual_pubrel = manual,
+            EventLoop::V5(eventloop) => eventloop.state.manual_pubrel = manual,
         }
     }
 

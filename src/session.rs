@@ -346,10 +346,8 @@ impl Core {
     /// An acknowledgement with a failure reason code is `DriverError::Refused`.
     pub async fn request(&self, request: Request) -> Result<Option<Ack>, DriverError> {
         let request = match (&self.outbox, request) {
-            // The constructor refuses persistence= at version=5: no properties to store.
             (Some(outbox), Request::Publish(publish)) if publish.qos != QoS::AtMostOnce => {
-                let stored =
-                    outbox.store(publish.topic, publish.payload, publish.qos, publish.retain)?;
+                let stored = outbox.store(publish)?;
                 return stored
                     .await
                     .unwrap_or(Err(DriverError::Closed))

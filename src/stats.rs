@@ -1,5 +1,5 @@
-//! A client's counters, for `stats()`: messages and bytes each way, reconnects, the last error and
-//! what is in flight. Cheap to keep: only the connection's driver task writes them (through the
+//! A client's counters, for `stats()`: messages and bytes each way, reconnects, the last error,
+//! what is in flight and the outbox's messages the broker refused. Cheap to keep: only the connection's driver task writes them (through the
 //! packet observer, `packets`, and the driver itself), and the runtime runs one task at a time, so
 //! a counter is a relaxed load and store, with no read-modify-write per packet; any thread reads.
 
@@ -35,6 +35,7 @@ pub struct Stats {
     bytes_received: Counter,
     reconnects: Counter,
     inflight: Counter,
+    outbox_refused: Counter,
     last_error: Mutex<Option<String>>,
 }
 
@@ -47,6 +48,7 @@ pub struct Snapshot {
     pub bytes_received: u64,
     pub reconnects: u64,
     pub inflight: u64,
+    pub outbox_refused: u64,
     pub last_error: Option<String>,
 }
 
@@ -65,6 +67,12 @@ impl Stats {
             self.messages_received.add(1);
         }
         self.bytes_received.add(bytes as u64);
+    }
+
+    /// The broker refused a message of the outbox on disk for good (MQTT 5: a reason code of
+    /// 0x80 or above): it was removed, not to be sent again. Written by the driver's task.
+    pub fn on_outbox_refused(&self) {
+        self.outbox_refused.add(1);
     }
 
     pub fn on_reconnected(&self) {
@@ -89,6 +97,7 @@ impl Stats {
             bytes_received: self.bytes_received.get(),
             reconnects: self.reconnects.get(),
             inflight: self.inflight.get(),
+            outbox_refused: self.outbox_refused.get(),
             last_error: lock(&self.last_error).clone(),
         }
     }
@@ -106,9 +115,11 @@ mod tests {
         stats.on_sent(false, 2);
         stats.on_received(false, 4);
         stats.on_received(true, 12);
+        stats.on_outbox_refused();
         let seen = stats.snapshot();
         assert_eq!((seen.messages_sent, seen.bytes_sent), (1, 12 + 2));
         assert_eq!((seen.messages_received, seen.bytes_received), (1, 4 + 12));
+        assert_eq!(seen.outbox_refused, 1);
         assert_eq!(seen.last_error, None);
     }
 

@@ -1,11 +1,13 @@
-"""The outbox on disk (issue 24), on every dialect: publishes stored before connect() and
+"""The outbox on disk (issue 24), on every dialect, under MQTT 3.1.1 and MQTT 5 (`version=5`, issue
+25: a message's properties are stored with it): publishes stored before connect() and
 between disconnect() and connect() go out once connected, in order; QoS 0 is never stored;
 outbox_size() and flush(); the limits (a full outbox refuses at once and drops nothing); one
 client per file; files that are not outboxes refused and left untouched; the file read with
 sqlite3 while the client runs; every transport; bad arguments.
 
 Faults (a broker down for a burst, kill -9, restarts, a full disk, QoS 2 across a restart) are in
-test_outbox_faults.py. The witness is an independent paho subscriber."""
+test_outbox_faults.py; MQTT 5 refusals (removed, logged, counted) in test_mqtt5_outbox.py. The
+witness is an independent paho subscriber."""
 
 from __future__ import annotations
 
@@ -79,14 +81,15 @@ def payloads(peer: Peer, topic: str) -> list[bytes]:
 # --------------------------------------------------------------------------- every dialect
 
 
+@pytest.mark.parametrize("version", [4, 5])
 @pytest.mark.parametrize("dialect", CLASSES)
 def test_stored_while_not_connected_sent_in_order_once_connected(
-    dialect, mqtt_broker, make_client, watcher, topic, tmp_path
+    dialect, version, mqtt_broker, make_client, watcher, topic, tmp_path
 ):
     path = tmp_path / "outbox.sqlite"
     # str or os.PathLike
     where = path if dialect in ("quecpython", "aio") else str(path)
-    c = make_client(dialect=dialect, connect=False, persistence=where)
+    c = make_client(dialect=dialect, connect=False, persistence=where, version=version)
     for n in range(3):
         assert call(c, "publish", topic, b"before-%d" % n, False, 1) is STORED[dialect]
     assert c.outbox_size() == 3
@@ -105,12 +108,19 @@ def test_stored_while_not_connected_sent_in_order_once_connected(
     assert payloads(watcher, topic) == expected
 
 
+@pytest.mark.parametrize("version", [4, 5])
 @pytest.mark.parametrize("dialect", CLASSES)
 def test_a_full_outbox_refuses_at_once_and_drops_nothing(
-    dialect, make_client, watcher, topic, tmp_path, umqtt_log
+    dialect, version, make_client, watcher, topic, tmp_path, umqtt_log
 ):
     path = tmp_path / "outbox.sqlite"
-    c = make_client(dialect=dialect, connect=False, persistence=path, persistence_max_messages=2)
+    c = make_client(
+        dialect=dialect,
+        connect=False,
+        persistence=path,
+        persistence_max_messages=2,
+        version=version,
+    )
     if dialect == "robust":
         c.DELAY = 0
     for n in range(2):
@@ -131,16 +141,25 @@ def test_a_full_outbox_refuses_at_once_and_drops_nothing(
     assert payloads(watcher, topic) == [b"0", b"1"]
 
 
-def test_the_byte_limit_counts_topics_and_payloads(make_client, topic, tmp_path):
-    size = len(topic) + 10
+@pytest.mark.parametrize("version", [4, 5])
+def test_the_byte_limit_counts_topics_payloads_and_properties(
+    make_client, topic, tmp_path, version
+):
+    """MQTT 5 properties count as stored: encoded as on the wire (content_type "abc": their
+    length 1, the identifier 1, the string's length 2 and 3 bytes)."""
+    properties = {"properties": {"content_type": "abc"}} if version == 5 else {}
+    size = len(topic) + 10 + (7 if version == 5 else 0)
     c = make_client(
         dialect="simple",
         connect=False,
         persistence=tmp_path / "o.sqlite",
         persistence_max_bytes=2 * size,
+        version=version,
     )
-    c.publish(topic, b"0123456789", qos=1)
-    c.publish(topic, b"0123456789", qos=2)
+    c.publish(topic, b"0123456789", qos=1, **properties)
+    with pytest.raises(umqtt.MQTTOutboxError, match="persistence_max_bytes"):
+        c.publish(topic, b"01234567890", qos=1, **properties)
+    c.publish(topic, b"0123456789", qos=2, **properties)
     with pytest.raises(umqtt.MQTTOutboxError, match="persistence_max_bytes"):
         c.publish(topic, b"x", qos=1)
     assert c.outbox_size() == 2
@@ -160,8 +179,9 @@ def test_qos0_is_never_stored(make_client, watcher, topic, tmp_path):
         c.publish(topic, b"zero", qos=0)
 
 
-def test_qos2_is_delivered_exactly_once_in_order(make_client, watcher, topic, tmp_path):
-    c = make_client(persistence=tmp_path / "o.sqlite", persistence_sync="full")
+@pytest.mark.parametrize("version", [4, 5])
+def test_qos2_is_delivered_exactly_once_in_order(make_client, watcher, topic, tmp_path, version):
+    c = make_client(persistence=tmp_path / "o.sqlite", persistence_sync="full", version=version)
     c.connect()
     sent = [b"%03d" % n for n in range(200)]
     for payload in sent:
@@ -171,7 +191,10 @@ def test_qos2_is_delivered_exactly_once_in_order(make_client, watcher, topic, tm
     assert payloads(watcher, topic) == sent
 
 
-def test_64_asyncio_tasks_in_flight(mqtt_broker_factory, make_peer, make_aio, topic, tmp_path):
+@pytest.mark.parametrize("version", [4, 5])
+def test_64_asyncio_tasks_in_flight(
+    mqtt_broker_factory, make_peer, make_aio, topic, tmp_path, version
+):
     # 1,280 messages outrun the subscriber on a busy machine: mosquitto's default queue for it
     # (max_queued_messages 1000) would drop the excess, so this broker queues without a limit.
     broker = mqtt_broker_factory(extra_config=["max_queued_messages 0"])
@@ -179,7 +202,7 @@ def test_64_asyncio_tasks_in_flight(mqtt_broker_factory, make_peer, make_aio, to
     watcher.subscribe(topic, 2)
 
     async def main() -> None:
-        c = make_aio(broker=broker, persistence=tmp_path / "o.sqlite")
+        c = make_aio(broker=broker, persistence=tmp_path / "o.sqlite", version=version)
         await c.connect()
 
         async def task(k: int) -> None:
@@ -365,7 +388,6 @@ def test_a_file_it_may_not_read_or_write_is_refused_and_left_untouched(shared_fo
         ({"persistence_max_bytes": -1}, ValueError, "persistence_max_bytes must be between"),
         ({"persistence_sync": "fast"}, ValueError, 'persistence_sync must be "normal" or "full"'),
         ({"persistence_sync": 1}, TypeError, "persistence_sync"),
-        ({"version": 5}, ValueError, r"persistence= is not yet supported with version=5"),
     ],
 )
 def test_bad_arguments_name_themselves(tmp_path, options, error, match):

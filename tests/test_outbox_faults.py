@@ -9,10 +9,12 @@ lost, whatever dies when.
 - a disk that is full (a file size limit, RLIMIT_FSIZE, in the publishing process);
 - QoS 2 across a kill -9 and a restart on the session the broker kept: exactly once.
 
-The witness is an independent paho subscriber with a persistent session (clean_session=False)
-that records every message it gets, duplicates included. "In order" means: the first copies of
-the messages arrive in the order they were published (a message sent again after a failure may
-come twice, later than the first time).
+The kills run under MQTT 3.1.1 and MQTT 5 (`version=5`: each message with its properties, which
+the outbox stores and sends again with it). The witness is an independent paho subscriber with a
+persistent session (clean_session=False; under MQTT 5 a paho MQTT 5 subscriber, which sees the
+properties) that records every message it gets, duplicates included. "In order" means: the first
+copies of the messages arrive in the order they were published (a message sent again after a
+failure may come twice, later than the first time).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from typing import Any
 
 import pytest
 import umqtt
-from broker import Bounded, unique_id, wait_until
+from broker import Bounded, Mosquitto, unique_id, wait_until
+from conftest import Peer
 from test_reliability import FAST, DurablePeer, TunedMosquitto
 
 COUNT = 3000
@@ -38,23 +41,27 @@ OFFLINE, CLEAN, KEPT = 0, 1, 2
 
 # Publishes `count` numbered messages through an outbox, printing each number once publish()
 # returned (the message is stored), then waits to be killed. `size_limit`: RLIMIT_FSIZE, and
-# messages of 1 kB.
+# messages of 1 kB. `version` 5: MQTT 5, each message with `properties(n)` (PROPERTIES below).
 PUBLISHER = textwrap.dedent(
     """
     import resource, signal, sys, time
     import umqtt.simple
     host, port, path, client_id, topic = sys.argv[1:6]
-    qos, count, connect, size_limit = (int(a) for a in sys.argv[6:10])
+    qos, count, connect, size_limit, version = (int(a) for a in sys.argv[6:11])
+    exec(sys.argv[11])  # PROPERTIES
     if size_limit:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (size_limit, size_limit))
-    c = umqtt.simple.MQTTClient(client_id, host, int(port), persistence=path, keepalive=30)
+    c = umqtt.simple.MQTTClient(
+        client_id, host, int(port), persistence=path, keepalive=30, version=version
+    )
     if connect:
         c.connect(clean_session=connect == 1)
     padding = b"." * (1000 if size_limit else 0)
     for n in range(count):
+        extra = {"properties": properties(n)} if version == 5 else {}
         try:
-            c.publish(topic, b"%05d" % n + padding, qos=qos)
+            c.publish(topic, b"%05d" % n + padding, qos=qos, **extra)
         except umqtt.MQTTOutboxError as e:
             print("refused:", e, flush=True)
             break
@@ -65,14 +72,30 @@ PUBLISHER = textwrap.dedent(
 )
 
 
+# The MQTT 5 properties of message n: what the witness must see with each copy of it.
+PROPERTIES = textwrap.dedent(
+    """
+    def properties(n):
+        return {
+            "user_properties": [("n", str(n)), ("trace", "t-%d" % n), ("n", "again")],
+            "message_expiry_interval": 3600,
+            "content_type": "text/x-number",
+        }
+    """
+)
+namespace: dict[str, Any] = {}
+exec(PROPERTIES, namespace)
+properties = namespace["properties"]
+
+
 class Publisher:
     """PUBLISHER in a process of its own; `told` is what it reported stored."""
 
-    def __init__(self, *args: Any) -> None:
+    def __init__(self, *args: Any, version: int = 4) -> None:
         self.told: list[int] = []
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", PUBLISHER, *map(str, args)],
+            [sys.executable, "-c", PUBLISHER, *map(str, args), str(version), PROPERTIES],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -121,8 +144,31 @@ def publishers() -> Iterator[list[Publisher]]:
             publisher.kill()
 
 
-def numbers(peer: DurablePeer) -> list[int]:
-    return [int(p[:5]) for p in peer.payloads()]
+def numbers(peer: Peer) -> list[int]:
+    return [int(m.payload[:5]) for m in peer.received()]
+
+
+def witness(make_peer: Any, broker: Mosquitto, topic: str, version: int, qos: int = 1) -> Peer:
+    """The subscriber that records what arrives: MQTT 5's sees the properties."""
+    if version == 4:
+        return make_peer(broker, kind=DurablePeer, topic=topic, qos=qos)
+    peer = make_peer(broker, clean_session=False, mqtt5=True)
+    peer.subscribe(topic, qos)
+    return peer
+
+
+def assert_properties_kept(peer: Peer, version: int) -> None:
+    """Under MQTT 5 every copy of every message arrived with its properties (the broker counts
+    the message expiry down)."""
+    if version == 4:
+        return
+    for message in peer.received():
+        n = int(message.payload[:5])
+        expected = properties(n)
+        got = message.properties
+        assert got.get("user_properties") == expected["user_properties"], (n, got)
+        assert got.get("content_type") == expected["content_type"], (n, got)
+        assert 0 < got.get("message_expiry_interval", 0) <= 3600, (n, got)
 
 
 def assert_all_in_order(received: list[int], expected: list[int]) -> None:
@@ -148,13 +194,23 @@ def test_the_broker_down_for_a_whole_burst(durable_broker, make_peer, make_clien
     assert_all_in_order(numbers(peer), list(range(500)))
 
 
+@pytest.mark.parametrize("version", [4, 5])
 def test_a_publisher_killed_mid_burst_loses_nothing_it_was_told_was_stored(
-    durable_broker, make_peer, publishers, topic, tmp_path
+    durable_broker, make_peer, publishers, topic, tmp_path, version
 ):
-    peer = make_peer(durable_broker, kind=DurablePeer, topic=topic)
+    peer = witness(make_peer, durable_broker, topic, version)
     path = tmp_path / "o.sqlite"
     killed = Publisher(
-        durable_broker.host, durable_broker.port, path, unique_id(), topic, 1, COUNT, CLEAN, 0
+        durable_broker.host,
+        durable_broker.port,
+        path,
+        unique_id(),
+        topic,
+        1,
+        COUNT,
+        CLEAN,
+        0,
+        version=version,
     )
     publishers.append(killed)
     killed.wait_told(COUNT // 3)
@@ -164,7 +220,12 @@ def test_a_publisher_killed_mid_burst_loses_nothing_it_was_told_was_stored(
 
     # The same file in a new process (this one): what is left goes out.
     c = umqtt.MQTTClient(
-        unique_id(), durable_broker.host, durable_broker.port, persistence=path, **FAST
+        unique_id(),
+        durable_broker.host,
+        durable_broker.port,
+        persistence=path,
+        version=version,
+        **FAST,
     )
     try:
         assert c.outbox_size() >= 0
@@ -174,6 +235,7 @@ def test_a_publisher_killed_mid_burst_loses_nothing_it_was_told_was_stored(
         c.disconnect()
     assert wait_until(lambda: set(told) <= set(numbers(peer)), 30)
     assert_all_in_order(numbers(peer), told)
+    assert_properties_kept(peer, version)
 
 
 def test_a_broker_restarted_mid_stream_loses_nothing(
@@ -268,13 +330,23 @@ def test_a_full_disk_is_a_clear_error_and_loses_nothing_stored(
     assert numbers(peer) == told
 
 
+@pytest.mark.parametrize("version", [4, 5])
 def test_qos2_is_exactly_once_across_a_kill_and_a_restart_on_a_kept_session(
-    durable_broker, make_peer, publishers, topic, tmp_path
+    durable_broker, make_peer, publishers, topic, tmp_path, version
 ):
-    peer = make_peer(durable_broker, kind=DurablePeer, topic=topic, qos=2)
+    peer = witness(make_peer, durable_broker, topic, version, qos=2)
     path, client_id = tmp_path / "o.sqlite", unique_id()
     killed = Publisher(
-        durable_broker.host, durable_broker.port, path, client_id, topic, 2, COUNT, KEPT, 0
+        durable_broker.host,
+        durable_broker.port,
+        path,
+        client_id,
+        topic,
+        2,
+        COUNT,
+        KEPT,
+        0,
+        version=version,
     )
     publishers.append(killed)
     killed.wait_told(COUNT // 3)
@@ -283,7 +355,12 @@ def test_qos2_is_exactly_once_across_a_kill_and_a_restart_on_a_kept_session(
     told = list(killed.told)
 
     c = umqtt.MQTTClient(
-        client_id, durable_broker.host, durable_broker.port, persistence=path, **FAST
+        client_id,
+        durable_broker.host,
+        durable_broker.port,
+        persistence=path,
+        version=version,
+        **FAST,
     )
     try:
         left = c.outbox_size()
@@ -296,6 +373,7 @@ def test_qos2_is_exactly_once_across_a_kill_and_a_restart_on_a_kept_session(
     duplicates = len(received) - len(set(received))
     assert duplicates == 0, f"{duplicates} duplicates ({left} were left in the outbox)"
     assert_all_in_order(received, told)
+    assert_properties_kept(peer, version)
 
 
 def test_a_message_the_broker_keeps_closing_on_is_dropped_and_the_rest_goes(

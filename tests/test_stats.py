@@ -26,6 +26,7 @@ KEYS = {
     "inflight": int,
     "queued": int,
     "unread": int,
+    "outbox_refused": int,
 }
 
 

@@ -80,6 +80,7 @@ class Stats(TypedDict):
     inflight: int
     queued: int
     unread: int
+    outbox_refused: int
 
 
 class _CoreOptions(TypedDict, total=False):

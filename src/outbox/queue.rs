@@ -19,10 +19,10 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use rumqttc::mqttbytes::v4::{PubRel, Publish};
-use rumqttc::{QoS, Request};
+use rumqttc::QoS;
 
 use super::store::{Body, Changes, NewMessage, Summary, MAX_PACKET_ID};
+use crate::protocol::{StoredPublish, StoredRequest};
 
 /// QoS 2 messages in flight at most (PUBLISH sent, PUBCOMP not yet received). An MQTT 3.1.1
 /// broker cannot say how many it takes between PUBLISH and PUBREL, and mosquitto takes
@@ -366,6 +366,12 @@ impl Queue {
         self.work.changes.releases.push(id);
     }
 
+    /// The topic of the message holding `packet_id` (one handed over has its body in memory).
+    pub fn topic(&self, packet_id: u16) -> Option<String> {
+        let entry = self.entries.get(&self.holder(packet_id)?)?;
+        entry.body.as_ref().map(|body| body.topic.clone())
+    }
+
     fn holder(&self, packet_id: u16) -> Option<u64> {
         let holder = *self.holders.get(usize::from(packet_id))?;
         (holder != 0).then_some(holder)
@@ -373,7 +379,7 @@ impl Queue {
 
     /// The requests to hand to rumqttc now on connection `generation`, in order; None when that
     /// connection is no longer the current one.
-    pub fn ready(&mut self, generation: u64) -> Option<Vec<Request>> {
+    pub fn ready(&mut self, generation: u64) -> Option<Vec<StoredRequest>> {
         if generation != self.generation {
             return None;
         }
@@ -395,7 +401,7 @@ impl Queue {
 
     /// Sends again what was in flight when a kept session's last connection ended; returns the
     /// first message whose body must be read back before going on.
-    fn resend(&mut self, generation: u64, requests: &mut Vec<Request>) -> Option<u64> {
+    fn resend(&mut self, generation: u64, requests: &mut Vec<StoredRequest>) -> Option<u64> {
         while let Some(&id) = self.resends.front() {
             if let Some(entry) = self.entries.get_mut(&id) {
                 let fresh = entry.handed != generation && entry.packet_id != 0;
@@ -415,7 +421,7 @@ impl Queue {
 
     /// Hands over the messages from the cursor on, in order, while packet ids are free; returns
     /// the first message whose body must be read back before going on.
-    fn send_in_order(&mut self, generation: u64, requests: &mut Vec<Request>) -> Option<u64> {
+    fn send_in_order(&mut self, generation: u64, requests: &mut Vec<StoredRequest>) -> Option<u64> {
         let Queue {
             entries,
             holders,
@@ -483,29 +489,30 @@ impl Queue {
 
 /// The PUBLISH of a message, handed over now on connection `generation`; None when its body is
 /// on disk only.
-fn publish(entry: &mut Entry, generation: u64) -> Option<Request> {
+fn publish(entry: &mut Entry, generation: u64) -> Option<StoredRequest> {
     let body = entry.body.as_ref()?;
-    let publish = Publish {
+    let publish = StoredPublish {
         dup: entry.sent,
         qos: entry.qos,
         retain: entry.retain,
         topic: body.topic.clone(),
         pkid: entry.packet_id,
         payload: body.payload.clone(),
+        properties: body.properties.clone(),
     };
     entry.sent = true;
     entry.handed = generation;
-    Some(Request::Publish(publish))
+    Some(StoredRequest::Publish(publish))
 }
 
 /// The PUBREL of a released message, unless it was handed over on this connection or its
 /// release is still being written.
-fn pubrel(entry: &mut Entry, generation: u64) -> Option<Request> {
+fn pubrel(entry: &mut Entry, generation: u64) -> Option<StoredRequest> {
     if entry.persisting > 0 || entry.handed == generation {
         return None;
     }
     entry.handed = generation;
-    Some(Request::PubRel(PubRel::new(entry.packet_id)))
+    Some(StoredRequest::PubRel(entry.packet_id))
 }
 
 /// The next free packet id after the last one given (ids cycle, so one is not reused at once),

@@ -4,6 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
+use bytes::Bytes;
 use rumqttc::{EventLoop, MqttOptions, Request};
 use rusqlite::Connection;
 
@@ -36,10 +37,26 @@ fn outbox_with(qos: QoS, count: u8) -> (Folder, Arc<DiskOutbox>) {
     let folder = Folder::new();
     let outbox = open(&folder.file("outbox.sqlite"), LIMITS);
     for n in 0..count {
-        let receiver = outbox.store("t".into(), Bytes::from(vec![n]), qos, n + 1 == count);
+        let receiver = outbox.store(message(
+            "t".into(),
+            Bytes::from(vec![n]),
+            qos,
+            n + 1 == count,
+        ));
         stored(receiver.expect("accepted")).expect("stored");
     }
     (folder, outbox)
+}
+
+/// A message as `publish()` hands it to the outbox.
+fn message(topic: String, payload: Bytes, qos: QoS, retain: bool) -> Outbound {
+    Outbound {
+        topic,
+        payload,
+        qos,
+        retain,
+        properties: None,
+    }
 }
 
 fn stored(receiver: StoredReceiver) -> Result<(), DriverError> {
@@ -63,7 +80,7 @@ fn taken(eventloop: &mut EventLoop) -> Vec<Request> {
 fn hand_over(outbox: &Arc<DiskOutbox>, session_present: bool, count: usize) -> Vec<Request> {
     let options = MqttOptions::new("test", "localhost", 1883);
     let (requests, mut eventloop) = rumqttc::AsyncClient::new(options, 256);
-    let feed = outbox.link_up(session_present, requests);
+    let feed = outbox.link_up(session_present, Requests::V4(requests));
     runtime().block_on(async {
         let feeder = tokio::spawn(feed);
         let mut handed = Vec::new();
@@ -92,7 +109,7 @@ fn concurrent_publishers_are_committed_in_groups_and_each_in_its_order() {
         let receivers: Vec<StoredReceiver> = (0..64)
             .map(|n| {
                 let payload = Bytes::from(format!("{n}"));
-                outbox.store("t".into(), payload, QoS::AtLeastOnce, false)
+                outbox.store(message("t".into(), payload, QoS::AtLeastOnce, false))
             })
             .collect::<Result<_, _>>()
             .expect("accepted");
@@ -110,7 +127,7 @@ fn concurrent_publishers_are_committed_in_groups_and_each_in_its_order() {
                     for n in 0..100 {
                         let payload = Bytes::from(format!("{thread}:{n}"));
                         let receiver = outbox
-                            .store("t".into(), payload, QoS::AtLeastOnce, false)
+                            .store(message("t".into(), payload, QoS::AtLeastOnce, false))
                             .expect("accepted");
                         stored(receiver).expect("stored");
                     }
@@ -204,12 +221,12 @@ fn a_full_outbox_refuses_at_once_and_keeps_what_it_has() {
     };
     let outbox = open(&folder.file("outbox.sqlite"), limits);
     let store = |payload: &'static [u8]| {
-        outbox.store(
+        outbox.store(message(
             "t".into(),
             Bytes::from_static(payload),
             QoS::AtLeastOnce,
             false,
-        )
+        ))
     };
     let too_big = store(b"0123456789").err().map(|e| e.to_string());
     assert!(too_big.is_some_and(|e| e.contains("persistence_max_bytes=10")));
@@ -226,21 +243,21 @@ fn a_full_outbox_refuses_at_once_and_keeps_what_it_has() {
 fn a_message_whose_caller_gave_up_before_its_commit_is_not_stored() {
     within("abandoned", || {
         let (folder, outbox, other) = held_up();
-        let kept = outbox.store(
+        let kept = outbox.store(message(
             "t".into(),
             Bytes::from_static(b"kept"),
             QoS::AtLeastOnce,
             false,
-        );
+        ));
         wait_for("the writer on its first group", || {
             lock(&outbox.state).waiting.is_empty()
         });
-        let given_up = outbox.store(
+        let given_up = outbox.store(message(
             "t".into(),
             Bytes::from_static(b"no"),
             QoS::AtLeastOnce,
             false,
-        );
+        ));
         drop(given_up.expect("accepted"));
         other.execute_batch("COMMIT").expect("unlocked");
         stored(kept.expect("accepted")).expect("stored");

@@ -52,12 +52,11 @@ fn handed(queue: &mut Queue, generation: u64) -> (Vec<(u16, bool, String)>, Vec<
     let mut pubrels = Vec::new();
     for request in queue.ready(generation).expect("the current connection") {
         match request {
-            Request::Publish(p) => {
+            StoredRequest::Publish(p) => {
                 let payload = String::from_utf8(p.payload.to_vec()).expect("text");
                 publishes.push((p.pkid, p.dup, payload));
             }
-            Request::PubRel(rel) => pubrels.push(rel.pkid),
-            other => panic!("unexpected {other:?}"),
+            StoredRequest::PubRel(pkid) => pubrels.push(pkid),
         }
     }
     (publishes, pubrels)
