@@ -1,12 +1,14 @@
 //! asyncio without a thread hop: operations are polled on the event loop's own thread, which
 //! also drives the runtime while it expects replies.
 //!
-//! Each event loop has one [`LoopBridge`]. An awaited call polls its operation at once: one that
-//! is done then (a QoS 0 publish, queued for the connection) returns an already-completed future.
-//! Otherwise the operation is kept by the bridge, and the wakers it leaves (for a PUBACK, a
-//! message, a timer) name it: when one fires, on whichever thread holds the runtime's core, the
-//! operation is queued as ready and the loop is woken through a socket pair it watches
-//! (`loop.add_reader`), once per batch; the loop polls it again and completes its future.
+//! Each event loop has one [`LoopBridge`]. A call polls its operation at once and returns a
+//! [`Call`], umqtt's own awaitable (asyncio's future protocol, in `call.rs`): one done then (a
+//! QoS 0 publish, queued for the connection) returns a finished `Call`, which `await` goes
+//! through without giving the loop a turn. Otherwise the operation is kept by the bridge, and
+//! the wakers it leaves (for a PUBACK, a message, a timer) name it: when one fires, on whichever
+//! thread holds the runtime's core, the operation is queued as ready and the loop is woken
+//! through a socket pair it watches (`loop.add_reader`), once per batch; the loop polls it again
+//! and finishes its `Call`.
 //!
 //! A call that sent a request also drives the runtime for one short turn on the loop's thread
 //! (`runtime::tick`), so the request is written at once and a reply already in is read there,
@@ -14,6 +16,7 @@
 //! taking turns (`loop.call_soon`): a local broker's reply is read on the loop's thread with no
 //! wake-up at all. Past the budget the loop hands the core back to the background thread.
 
+use std::any::TypeId;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::{Read, Write};
@@ -32,6 +35,9 @@ use pyo3::IntoPyObjectExt;
 use crate::errors::DriverError;
 use crate::lock::lock;
 use crate::runtime::{self, BusyPoll};
+
+mod call;
+pub use call::Call;
 
 /// What an operation ends with, turned into its future's value or exception on the loop's thread.
 type Outcome = Result<Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>, DriverError>;
@@ -73,12 +79,10 @@ impl Wake for OperationWaker {
     }
 }
 
-/// An operation in progress and the asyncio future it completes.
+/// An operation in progress and the call it finishes.
 struct Waiting {
     operation: Operation,
-    future: Py<PyAny>,
-    /// The future's `CancelOnDone` callback, taken off again when the operation ends.
-    on_done: Py<PyAny>,
+    call: Py<Call>,
     waker: Waker,
 }
 
@@ -87,6 +91,17 @@ struct Waiting {
 struct Operations {
     waiting: Mutex<HashMap<u64, Waiting>>,
     next_id: AtomicU64,
+}
+
+impl Operations {
+    /// Drops a cancelled call's operation: operations are cancel-safe.
+    fn cancel(&self, id: u64) -> PyResult<()> {
+        let removed = lock(&self.waiting).remove(&id);
+        // Dropped outside the lock, in the runtime's context (it may hold timers).
+        let _context = runtime::runtime()?.enter();
+        drop(removed);
+        Ok(())
+    }
 }
 
 /// One event loop's end of the core, made once per loop by `umqtt.aio`, which watches
@@ -169,7 +184,7 @@ impl LoopBridge {
     }
 
     /// Polls the woken operations (GIL released, as the runtime's threads poll theirs) and
-    /// completes the futures of those that ended.
+    /// finishes the calls of those that ended.
     fn poll_woken(&self, py: Python<'_>) -> PyResult<()> {
         let ids = std::mem::take(&mut *lock(&self.woken.ids));
         if ids.is_empty() {
@@ -193,10 +208,7 @@ impl LoopBridge {
             Ok(ended)
         })?;
         for (entry, outcome) in ended {
-            let future = entry.future.bind(py);
-            // Its callback would only run to find the future not cancelled.
-            future.call_method1("remove_done_callback", (entry.on_done,))?;
-            complete(future, outcome)?;
+            Call::finish(entry.call.bind(py), outcome)?;
         }
         Ok(())
     }
@@ -244,43 +256,6 @@ pub fn expect_more(bridge: &Bound<'_, LoopBridge>) -> PyResult<()> {
     this.schedule_turn(bridge)
 }
 
-/// Hands an ended operation's outcome to its future, unless the future was cancelled meanwhile.
-fn complete(future: &Bound<'_, PyAny>, outcome: Outcome) -> PyResult<()> {
-    if future.call_method0("done")?.is_truthy()? {
-        return Ok(());
-    }
-    let py = future.py();
-    match outcome
-        .map_err(|error| error.into_pyerr(py))
-        .and_then(|f| f(py))
-    {
-        Ok(value) => future.call_method1("set_result", (value,))?,
-        Err(error) => future.call_method1("set_exception", (error.into_value(py),))?,
-    };
-    Ok(())
-}
-
-/// Drops an operation when its future is cancelled (asyncio's done callback): operations are
-/// cancel-safe.
-#[pyclass(frozen, module = "umqtt._native")]
-pub struct CancelOnDone {
-    operations: Arc<Operations>,
-    id: u64,
-}
-
-#[pymethods]
-impl CancelOnDone {
-    fn __call__(&self, future: &Bound<'_, PyAny>) -> PyResult<()> {
-        if future.call_method0("cancelled")?.is_truthy()? {
-            let removed = lock(&self.operations.waiting).remove(&self.id);
-            // Dropped outside the lock, in the runtime's context (it may hold timers).
-            let _context = runtime::runtime()?.enter();
-            drop(removed);
-        }
-        Ok(())
-    }
-}
-
 /// How a call's operation goes on after its first poll.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
@@ -291,28 +266,27 @@ pub enum Expect {
     Nothing,
 }
 
-/// Starts `operation` for the running loop of `bridge`; returns its asyncio future, already done
-/// when the operation ended on its first poll. `sent` says whether the call sent a request,
-/// which makes a reply (or a message it brings back) likely soon.
+/// Starts `operation` for the running loop of `bridge`; returns its call, already finished when
+/// the operation ended on its first poll. `sent` says whether the call sent a request, which
+/// makes a reply (or a message it brings back) likely soon.
 pub fn start<'py, T, F>(
     bridge: &Bound<'py, LoopBridge>,
     operation: F,
     sent: bool,
     expect: Expect,
-) -> PyResult<Bound<'py, PyAny>>
+) -> PyResult<Bound<'py, Call>>
 where
     F: Future<Output = Result<T, DriverError>> + Send + 'static,
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
     let py = bridge.py();
     let this = bridge.get();
-    let future = this.event_loop.bind(py).call_method0("create_future")?;
     if sent {
         *lock(&this.busy_until) = BusyPoll::after(Instant::now()).until();
     }
     let mut operation: Operation = Box::pin(async move {
         operation.await.map(|value| {
-            Box::new(move |py: Python<'_>| value.into_py_any(py))
+            Box::new(move |py: Python<'_>| python_value(py, value))
                 as Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>
         })
     });
@@ -323,28 +297,19 @@ where
     }));
     let first = runtime::poll_detached(py, operation.as_mut(), &waker)?;
     if let Poll::Ready(outcome) = first {
-        complete(&future, outcome)?;
+        let call = Call::finished(py, &this.event_loop, outcome)?;
         if sent && !runtime::core_is_held() {
             // The request waits in the core for its next holder: this loop, soon.
             this.schedule_turn(bridge)?;
         }
-        return Ok(future);
+        return Ok(call);
     }
-    let on_done = Bound::new(
-        py,
-        CancelOnDone {
-            operations: this.operations.clone(),
-            id,
-        },
-    )?
-    .into_any();
-    future.call_method1("add_done_callback", (&on_done,))?;
+    let call = Call::pending(py, &this.event_loop, this.operations.clone(), id)?;
     lock(&this.operations.waiting).insert(
         id,
         Waiting {
             operation,
-            future: future.clone().unbind(),
-            on_done: on_done.unbind(),
+            call: call.clone().unbind(),
             waker,
         },
     );
@@ -352,5 +317,17 @@ where
         this.turn(py)?;
     }
     this.keep_polling(bridge)?;
-    Ok(future)
+    Ok(call)
+}
+
+/// An operation's value in Python: None for `()` (which PyO3 makes an empty tuple), since the
+/// call is what `await` returns from (`publish` has no coroutine of its own to return None).
+fn python_value<T>(py: Python<'_>, value: T) -> PyResult<Py<PyAny>>
+where
+    T: for<'a> IntoPyObject<'a> + 'static,
+{
+    if TypeId::of::<T>() == TypeId::of::<()>() {
+        return Ok(py.None());
+    }
+    value.into_py_any(py)
 }

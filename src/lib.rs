@@ -47,6 +47,7 @@ fn _native(py: Python<'_>, module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<client::Client>()?;
     module.add_class::<message::Message>()?;
     module.add_class::<aio::LoopBridge>()?;
+    module.add_class::<aio::Call>()?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -110,7 +110,7 @@ impl<F> Operation<F> {
                 None => future.await,
             }
         };
-        aio::start(bridge, timed, sent, expect)
+        aio::start(bridge, timed, sent, expect).map(Bound::into_any)
     }
 }
 

@@ -32,7 +32,7 @@ from . import (
     _ClientBase,
     _SubscribeOptions,
 )
-from ._native import LoopBridge, Message
+from ._native import Call, LoopBridge, Message
 from .properties import PublishProperties
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class MQTTClient(_ClientBase):
         self._ended_by_user = False
         return self._connected(await self._core.connect_async(self._bridge(), bool(clean_session)))
 
-    async def publish(
+    def publish(
         self,
         topic: Text,
         msg: Payload,
@@ -103,13 +103,17 @@ class MQTTClient(_ClientBase):
         qos: int = 0,
         *,
         properties: PublishProperties | None = None,
-    ) -> None:
-        """Returns once QoS 0 is queued, QoS 1 PUBACKed or QoS 2 PUBCOMPed (with
+    ) -> Call[None]:
+        """Awaited, returns once QoS 0 is queued, QoS 1 PUBACKed or QoS 2 PUBCOMPed (with
         ``persistence=``: QoS 1/2 stored). Raises MQTTConnectionLost or MQTTTimeout (ack_timeout)
         otherwise, MQTTOutboxError when the outbox is full, and MQTTException with its
-        ``reason_code`` when the broker refuses it (MQTT 5)."""
-        bridge = self._bridge()
-        await self._core.publish_async(bridge, topic, msg, qos, bool(retain), properties=properties)
+        ``reason_code`` when the broker refuses it (MQTT 5). The publish starts when called (a
+        bad argument raises then); what it returns is awaited, or given to ``create_task``,
+        ``gather`` or ``wait_for``, as a coroutine would be."""
+        # Not a coroutine function: the call returned by the core is the awaitable (no frame).
+        return self._core.publish_async(
+            self._bridge(), topic, msg, qos, bool(retain), properties=properties
+        )
 
     async def subscribe(
         self, topic: Text, qos: int = 0, **options: Unpack[_SubscribeOptions]
