@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import gc
+import inspect
 import weakref
 
 import pytest
-from broker import free_port
+from broker import free_port, unique_id
 from umqtt.aio import MQTTClient, MQTTConnectError
 
 
@@ -71,6 +72,28 @@ async def test_the_publish_starts_when_called(make_aio, topic):
         await client.subscribe(topic, 1)
         client.publish(topic, b"not awaited", qos=1)
         assert await asyncio.wait_for(_take(client, 1), 30) == [b"not awaited"]
+
+
+def test_a_publish_made_before_its_loop_runs_starts_when_awaited(broker, topic):
+    """publish() called where no loop runs (``asyncio.run(client.publish(...))``) returns a
+    coroutine, which publishes in the loop that runs it."""
+    client = MQTTClient(unique_id("early"), broker.host, broker.port)
+
+    async def connect() -> None:
+        await client.connect()
+        await client.subscribe(topic, 1)
+
+    async def receive() -> list[bytes]:
+        try:
+            return await asyncio.wait_for(_take(client, 1), 30)
+        finally:
+            await client.disconnect()
+
+    asyncio.run(connect())
+    early = client.publish(topic, b"early", qos=1)
+    assert inspect.iscoroutine(early)
+    asyncio.run(early)
+    assert asyncio.run(receive()) == [b"early"]
 
 
 @pytest.mark.asyncio

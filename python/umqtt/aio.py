@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import (
     MQTTConnectError,
@@ -32,7 +32,7 @@ from . import (
     _ClientBase,
     _SubscribeOptions,
 )
-from ._native import Call, LoopBridge, Message
+from ._native import LoopBridge, Message
 from .properties import PublishProperties
 
 if TYPE_CHECKING:
@@ -73,7 +73,9 @@ class MQTTClient(_ClientBase):
     _loop_bridge: LoopBridge | None = None
 
     def _bridge(self) -> LoopBridge:
-        loop = asyncio.get_running_loop()
+        return self._bridge_in(asyncio.get_running_loop())
+
+    def _bridge_in(self, loop: asyncio.AbstractEventLoop) -> LoopBridge:
         if loop is not self._loop or self._loop_bridge is None:
             self._loop, self._loop_bridge = loop, _bridge_of(loop)
         return self._loop_bridge
@@ -103,17 +105,31 @@ class MQTTClient(_ClientBase):
         qos: int = 0,
         *,
         properties: PublishProperties | None = None,
-    ) -> Call[None]:
+    ) -> Coroutine[Any, Any, None]:
         """Awaited, returns once QoS 0 is queued, QoS 1 PUBACKed or QoS 2 PUBCOMPed (with
         ``persistence=``: QoS 1/2 stored). Raises MQTTConnectionLost or MQTTTimeout (ack_timeout)
         otherwise, MQTTOutboxError when the outbox is full, and MQTTException with its
-        ``reason_code`` when the broker refuses it (MQTT 5). The publish starts when called (a
-        bad argument raises then); what it returns is awaited, or given to ``create_task``,
-        ``gather`` or ``wait_for``, as a coroutine would be."""
+        ``reason_code`` when the broker refuses it (MQTT 5). Called in a running loop, the
+        publish starts then (a bad argument raises then); what it returns is awaited, or given to
+        ``create_task``, ``gather`` or ``wait_for``, as a coroutine would be."""
         # Not a coroutine function: the call returned by the core is the awaitable (no frame).
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop runs yet: asyncio.run(client.publish(...))
+            return self._publish_when_awaited(topic, msg, retain, qos, properties)
         return self._core.publish_async(
-            self._bridge(), topic, msg, qos, bool(retain), properties=properties
+            self._bridge_in(loop), topic, msg, qos, bool(retain), properties=properties
         )
+
+    async def _publish_when_awaited(
+        self,
+        topic: Text,
+        msg: Payload,
+        retain: bool,
+        qos: int,
+        properties: PublishProperties | None,
+    ) -> None:
+        await self.publish(topic, msg, retain, qos, properties=properties)
 
     async def subscribe(
         self, topic: Text, qos: int = 0, **options: Unpack[_SubscribeOptions]
