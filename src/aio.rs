@@ -39,6 +39,13 @@ use crate::runtime::{self, BusyPoll};
 mod call;
 pub use call::Call;
 
+/// How many calls done at once (requests queued, a QoS 0 publish) a loop makes between two of its
+/// turns before the next such call hands the loop a turn: its task then waits for that turn, which
+/// writes them all with one flush. A task that only publishes at QoS 0 never gives the loop a turn
+/// otherwise; each request would then wake the background thread (the core's holder meanwhile) to
+/// write it alone. Fewer than a connection's request channel holds (256).
+const TURN_AFTER_QUEUED: u64 = 128;
+
 /// What an operation ends with, turned into its future's value or exception on the loop's thread.
 type Outcome = Result<Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>, DriverError>;
 type Operation = Pin<Box<dyn Future<Output = Outcome> + Send>>;
@@ -116,6 +123,8 @@ pub struct LoopBridge {
     poll_callback: PyOnceLock<Py<PyAny>>,
     /// A turn is scheduled with `call_soon` and has not run yet.
     turn_scheduled: AtomicBool,
+    /// Calls done at once since the loop's last turn (see `TURN_AFTER_QUEUED`).
+    queued_since_turn: AtomicU64,
     /// The loop's thread drove the runtime since it last handed the core back.
     driving: AtomicBool,
     /// Until when the loop keeps taking turns for the replies it expects.
@@ -141,6 +150,7 @@ impl LoopBridge {
             event_loop,
             poll_callback: PyOnceLock::new(),
             turn_scheduled: AtomicBool::new(false),
+            queued_since_turn: AtomicU64::new(0),
             driving: AtomicBool::new(false),
             busy_until: Mutex::new(None),
         })
@@ -177,6 +187,7 @@ impl LoopBridge {
         self.woken.ticking.store(true, Ordering::SeqCst);
         let drove = runtime::tick(py);
         self.woken.ticking.store(false, Ordering::SeqCst);
+        self.queued_since_turn.store(0, Ordering::SeqCst);
         if drove? {
             self.driving.store(true, Ordering::SeqCst);
         }
@@ -211,6 +222,17 @@ impl LoopBridge {
             Call::finish(entry.call.bind(py), outcome)?;
         }
         Ok(())
+    }
+
+    /// Keeps a pending call's operation until it ends (or the call is cancelled).
+    fn keep(&self, id: u64, operation: Operation, call: &Bound<'_, Call>, waker: Waker) {
+        let call = call.clone().unbind();
+        let waiting = Waiting {
+            operation,
+            call,
+            waker,
+        };
+        lock(&self.operations.waiting).insert(id, waiting);
     }
 
     fn pending(&self) -> bool {
@@ -297,6 +319,15 @@ where
     }));
     let first = runtime::poll_detached(py, operation.as_mut(), &waker)?;
     if let Poll::Ready(outcome) = first {
+        if sent && this.queued_since_turn.fetch_add(1, Ordering::SeqCst) + 1 >= TURN_AFTER_QUEUED {
+            // Ended, but finished by the loop's next turn, which writes what is queued.
+            let call = Call::pending(py, &this.event_loop, this.operations.clone(), id)?;
+            let ended: Operation = Box::pin(std::future::ready(outcome));
+            this.keep(id, ended, &call, waker);
+            lock(&this.woken.ids).push(id);
+            this.schedule_turn(bridge)?;
+            return Ok(call);
+        }
         let call = Call::finished(py, &this.event_loop, outcome)?;
         if sent && !runtime::core_is_held() {
             // The request waits in the core for its next holder: this loop, soon.
@@ -305,14 +336,7 @@ where
         return Ok(call);
     }
     let call = Call::pending(py, &this.event_loop, this.operations.clone(), id)?;
-    lock(&this.operations.waiting).insert(
-        id,
-        Waiting {
-            operation,
-            call: call.clone().unbind(),
-            waker,
-        },
-    );
+    this.keep(id, operation, &call, waker);
     if expect == Expect::Reply && !this.turn_scheduled.load(Ordering::SeqCst) {
         this.turn(py)?;
     }

@@ -36,6 +36,26 @@ async def test_a_publish_done_at_once_does_not_suspend(make_aio, topic):
 
 
 @pytest.mark.asyncio
+async def test_a_long_run_of_publishes_done_at_once_gives_the_loop_turns(make_aio, topic):
+    """A task that only publishes at QoS 0 hands the loop a turn now and then (after 128 calls
+    done at once), whose flush writes what it queued: a callback scheduled before runs long
+    before the last publish, and every message arrives, in order."""
+    async with make_aio() as receiver, make_aio() as sender:
+        await receiver.subscribe(topic, 0)
+        count = 1000
+        turns: list[int] = []
+        asyncio.get_running_loop().call_soon(turns.append, 1)
+        seen_at = None
+        for i in range(count):
+            await sender.publish(topic, b"%d" % i)
+            if turns and seen_at is None:
+                seen_at = i
+        assert seen_at is not None and seen_at < count // 2, f"first turn after {seen_at}"
+        got = await asyncio.wait_for(_take(receiver, count), 60)
+        assert got == [b"%d" % i for i in range(count)]
+
+
+@pytest.mark.asyncio
 async def test_messages_already_in_are_taken_without_suspending(make_aio, topic):
     """Messages that have arrived are handed over by messages() at once, one after the other."""
     async with make_aio() as client:
