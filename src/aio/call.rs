@@ -365,3 +365,6 @@ impl Call {
         drop(cleared);
     }
 }
+
+#[cfg(test)]
+mod tests;
