@@ -19,12 +19,9 @@ from umqtt.aio import MQTTClient, MQTTConnectError
 
 
 async def _take(client: MQTTClient, count: int) -> list[bytes]:
-    got = []
-    async for message in client.messages():
-        got.append(message.payload)
-        if len(got) == count:
-            break
-    return got
+    """The payloads of the next `count` messages."""
+    messages = client.messages()
+    return [(await messages.__anext__()).payload for _ in range(count)]
 
 
 @pytest.mark.asyncio
