@@ -17,8 +17,12 @@ impl Decoder for Codec {
     type Error = Error;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
+        let buffered = src.len();
         match Packet::read(src, self.max_incoming_size) {
             Ok(packet) => Ok(Some(packet)),
+            // umqtt patch: the packet was whole (`Packet::read` took it off `src`) and a field ran
+            // past its end: a malformed packet. Asking for more bytes dropped it unread.
+            Err(Error::InsufficientBytes(_)) if src.len() < buffered => Err(Error::MalformedPacket),
             Err(Error::InsufficientBytes(b)) => {
                 // Get more packets to construct the incomplete packet
                 src.reserve(b);
@@ -49,6 +53,26 @@ mod tests {
         mqttbytes::{Error, QoS},
         Packet, Publish,
     };
+
+    // umqtt patch: a whole packet too short for its fields, and a packet not all here yet.
+    #[test]
+    fn a_whole_packet_too_short_for_its_fields_is_malformed() {
+        use tokio_util::codec::Decoder;
+        let mut codec = Codec {
+            max_incoming_size: None,
+            max_outgoing_size: None,
+        };
+        // A CONNACK of two bytes: no property length.
+        let mut buf = BytesMut::from(&[0x20, 0x02, 0x00, 0x09][..]);
+        assert!(matches!(codec.decode(&mut buf), Err(Error::MalformedPacket)));
+        // A SUBACK without its property length and reason codes.
+        let mut buf = BytesMut::from(&[0x90, 0x02, 0x00, 0x01][..]);
+        assert!(matches!(codec.decode(&mut buf), Err(Error::MalformedPacket)));
+        // One byte of three: wait for the rest.
+        let mut buf = BytesMut::from(&[0x20, 0x03, 0x00][..]);
+        assert!(matches!(codec.decode(&mut buf), Ok(None)));
+        assert_eq!(buf.len(), 3);
+    }
 
     #[test]
     fn outgoing_max_packet_size_check() {
