@@ -87,6 +87,11 @@ impl Network {
             match res {
                 Some(Ok(packet)) => {
                     self.observe_incoming(&packet);
+                    // umqtt patch: a broker sends one CONNACK, in the handshake (MQTT 5 3.2);
+                    // another one set this connection's limits again, unnoticed.
+                    if matches!(packet, Packet::ConnAck(_)) {
+                        return Err(StateError::WrongPacket);
+                    }
                     if let Some(outgoing) = state.handle_incoming_packet(packet)? {
                         self.write(outgoing).await?;
                     }
@@ -127,5 +132,23 @@ impl Network {
         QuickAck::flush(&mut self.quick_ack, &mut self.framed)
             .await
             .map_err(StateError::Deserialization)
+    }
+}
+
+// umqtt patch: a CONNACK after the handshake.
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_connack_after_the_handshake_is_a_wrong_packet() {
+        let (client, mut broker) = tokio::io::duplex(64);
+        let mut network = Network::new(client, None);
+        let mut state = MqttState::new(10, false);
+        broker.write_all(&[0x20, 0x03, 0x00, 0x00, 0x00]).await.unwrap();
+        let read = network.readb(&mut state).await;
+        assert!(matches!(read, Err(StateError::WrongPacket)), "{read:?}");
     }
 }
