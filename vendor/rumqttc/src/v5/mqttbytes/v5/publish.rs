@@ -65,6 +65,11 @@ impl Publish {
         let variable_header_index = fixed_header.fixed_header_len;
         bytes.advance(variable_header_index);
         let topic = read_mqtt_bytes(&mut bytes)?;
+        // umqtt patch: a topic name is a UTF-8 string (MQTT 5 3.3.2.1); one that is not makes
+        // the packet malformed, as the MQTT 3.1.1 client reads it.
+        if std::str::from_utf8(&topic).is_err() {
+            return Err(Error::TopicNotUtf8);
+        }
 
         // Packet identifier exists where QoS > 0
         let pkid = match qos {
@@ -305,6 +310,14 @@ mod test {
     use super::super::test::{USER_PROP_KEY, USER_PROP_VAL};
     use super::*;
     use bytes::BytesMut;
+
+    // umqtt patch: a topic that is not UTF-8.
+    #[test]
+    fn a_topic_that_is_not_utf8_is_refused() {
+        let mut stream = BytesMut::from(&[0x30, 0x07, 0x00, 0x04, 0xFF, 0xFE, b'a', b'b', 0x00][..]);
+        let read = super::super::Packet::read(&mut stream, None);
+        assert!(matches!(read, Err(Error::TopicNotUtf8)), "{read:?}");
+    }
 
     #[test]
     fn length_calculation() {
