@@ -85,6 +85,13 @@ def scripted_broker() -> Iterator[Callable[..., ScriptedBroker]]:
 # --------------------------------------------------------------------------- names
 
 
+@pytest.fixture(params=[4, 5], ids=["v4", "v5"])
+def mqtt_version(request: pytest.FixtureRequest) -> int:
+    """The protocol version a test runs at, each in turn: 4 (MQTT 3.1.1) and 5 (MQTT 5). A test
+    (or a fixture it uses) that takes it runs twice; ``parametrize("mqtt_version", [4])`` picks."""
+    return int(request.param)
+
+
 @pytest.fixture
 def topic(request: pytest.FixtureRequest) -> str:
     """A topic nobody else uses: umqtt-test/<test name>/<random>."""

@@ -1,4 +1,5 @@
-"""Network faults: broker killed, restarted or frozen, with reconn=False and reconn=True."""
+"""Network faults: broker killed, restarted or frozen, with reconn=False and reconn=True, each
+under MQTT 3.1.1 and MQTT 5 (the mqtt_version fixture)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ RECONNECT_FAST = {"reconnect_delay": 0.2, "reconnect_max_delay": 1.0}
 
 
 @pytest.fixture
-def lost_link(fresh_broker, make_client, inbox, errors, topic):
+def lost_link(fresh_broker, make_client, inbox, errors, topic, mqtt_version):
     """A reconn=False client subscribed to `topic` on fresh_broker, with both callbacks set."""
-    c = make_client(broker=fresh_broker, reconn=False, ack_timeout=2.0)
+    c = make_client(broker=fresh_broker, reconn=False, ack_timeout=2.0, version=mqtt_version)
     c.set_callback(inbox.callback)
     c.error_register_cb(errors.callback)
     assert c.connect() == 0
@@ -25,9 +26,11 @@ def lost_link(fresh_broker, make_client, inbox, errors, topic):
 
 
 @pytest.fixture
-def reconnecting(fresh_broker, make_client, inbox, errors, client_id):
+def reconnecting(fresh_broker, make_client, inbox, errors, client_id, mqtt_version):
     """A reconn=True client on fresh_broker with short backoff, both callbacks set."""
-    c = make_client(broker=fresh_broker, client_id=client_id, **RECONNECT_FAST)
+    c = make_client(
+        broker=fresh_broker, client_id=client_id, version=mqtt_version, **RECONNECT_FAST
+    )
     c.set_callback(inbox.callback)
     c.error_register_cb(errors.callback)
     assert c.connect() == 0
@@ -125,9 +128,9 @@ def test_wait_msg_waits_across_reconnect(
 
 
 @pytest.mark.slow
-def test_no_busy_loop_while_broker_down(fresh_broker, make_client, errors):
+def test_no_busy_loop_while_broker_down(fresh_broker, make_client, errors, mqtt_version):
     """reconn=True with the broker dead: retrying costs well under 0.5 s CPU over 3 s."""
-    c = make_client(broker=fresh_broker)  # default backoff
+    c = make_client(broker=fresh_broker, version=mqtt_version)  # default backoff
     c.error_register_cb(errors.callback)
     assert c.connect() == 0
     fresh_broker.kill()
@@ -148,11 +151,11 @@ ACK_CALLS = {
 @pytest.mark.parametrize("fault", ["killed", "frozen"])
 @pytest.mark.parametrize("call", ACK_CALLS)
 def test_unacknowledged_call_returns_false_and_logs(
-    fresh_broker, make_client, inbox, errors, topic, umqtt_log, fault, call
+    fresh_broker, make_client, inbox, errors, topic, umqtt_log, fault, call, mqtt_version
 ):
     """With the broker dead (reconnecting) or frozen, publish QoS 1 / subscribe return False
     within ack_timeout and log why: never silent, never a hang."""
-    c = make_client(broker=fresh_broker, ack_timeout=1.0)
+    c = make_client(broker=fresh_broker, ack_timeout=1.0, version=mqtt_version)
     c.set_callback(inbox.callback)
     c.error_register_cb(errors.callback)
     assert c.connect() == 0
@@ -180,14 +183,20 @@ def detection_time(client, since: float, timeout: float) -> float:
 
 @pytest.mark.slow
 def test_frozen_broker_detected_by_keepalive_and_pingmaxnum(
-    fresh_broker, make_client, errors, topic
+    fresh_broker, make_client, errors, topic, mqtt_version
 ):
     """A frozen broker (SIGSTOP) is declared dead by unanswered keepalive pings; pingmaxnum=1
     tolerates one more unanswered ping than pingmaxnum=0."""
     keepalive = 5
     clients = {}
     for extra in (0, 1):
-        c = make_client(broker=fresh_broker, keepalive=keepalive, reconn=False, pingmaxnum=extra)
+        c = make_client(
+            broker=fresh_broker,
+            keepalive=keepalive,
+            reconn=False,
+            pingmaxnum=extra,
+            version=mqtt_version,
+        )
         c.set_callback(lambda t, m: None)
         assert c.connect() == 0
         assert c.subscribe(topic, 1) is True
