@@ -6,6 +6,12 @@ test_faults.py covers the basic faults (error callback text, wait_msg() raising 
 reconnect notices and re-subscription after kill + restart, a 3 s CPU check, frozen-broker
 detection with pingmaxnum); these tests put traffic through the same faults and count.
 
+MQTT 5 (the mqtt_version fixture) runs the cases its client could change, but for three slow or
+shared ones: the frozen broker (test_faults.py's MQTT 5 row covers the detection, the kill and
+restart rows the reconnect), the retry cost (the driver's backoff, one for both) and the late INFO
+logging (the logger's); the quick ACK of an unanswered message is patch 36's code, shared by both
+(its delayed-ACK twin runs at MQTT 5).
+
 The broker log (log_type all) and independent paho clients are the witnesses. Figures (soak RSS,
 retry CPU, detection time, stream counts) are printed (visible with -s) and recorded with
 record_property.
@@ -246,14 +252,14 @@ def missing(expected: list[bytes], got: set[bytes], limit: int = 10) -> str:
 
 @pytest.mark.slow
 def test_graceful_restart_during_2000_qos1_publishes_loses_nothing_acknowledged(
-    make_broker, make_client, make_peer, notices, topic, record_property
+    make_broker, make_client, make_peer, notices, topic, record_property, mqtt_version
 ):
     """A graceful restart (SIGTERM, persistence on) on the same port during a stream of 2,000
     QoS 1 publishes: every publish returns True (one in flight is sent again after the
     reconnect) and every one reaches a subscriber with a persistent session."""
     b = make_broker(persistent=True)
     durable = make_peer(b, kind=DurablePeer, topic=topic)
-    c = make_client(broker=b, **FAST)
+    c = make_client(version=mqtt_version, broker=b, **FAST)
     c.error_register_cb(notices.callback)
     assert c.connect() == 0
 
@@ -294,14 +300,14 @@ def test_graceful_restart_during_2000_qos1_publishes_loses_nothing_acknowledged(
 
 @pytest.mark.slow
 def test_kill_9_mid_stream_reconnects_and_subscriptions_work_again(
-    fresh_broker, make_client, notices, topic, client_id, record_property
+    fresh_broker, make_client, notices, topic, client_id, record_property, mqtt_version
 ):
     """kill -9 and restart during a QoS 1 stream from a persistent-session client subscribed to
     its own topic: the restarted broker lost the session, the client reconnects (asking for a
     persistent session again), re-subscribes by itself, every publish returns True, and every
     message acknowledged by the new broker comes back to it."""
     got: list[bytes] = []
-    c = make_client(broker=fresh_broker, client_id=client_id, **FAST)
+    c = make_client(version=mqtt_version, broker=fresh_broker, client_id=client_id, **FAST)
     c.set_callback(lambda t, m: got.append(m))
     c.error_register_cb(notices.callback)
     assert c.connect(clean_session=False) == 0
@@ -381,7 +387,7 @@ def test_frozen_broker_loss_reported_within_15s_then_recovers(
 
 @pytest.mark.slow
 def test_reader_and_four_publishers_across_a_restart(
-    make_broker, make_client, notices, topic, record_property
+    make_broker, make_client, notices, topic, record_property, mqtt_version
 ):
     """A reader thread blocked in wait_msg() and four QoS 1 publisher threads on one
     persistent-session client, across a graceful broker restart: no thread deadlocks, the
@@ -390,7 +396,7 @@ def test_reader_and_four_publishers_across_a_restart(
     publishers, per_publisher = 4, 500
     b = make_broker(persistent=True)
     got: list[bytes] = []
-    c = make_client(broker=b, client_id=unique_id("durable"), **FAST)
+    c = make_client(version=mqtt_version, broker=b, client_id=unique_id("durable"), **FAST)
     c.set_callback(lambda t, m: got.append(m))
     c.error_register_cb(notices.callback)
     assert c.connect(clean_session=False) == 0
@@ -487,12 +493,12 @@ def test_retrying_without_a_broker_costs_under_5_percent_of_a_core(
 
 @pytest.mark.slow
 def test_two_clients_with_the_same_id_are_warned_about(
-    fresh_broker, make_client, umqtt_log, client_id
+    fresh_broker, make_client, umqtt_log, client_id, mqtt_version
 ):
     """Two reconn=True clients with one client id take the session from each other; umqtt logs
     a warning naming the likely cause and the id."""
-    first = make_client(broker=fresh_broker, client_id=client_id, **FAST)
-    second = make_client(broker=fresh_broker, client_id=client_id, **FAST)
+    first = make_client(version=mqtt_version, broker=fresh_broker, client_id=client_id, **FAST)
+    second = make_client(version=mqtt_version, broker=fresh_broker, client_id=client_id, **FAST)
     assert first.connect() == 0
     assert second.connect() == 0
 
@@ -513,12 +519,12 @@ def test_two_clients_with_the_same_id_are_warned_about(
 
 @pytest.mark.slow
 def test_soak_one_million_qos0_messages_keeps_memory_flat(
-    make_broker, make_client, record_property
+    make_broker, make_client, record_property, mqtt_version
 ):
     """1,000,000 QoS 0 publishes of 64 bytes to a topic nobody subscribes to: all return True,
     and resident memory, sampled every 100,000 after a warm-up of 100,000, grows < 20 MB."""
     b = make_broker(quiet=True)
-    c = make_client(broker=b)
+    c = make_client(broker=b, version=mqtt_version)
     assert c.connect() == 0
     topic, payload, block = f"umqtt-test/soak/{unique_id()}", bytes(range(64)), 100_000
     publish = c.publish
@@ -545,13 +551,13 @@ def test_soak_one_million_qos0_messages_keeps_memory_flat(
 
 
 def test_simple_callback_error_leaves_qos1_unacknowledged_and_it_is_redelivered(
-    broker, make_peer, topic
+    broker, make_peer, topic, mqtt_version
 ):
     """umqtt.simple, persistent session: a QoS 1 message whose callback raises is not
     acknowledged (the exception propagates); after a reconnect the broker delivers it again with
     DUP set (wait_msg() returns 0x3A), and that time it is acknowledged."""
     cid = unique_id("simple-durable")
-    c = umqtt.simple.MQTTClient(cid, broker.host, broker.port)
+    c = umqtt.simple.MQTTClient(cid, broker.host, broker.port, version=mqtt_version)
     peer = make_peer(broker)
     pubacks = f"Received PUBACK from {cid}"
 
@@ -584,7 +590,7 @@ def test_simple_callback_error_leaves_qos1_unacknowledged_and_it_is_redelivered(
 
 @pytest.mark.parametrize("outcome", ["returns", "raises"])
 def test_quecpython_puback_only_after_the_callback_ended(
-    broker, make_client, make_peer, topic, client_id, outcome
+    broker, make_client, make_peer, topic, client_id, outcome, mqtt_version
 ):
     """QuecPython dialect: while the callback runs no PUBACK is sent; once it ended (also by an
     exception, which the dialect logs and swallows) the message is acknowledged, so the broker
@@ -597,7 +603,7 @@ def test_quecpython_puback_only_after_the_callback_ended(
         if outcome == "raises":
             raise RuntimeError("callback failed")
 
-    c = make_client(client_id=client_id)
+    c = make_client(version=mqtt_version, client_id=client_id)
     c.set_callback(callback)
     assert c.connect(clean_session=False) == 0
     assert c.subscribe(topic, 1) is True
@@ -629,7 +635,7 @@ def test_quecpython_puback_only_after_the_callback_ended(
 @pytest.mark.skipif(sys.platform != "linux", reason="the quick-ACK patch is for Linux only")
 @pytest.mark.parametrize("read", ["unread", "check_msg"])
 def test_qos1_publish_to_an_own_subscription_is_not_held_by_delayed_acks(
-    mqtt_broker_factory, make_client, topic, read
+    mqtt_broker_factory, make_client, topic, read, mqtt_version
 ):
     """Since a QoS 1 message is acknowledged only once handled, the client sends nothing back
     when it arrives; Linux then delays the TCP ACK up to 40 ms, and a broker with Nagle's
@@ -643,7 +649,7 @@ def test_qos1_publish_to_an_own_subscription_is_not_held_by_delayed_acks(
     clients: dict[str, tuple[Any, Inbox]] = {}
     for nodelay in ("false", "true"):
         broker = mqtt_broker_factory(extra_config=[f"set_tcp_nodelay {nodelay}"])
-        c, inbox = make_client(broker=broker), Inbox()
+        c, inbox = make_client(version=mqtt_version, broker=broker), Inbox()
         c.set_callback(inbox.callback)
         assert c.connect() == 0
         assert c.subscribe(topic, 1) is True
@@ -712,14 +718,14 @@ def test_a_message_the_client_does_not_answer_is_acknowledged_within_millisecond
 
 
 def test_disconnect_waits_for_qos1_publishes_in_flight_on_other_threads(
-    fresh_broker, make_client, make_peer, topic, client_id
+    fresh_broker, make_client, make_peer, topic, client_id, mqtt_version
 ):
     """Four threads' QoS 1 publishes are in flight (broker frozen) when disconnect() is called:
     disconnect() waits for them, they return True, and the broker received all four before the
     DISCONNECT."""
     peer = make_peer(fresh_broker)
     peer.subscribe(topic, 1)
-    c = make_client(broker=fresh_broker, client_id=client_id)
+    c = make_client(version=mqtt_version, broker=fresh_broker, client_id=client_id)
     assert c.connect() == 0
     mark = fresh_broker.log_size()
     fresh_broker.pause()
@@ -749,7 +755,7 @@ def test_disconnect_waits_for_qos1_publishes_in_flight_on_other_threads(
 
 
 def test_disconnect_during_four_qos1_streams_loses_nothing_acknowledged(
-    make_broker, make_client, make_peer, topic, client_id, record_property
+    make_broker, make_client, make_peer, topic, client_id, record_property, mqtt_version
 ):
     """Four threads publish QoS 1 without pause when disconnect() is called: it returns
     promptly; every publish that returned True reached the peer, the broker received exactly
@@ -760,7 +766,7 @@ def test_disconnect_during_four_qos1_streams_loses_nothing_acknowledged(
     fresh_broker = make_broker()
     peer = make_peer(fresh_broker)
     peer.subscribe(f"{topic}/#", 1)
-    c = make_client(broker=fresh_broker, client_id=client_id)
+    c = make_client(version=mqtt_version, broker=fresh_broker, client_id=client_id)
     assert c.connect() == 0
     mark = fresh_broker.log_size()
     outcomes: list[tuple[bytes, object]] = []
@@ -806,14 +812,14 @@ def test_disconnect_during_four_qos1_streams_loses_nothing_acknowledged(
 
 
 def test_disconnect_right_after_10000_qos0_publishes_delivers_them_all(
-    make_broker, make_client, make_peer, topic, client_id, record_property
+    make_broker, make_client, make_peer, topic, client_id, record_property, mqtt_version
 ):
     """A burst of 10,000 QoS 0 publishes immediately followed by disconnect(): the broker
     received every one before DISCONNECT, and a peer gets all of them, in order."""
     b = make_broker()
     peer = make_peer(b)
     peer.subscribe(topic, 0)
-    c = make_client(broker=b, client_id=client_id)
+    c = make_client(version=mqtt_version, broker=b, client_id=client_id)
     assert c.connect() == 0
     mark = b.log_size()
     sent = [b"%05d" % n for n in range(10_000)]
@@ -833,7 +839,16 @@ def test_disconnect_right_after_10000_qos0_publishes_delivers_them_all(
 
 @pytest.mark.parametrize(("qos", "expected"), [(1, True), (2, False)])
 def test_publish_in_flight_when_the_link_drops(
-    fresh_broker, make_proxy, make_client, make_peer, notices, topic, client_id, qos, expected
+    fresh_broker,
+    make_proxy,
+    make_client,
+    make_peer,
+    notices,
+    topic,
+    client_id,
+    qos,
+    expected,
+    mqtt_version,
 ):
     """reconn=True, the link cut while a publish waits for its acknowledgement (the broker got
     the PUBLISH, its answer was lost): QoS 1 is sent again after the reconnect and returns True;
@@ -841,7 +856,9 @@ def test_publish_in_flight_when_the_link_drops(
     proxy = make_proxy(fresh_broker)
     peer = make_peer(fresh_broker)
     peer.subscribe(topic, 2)
-    c = make_client(client_id=client_id, server=proxy.host, port=proxy.port, **FAST)
+    c = make_client(
+        version=mqtt_version, client_id=client_id, server=proxy.host, port=proxy.port, **FAST
+    )
     c.error_register_cb(notices.callback)
     assert c.connect() == 0
     mark = fresh_broker.log_size()
@@ -870,12 +887,14 @@ def test_publish_in_flight_when_the_link_drops(
 
 @pytest.mark.slow
 def test_publish_during_an_outage_waits_up_to_ack_timeout(
-    fresh_broker, make_client, notices, topic, client_id
+    fresh_broker, make_client, notices, topic, client_id, mqtt_version
 ):
     """reconn=True with the broker down: publish() at QoS 0, 1 and 2 waits for the link for
     ack_timeout (5 s), then returns False; when the broker comes back within ack_timeout, the
     waiting publishes go out and return True."""
-    c = make_client(broker=fresh_broker, client_id=client_id, ack_timeout=5.0, **FAST)
+    c = make_client(
+        version=mqtt_version, broker=fresh_broker, client_id=client_id, ack_timeout=5.0, **FAST
+    )
     c.error_register_cb(notices.callback)
     assert c.connect() == 0
     fresh_broker.kill()
@@ -906,12 +925,12 @@ def test_publish_during_an_outage_waits_up_to_ack_timeout(
 
 
 def test_reconn_false_reports_the_reason_and_wait_msg_raises(
-    fresh_broker, make_client, notices, topic, client_id
+    fresh_broker, make_client, notices, topic, client_id, mqtt_version
 ):
     """reconn=False, the broker stopped (it closes the connection): the error callback gets
     the reason, the blocked wait_msg() raises MQTTConnectionLost naming the broker and the same
     reason, get_mqttsta() is 2, and nothing reconnects when the broker is back."""
-    c = make_client(broker=fresh_broker, client_id=client_id, reconn=False)
+    c = make_client(version=mqtt_version, broker=fresh_broker, client_id=client_id, reconn=False)
     c.set_callback(lambda t, m: None)
     c.error_register_cb(notices.callback)
     assert c.connect() == 0
