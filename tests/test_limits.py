@@ -1,6 +1,11 @@
 """Packet limits: what goes out is limited by MQTT alone (256 MiB), what comes in by
 `max_packet_size` (16 MiB by default); a broker that closes the link on a packet too large for it
-is named as the likely cause."""
+is named as the likely cause.
+
+The outgoing cases run under MQTT 3.1.1 and MQTT 5 (the mqtt_version fixture). The others are
+MQTT 3.1.1's: under MQTT 5 the client announces `max_packet_size` in its CONNECT, so the broker
+does not send what is larger, and the broker announces its own in the CONNACK, so a PUBLISH over
+it is a ValueError before anything is sent (tests/test_mqtt5.py)."""
 
 from __future__ import annotations
 
@@ -63,29 +68,36 @@ def over_the_mqtt_limit() -> Iterator[bytes]:
 
 
 @pytest.mark.parametrize("dialect", BLOCKING)
-def test_a_16_mib_message_publishes_with_default_options(mqtt_broker, mqtt_client, dialect):
-    client = mqtt_client(dialect=dialect)
+def test_a_16_mib_message_publishes_with_default_options(
+    mqtt_broker, mqtt_client, dialect, mqtt_version
+):
+    client = mqtt_client(version=mqtt_version, dialect=dialect)
     client.publish(f"limits/{client.client_id}", bytes(16 * MiB), qos=1)
     assert logged_publish(mqtt_broker, client.client_id, 16 * MiB)
 
 
 @pytest.mark.asyncio
-async def test_a_16_mib_message_publishes_with_default_options_aio(mqtt_broker):
-    async with umqtt.aio.MQTTClient(unique_id("aio"), mqtt_broker.host, mqtt_broker.port) as c:
+async def test_a_16_mib_message_publishes_with_default_options_aio(mqtt_broker, mqtt_version):
+    async with umqtt.aio.MQTTClient(
+        unique_id("aio"), mqtt_broker.host, mqtt_broker.port, version=mqtt_version
+    ) as c:
         await c.publish(f"limits/{c.client_id}", bytes(16 * MiB), qos=1)
         assert logged_publish(mqtt_broker, c.client_id, 16 * MiB)
 
 
-def test_a_100_mib_message_publishes_and_arrives_whole(mqtt_broker, mqtt_client):
+def test_a_100_mib_message_publishes_and_arrives_whole(mqtt_broker, mqtt_client, mqtt_version):
     """100 MiB out with default options; a subscriber that allows it in gets it intact."""
     payload = bytes(range(256)) * (100 * MiB // 256)
     received: list[bytes] = []
     receiver = mqtt_client(
-        dialect="simple", max_packet_size=101 * MiB, callback=lambda t, m: received.append(m)
+        version=mqtt_version,
+        dialect="simple",
+        max_packet_size=101 * MiB,
+        callback=lambda t, m: received.append(m),
     )
     topic = f"limits/{receiver.client_id}"
     receiver.subscribe(topic, 1)
-    sender = mqtt_client(ack_timeout=120)
+    sender = mqtt_client(version=mqtt_version, ack_timeout=120)
     assert sender.publish(topic, payload, qos=1) is True
     assert logged_publish(mqtt_broker, sender.client_id, 100 * MiB)
     receiver.wait_msg()
@@ -93,17 +105,19 @@ def test_a_100_mib_message_publishes_and_arrives_whole(mqtt_broker, mqtt_client)
 
 
 @pytest.mark.parametrize("dialect", BLOCKING)
-def test_max_packet_size_limits_only_what_comes_in(mqtt_broker, mqtt_client, dialect):
+def test_max_packet_size_limits_only_what_comes_in(mqtt_broker, mqtt_client, dialect, mqtt_version):
     """A client allowing 1 KiB in publishes 1 MiB out."""
-    client = mqtt_client(dialect=dialect, max_packet_size=1024)
+    client = mqtt_client(version=mqtt_version, dialect=dialect, max_packet_size=1024)
     client.publish(f"limits/{client.client_id}", bytes(MiB), qos=1)
     assert logged_publish(mqtt_broker, client.client_id, MiB)
 
 
 @pytest.mark.parametrize("dialect", BLOCKING)
-def test_over_256_mib_is_refused_at_once(mqtt_broker, mqtt_client, dialect, over_the_mqtt_limit):
+def test_over_256_mib_is_refused_at_once(
+    mqtt_broker, mqtt_client, dialect, over_the_mqtt_limit, mqtt_version
+):
     """ValueError before anything is sent; the client goes on."""
-    client = mqtt_client(dialect=dialect)
+    client = mqtt_client(version=mqtt_version, dialect=dialect)
     since = mqtt_broker.log_size()
     started = time.monotonic()
     with pytest.raises(ValueError, match="256 MiB"):
@@ -115,8 +129,10 @@ def test_over_256_mib_is_refused_at_once(mqtt_broker, mqtt_client, dialect, over
 
 
 @pytest.mark.asyncio
-async def test_over_256_mib_is_refused_at_once_aio(mqtt_broker, over_the_mqtt_limit):
-    async with umqtt.aio.MQTTClient(unique_id("aio"), mqtt_broker.host, mqtt_broker.port) as c:
+async def test_over_256_mib_is_refused_at_once_aio(mqtt_broker, over_the_mqtt_limit, mqtt_version):
+    async with umqtt.aio.MQTTClient(
+        unique_id("aio"), mqtt_broker.host, mqtt_broker.port, version=mqtt_version
+    ) as c:
         with pytest.raises(ValueError, match="256 MiB"):
             await c.publish("t", over_the_mqtt_limit)
         await c.publish(f"limits/{c.client_id}", b"small", qos=1)
