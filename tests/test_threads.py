@@ -21,8 +21,8 @@ PER_PUBLISHER = 25
 CTRL_C_SCRIPT = textwrap.dedent(
     """
     import sys, time, umqtt
-    mode, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    c = umqtt.MQTTClient(sys.argv[4], host, port, connect_timeout=60)
+    mode, host, port, version = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[5])
+    c = umqtt.MQTTClient(sys.argv[4], host, port, connect_timeout=60, version=version)
     if mode == "wait_msg":
         c.set_callback(lambda t, m: None)
         c.connect()
@@ -114,10 +114,13 @@ def silent_server():
 
 
 @pytest.mark.parametrize("call", ["wait_msg", "connect"])
-def test_ctrl_c_interrupts_blocking_call(broker, silent_server, call):
-    """SIGINT to a process blocked in wait_msg()/connect() raises KeyboardInterrupt within 1 s."""
+def test_ctrl_c_interrupts_blocking_call(broker, silent_server, call, mqtt_version):
+    """SIGINT to a process blocked in wait_msg()/connect() raises KeyboardInterrupt within 1 s,
+    under MQTT 3.1.1 and MQTT 5."""
     port = broker.port if call == "wait_msg" else silent_server
-    assert_ctrl_c_interrupts(CTRL_C_SCRIPT, call, broker.host, str(port), unique_id("ctrl-c"))
+    assert_ctrl_c_interrupts(
+        CTRL_C_SCRIPT, call, broker.host, str(port), unique_id("ctrl-c"), str(mqtt_version)
+    )
 
 
 @pytest.mark.parametrize("client", [4, 5], indirect=True, ids=["v4", "v5"])

@@ -564,17 +564,18 @@ def test_reconnect_and_resubscribe(
             proxy.close()
 
 
-# test_threads' child blocked in wait_msg(), over another transport (its 5th argument).
-CTRL_C_OVER = CTRL_C_SCRIPT.replace(
-    "connect_timeout=60)", "connect_timeout=60, transport=sys.argv[5])"
-)
+# test_threads' child blocked in wait_msg(), over another transport (its 6th argument).
+CTRL_C_OVER = CTRL_C_SCRIPT.replace("version=version)", "version=version, transport=sys.argv[6])")
 assert CTRL_C_OVER != CTRL_C_SCRIPT
 
 
 @pytest.mark.parametrize("transport", ["websockets", "unix"])
-def test_ctrl_c_interrupts_wait_msg(net_broker: Mosquitto, transport: str) -> None:
+def test_ctrl_c_interrupts_wait_msg(
+    net_broker: Mosquitto, transport: str, mqtt_version: int
+) -> None:
     server, port, _ = endpoint(net_broker, transport, False)
-    assert_ctrl_c_interrupts(CTRL_C_OVER, "wait_msg", server, str(port), unique_id(), transport)
+    args = ["wait_msg", server, str(port), unique_id(), str(mqtt_version), transport]
+    assert_ctrl_c_interrupts(CTRL_C_OVER, *args)
 
 
 def test_back_pressure_over_websockets(
