@@ -1,5 +1,5 @@
 """python -m umqtt run: a device script as __main__, its folder as `usr`, /usr/ paths, exit
-statuses, Ctrl-C, device restarts."""
+statuses, Ctrl-C, device restarts, a script's client at MQTT 3.1.1 and MQTT 5."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from umqtt import runner
+from umqtt.testing import Mosquitto, unique_id
 
 RUN_TIMEOUT = 60
 
@@ -242,6 +243,51 @@ def test_ctrl_c_ends_everything(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.communicate()
+
+
+def test_a_device_script_connects_at_the_version_it_asks_for(
+    tmp_path: Path, broker: Mosquitto, mqtt_version: int
+) -> None:
+    """A device script's `umqtt.MQTTClient(..., version=N)` under `umqtt run`: the broker sees
+    that protocol (mosquitto logs p2 for MQTT 3.1.1, p5 for MQTT 5), and a message the script
+    publishes to its own subscription comes back to its callback, at MQTT 5 with its user
+    properties (`set_callback(f, properties=True)`)."""
+    main = write(
+        tmp_path,
+        {
+            "main.py": """
+                import sys
+                from umqtt import MQTTClient
+                host, name = sys.argv[1], sys.argv[4]
+                port, version = int(sys.argv[2]), int(sys.argv[3])
+                got = []
+                c = MQTTClient(name, host, port, version=version)
+                if version == 5:
+                    c.set_callback(lambda t, m, p: got.append((t, m, p)), properties=True)
+                    extra = {"properties": {"user_properties": [("unit", "C")]}}
+                else:
+                    c.set_callback(lambda t, m: got.append((t, m)))
+                    extra = {}
+                c.connect()
+                c.subscribe("run/" + name, 1)
+                c.publish("run/" + name, b"21.5", qos=1, **extra)
+                while not got:
+                    c.wait_msg()
+                c.disconnect()
+                print(got)
+            """
+        },
+    )
+    name = unique_id("run-v")
+    done = umqtt_run(main, broker.host, str(broker.port), str(mqtt_version), name)
+    assert done.returncode == 0, done.stderr
+    topic = f"run/{name}".encode()
+    if mqtt_version == 5:
+        expected = [(topic, b"21.5", {"user_properties": [("unit", "C")]})]
+    else:
+        expected = [(topic, b"21.5")]
+    assert done.stdout == f"{expected}\n"
+    assert broker.connect_flags(name).split(", ")[0] == {4: "p2", 5: "p5"}[mqtt_version]
 
 
 def test_power_restart_ends_the_script_with_a_message(tmp_path: Path) -> None:
