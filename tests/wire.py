@@ -79,14 +79,19 @@ def connect(client_id: str, keepalive: int = 60) -> bytes:
     return packet(CONNECT, body + struct.pack("!H", len(raw)) + raw)
 
 
-def parse_publish(first: int, body: bytes) -> tuple[bytes, int | None, bytes]:
-    """(topic, packet id or None at QoS 0, payload) of a PUBLISH the client sent."""
+def parse_publish(first: int, body: bytes, version: int = 4) -> tuple[bytes, int | None, bytes]:
+    """(topic, packet id or None at QoS 0, payload) of a PUBLISH the client sent (an MQTT 5 one,
+    its properties skipped, with `version=5`)."""
     assert first >> 4 == PUBLISH >> 4, f"expected PUBLISH, got {first:#x}"
     (length,) = struct.unpack("!H", body[:2])
     topic, rest = body[2 : 2 + length], body[2 + length :]
-    if not first & 0x06:
-        return topic, None, rest
-    return topic, int(struct.unpack("!H", rest[:2])[0]), rest[2:]
+    pkid = int(struct.unpack("!H", rest[:2])[0]) if first & 0x06 else None
+    if pkid is not None:
+        rest = rest[2:]
+    if version == 5:
+        size, used = read_variable_int(rest, 0)
+        rest = rest[used + size :]
+    return topic, pkid, rest
 
 
 def read_packet(conn: socket.socket) -> tuple[int, bytes]:
@@ -148,6 +153,20 @@ def publish5(
     props = properties(u16_property(TOPIC_ALIAS, alias)) if alias is not None else b"\x00"
     head = struct.pack("!H", len(raw)) + raw + (struct.pack("!H", pkid) if qos else b"")
     return packet(PUBLISH | (qos << 1), head + props + payload)
+
+
+def connack_accepted(version: int) -> bytes:
+    """The CONNACK that accepts a client of `version` (3 or 4: MQTT 3.1(.1); 5: MQTT 5)."""
+    return connack5() if version == 5 else CONNACK_ACCEPTED
+
+
+def publish_at(
+    version: int, topic: str | bytes, payload: bytes, qos: int = 0, *, pkid: int = 1
+) -> bytes:
+    """A PUBLISH as a broker of `version` sends it (`publish` or `publish5`, no properties)."""
+    if version == 5:
+        return publish5(topic, payload, qos=qos, pkid=pkid)
+    return publish(topic, payload, qos, pkid=pkid)
 
 
 def parse_publish5(first: int, body: bytes) -> tuple[bytes, int | None, bytes, bytes]:
