@@ -10,6 +10,9 @@ use rumqttc::{ConnectionError, StateError};
 
 use crate::reason_codes;
 
+/// AUTH's packet type (MQTT 5 2.1.2).
+const AUTH_PACKET_TYPE: u8 = 15;
+
 /// A failed poll of either client's event loop.
 #[derive(Debug)]
 pub enum LinkError {
@@ -158,6 +161,19 @@ impl LinkError {
         }
     }
 
+    /// The broker sent an AUTH packet (MQTT 5 enhanced authentication), which umqtt does not
+    /// support: rumqttc's MQTT 5 client reads none, so it is a packet of an invalid type (15).
+    pub fn sent_auth(&self) -> bool {
+        matches!(
+            self,
+            LinkError::V5(v5::ConnectionError::MqttState(
+                v5::StateError::Deserialization(v5::mqttbytes::Error::InvalidPacketType(
+                    AUTH_PACKET_TYPE
+                ))
+            ))
+        )
+    }
+
     /// The TLS server chose none of the ALPN protocols offered (vendored patch 24).
     pub fn no_common_alpn(&self) -> bool {
         matches!(
@@ -197,6 +213,13 @@ impl LinkError {
 
 impl std::fmt::Display for LinkError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.sent_auth() {
+            // rumqttc's words: "Invalid packet type = 15".
+            return f.write_str(
+                "the broker sent AUTH (MQTT 5 enhanced authentication), which umqtt does not \
+                 support",
+            );
+        }
         match self {
             LinkError::V4(error) => error.fmt(f),
             LinkError::V5(error) => error.fmt(f),
@@ -229,6 +252,23 @@ mod tests {
             Some("0x98 Administrative action: kicked")
         );
         assert!(error.closed_by_peer());
+    }
+
+    #[test]
+    fn an_auth_packet_is_named_as_unsupported() {
+        let auth = LinkError::V5(v5::ConnectionError::MqttState(
+            v5::StateError::Deserialization(v5::mqttbytes::Error::InvalidPacketType(15)),
+        ));
+        assert!(auth.sent_auth());
+        assert!(auth.to_string().contains("AUTH"), "{auth}");
+        assert!(auth.to_string().contains("not support"), "{auth}");
+        let reserved = LinkError::V4(ConnectionError::MqttState(StateError::Deserialization(
+            PacketError::InvalidPacketType(15),
+        )));
+        assert!(
+            !reserved.sent_auth(),
+            "MQTT 3.1.1 has no AUTH: 15 is reserved there"
+        );
     }
 
     #[test]

@@ -16,11 +16,13 @@ incoming QoS 2 with any id, and a publish parked on an id collision (issue 5's b
 
 Each case runs under MQTT 3.1.1 and MQTT 5 (the mqtt_version fixture: the broker answers with that
 version's CONNACK and sends that version's packets), but for the few whose bytes mean something
-else under MQTT 5 (say why where they are).
+else under MQTT 5 (say why where they are). An AUTH packet (MQTT 5 enhanced authentication, not
+supported) ends the connection with an error that says so.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import re
@@ -31,6 +33,7 @@ from typing import Callable
 
 import pytest
 import umqtt
+import umqtt.aio
 import umqtt.simple
 import wire
 from broker import Bounded, rss_bytes, unique_id, wait_until
@@ -210,7 +213,7 @@ def malformed(v4: bytes, v5: bytes | None, reason: str, name: str) -> object:
 
 MALFORMED = [
     malformed(b"\x00\x00", b"\x00\x00", r"packet type|invalid", "reserved-type-0"),
-    # Type 15 is AUTH under MQTT 5.
+    # Type 15 is AUTH under MQTT 5: test_an_auth_packet_ends_the_connection_saying_so.
     malformed(b"\xf0\x00", None, r"packet type|invalid", "reserved-type-15"),
     malformed(*[b"\x30\xff\xff\xff\xff\x7f"] * 2, r"length|malformed", "remaining-length-5-bytes"),
     malformed(
@@ -258,6 +261,54 @@ def test_malformed_packet_closes_the_connection_clearly(
     c = connect(b, version=mqtt_version)
     exc = wait_for_loss(c)
     assert_clear_loss(exc, b, reason)
+    no_panic(capfd)
+
+
+# AUTH (MQTT 5 2.1.2: packet type 15) with reason code 0x18, continue authentication, and none.
+AUTH = [
+    pytest.param(packet(0xF0, b"\x18\x00"), id="continue-authentication"),
+    pytest.param(b"\xf0\x00", id="success-without-reason-code"),
+]
+AUTH_NOT_SUPPORTED = r"AUTH \(MQTT 5 enhanced authentication\), which umqtt does not support"
+
+
+@pytest.mark.parametrize("auth", AUTH)
+def test_an_auth_packet_ends_the_connection_saying_so(scripted_broker, capfd, auth):
+    """Enhanced authentication is not supported: an AUTH from the broker after its CONNACK ends
+    the connection with an error that says so (reconn=False: wait_msg() raises it at once)."""
+    b = scripted_broker(lambda b: b.send(auth), handshake=wire.connack5())
+    exc = wait_for_loss(connect(b, version=5))
+    assert_clear_loss(exc, b, AUTH_NOT_SUPPORTED)
+    no_panic(capfd)
+
+
+@pytest.mark.parametrize("auth", AUTH)
+@pytest.mark.parametrize("dialect", ["umqtt", "simple", "aio"])
+def test_an_auth_packet_instead_of_connack_fails_connect_saying_so(
+    scripted_broker, capfd, auth, dialect
+):
+    """An AUTH in answer to CONNECT (a broker that wants enhanced authentication) fails
+    connect() at once, in each dialect's manner, with the reason."""
+    b = scripted_broker(lambda b: None, handshake=auth)
+    kw = {"version": 5, "connect_timeout": 10}
+    if dialect == "umqtt":
+        c = umqtt.MQTTClient(unique_id("victim"), b.host, b.port, reconn=False, **kw)
+        connect_call = c.connect
+    elif dialect == "simple":
+        c = umqtt.simple.MQTTClient(unique_id("victim"), b.host, b.port, **kw)
+        connect_call = c.connect
+    else:
+        c = umqtt.aio.MQTTClient(unique_id("victim"), b.host, b.port, **kw)
+
+        def connect_call() -> None:
+            asyncio.run(c.connect())
+
+    started = time.monotonic()
+    with pytest.raises(umqtt.MQTTException, match=AUTH_NOT_SUPPORTED) as info:
+        Bounded(connect_call, "connect").join(12)
+    assert time.monotonic() - started < DETECTION_SECONDS
+    if dialect == "umqtt":
+        assert isinstance(info.value, umqtt.MQTTConnectError), repr(info.value)
     no_panic(capfd)
 
 
