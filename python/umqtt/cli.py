@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Callable, Union
 
 from . import MQTTException, __version__, runner
+from . import _cli_properties as cli_properties
 from ._native import topic_matches
 from .aio import Message
 from .aio import MQTTClient as AsyncClient
@@ -33,8 +34,18 @@ from .simple import MQTTClient
 
 _EXIT_ERROR = 1
 _EXIT_TIMEOUT = 27  # what mosquitto_sub exits with when -W expires
-# -V as mosquitto_pub/mosquitto_sub name the protocol versions, and the client's `version`.
-_PROTOCOL_VERSIONS = {"mqttv31": 3, "31": 3, "mqttv311": 4, "311": 4, "mqttv5": 5, "5": 5}
+# -V as mosquitto_pub/mosquitto_sub name the protocol versions, or by their numbers in the
+# protocol (umqtt's `version`), and that number.
+_PROTOCOL_VERSIONS = {
+    "mqttv31": 3,
+    "31": 3,
+    "3": 3,
+    "mqttv311": 4,
+    "311": 4,
+    "4": 4,
+    "mqttv5": 5,
+    "5": 5,
+}
 
 
 def _protocol_version(name: str) -> int:
@@ -42,7 +53,8 @@ def _protocol_version(name: str) -> int:
         return _PROTOCOL_VERSIONS[name.lower()]
     except KeyError:
         raise argparse.ArgumentTypeError(
-            f"unknown protocol version {name!r}: use mqttv311 (311), mqttv5 (5) or mqttv31 (31)"
+            f"unknown protocol version {name!r}: use mqttv311 (311, 4), mqttv5 (5) or mqttv31 "
+            "(31, 3)"
         ) from None
 
 
@@ -96,9 +108,19 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
         "-V",
         "--protocol-version",
         type=_protocol_version,
-        default=4,
         metavar="VERSION",
-        help="mqttv311 (or 311, the default), mqttv5 (5) or mqttv31 (31): MQTT 3.1.1, 5 or 3.1",
+        help="mqttv311 (311 or 4; the default without -D), mqttv5 (5; the default with -D) or "
+        "mqttv31 (31 or 3): MQTT 3.1.1, 5 or 3.1",
+    )
+    parser.add_argument(
+        "-D",
+        "--property",
+        nargs="+",
+        action="append",
+        metavar="WORD",
+        help="an MQTT 5 property, as mosquitto's: -D COMMAND NAME VALUE, or -D COMMAND "
+        "user-property KEY VALUE; COMMAND: connect, will, and publish (pub) or subscribe (sub) "
+        "(repeatable; implies -V mqttv5)",
     )
     parser.add_argument("-t", "--topic", action="append", help="topic (repeatable)")
     parser.add_argument(
@@ -152,7 +174,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FORMAT",
         help="print each message as FORMAT: %%t topic, %%p payload, %%q QoS, %%r retained (0/1), "
         "%%l payload length, %%x/%%X payload in hex, %%j JSON, %%I ISO 8601 time, %%U Unix "
-        "time, %%%% a %%; \\n \\t \\r \\0 \\e \\\\ (overrides -v)",
+        "time, %%%% a %%; MQTT 5 properties: %%P user properties (key:value ...), %%C content "
+        "type, %%D correlation data, %%E message expiry interval, %%F payload format "
+        "indicator, %%R response topic, %%S subscription identifier, %%A topic alias; "
+        "\\n \\t \\r \\0 \\e \\\\ (overrides -v)",
     )
     sub.add_argument("--json", action="store_true", help="one JSON object per message (-F '%%j')")
     sub.add_argument("-N", action="store_true", dest="no_newline", help="no newline after each")
@@ -251,12 +276,19 @@ def _client(args: argparse.Namespace, make: Callable[..., _Client], **more: Any)
         ssl=use_tls,
         ssl_params=ssl_params,
         version=args.protocol_version,
+        connect_properties=args.properties.get("connect"),
         **route,
         **more,
     )
     if args.will_topic is not None:
         payload = "" if args.will_payload is None else args.will_payload
-        client.set_last_will(args.will_topic, payload, args.will_retain, args.will_qos or 0)
+        client.set_last_will(
+            args.will_topic,
+            payload,
+            args.will_retain,
+            args.will_qos or 0,
+            properties=args.properties.get("will"),
+        )
     return client
 
 
@@ -273,6 +305,18 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError("give a topic: -t FILTER (or -U FILTER)")
     if args.command == "sub" and args.format is not None and args.json:
         raise ValueError("-F and --json both say how to print: give one")
+    if args.property and args.protocol_version not in (None, 5):
+        raise ValueError("-D (MQTT 5 properties) needs MQTT 5: -V mqttv5, or no -V")
+    if args.will_topic is None and any(words[0].lower() == "will" for words in args.property or []):
+        raise ValueError("-D will ... needs --will-topic")
+
+
+def _settle(args: argparse.Namespace) -> None:
+    """What the options decide together: the protocol version (MQTT 5 with -D, as mosquitto's
+    clients, else MQTT 3.1.1) and `args.properties`, each -D command's ({} without -D)."""
+    if args.protocol_version is None:
+        args.protocol_version = 5 if args.property else 4
+    args.properties = cli_properties.parse(args.command, args.property or [])
 
 
 @contextlib.contextmanager
@@ -326,7 +370,8 @@ def _publish(args: argparse.Namespace) -> int:
     try:
         for message in messages:
             for topic in args.topic:
-                client.publish(topic, message, args.retain, args.qos)
+                properties = args.properties.get("publish")
+                client.publish(topic, message, args.retain, args.qos, properties=properties)
     finally:
         client.disconnect()
     return 0
@@ -363,6 +408,25 @@ def _unix_time() -> bytes:
     return f"{ns // 10**9}.{ns % 10**9:09d}".encode()
 
 
+def _received(key: str, show: Callable[[Any], bytes]) -> _Field:
+    """An MQTT 5 property of the message as `show` prints it; nothing when it has none."""
+
+    def field(message: Message) -> bytes:
+        value = message.properties.get(key)
+        return b"" if value is None else show(value)
+
+    return field
+
+
+def _number(value: int) -> bytes:
+    return b"%d" % value
+
+
+def _user_properties(pairs: list[tuple[str, str]]) -> bytes:
+    """%P as mosquitto_sub prints it: key:value, in order, repeats kept, one space apart."""
+    return b" ".join(f"{name}:{value}".encode() for name, value in pairs)
+
+
 _FIELDS: dict[str, _Field] = {
     "t": lambda m: m.topic.encode(),
     "p": lambda m: m.payload,
@@ -375,6 +439,15 @@ _FIELDS: dict[str, _Field] = {
     "I": lambda m: _iso_time().encode(),
     "U": lambda m: _unix_time(),
     "%": lambda m: b"%",
+    # MQTT 5 properties (mosquitto_sub prints the first subscription identifier only).
+    "A": _received("topic_alias", _number),
+    "C": _received("content_type", str.encode),
+    "D": _received("correlation_data", bytes),
+    "E": _received("message_expiry_interval", _number),
+    "F": _received("payload_format_indicator", _number),
+    "P": _received("user_properties", _user_properties),
+    "R": _received("response_topic", str.encode),
+    "S": _received("subscription_identifiers", lambda ids: _number(ids[0]) if ids else b""),
 }
 _ESCAPES = {"n": b"\n", "t": b"\t", "r": b"\r", "0": b"\0", "e": b"\x1b", "\\": b"\\"}
 
@@ -431,7 +504,7 @@ def _subscribe(args: argparse.Namespace) -> int:
         await client.connect(clean_session=not args.disable_clean_session)
         try:
             for topic in args.topic or []:
-                await client.subscribe(topic, args.qos)
+                await client.subscribe(topic, args.qos, properties=args.properties.get("subscribe"))
             for topic in args.unsubscribe or []:
                 await client.unsubscribe(topic)
             if args.exit_when_subscribed:
@@ -489,6 +562,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench":
             return _bench(args)
         _check(args)
+        _settle(args)
         with _packets_to_stderr(args.debug):
             return _publish(args) if args.command == "pub" else _subscribe(args)
     except (MQTTException, OSError, ValueError, TypeError) as e:
