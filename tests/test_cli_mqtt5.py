@@ -1,6 +1,7 @@
 """The command line at MQTT 5 (issue 25): mosquitto's -D (MQTT 5 properties) on pub, sub and the
-will, what implies and what refuses MQTT 5, and sub -F's property sequences (%P %C %D %E %F %R %S
-%A), beside mosquitto_pub/mosquitto_sub where they are installed (the reference), byte for byte.
+will, what implies and what refuses MQTT 5, sub -F's property sequences (%P %C %D %E %F %R %S %A)
+and --json's `properties`, beside mosquitto_pub/mosquitto_sub where they are installed (the
+reference), byte for byte where the two print the same.
 
 What arrived is checked by a paho MQTT 5 peer, or on the wire by the scripted broker
 (tests/wire.py) for what only the broker sees (the CONNECT's and the SUBSCRIBE's properties).
@@ -8,6 +9,7 @@ What arrived is checked by a paho MQTT 5 peer, or on the wire by the scripted br
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import struct
@@ -96,6 +98,45 @@ def test_sub_prints_properties_as_mosquitto_sub(
     )
     assert sub_output(capsysbinary, *common) == f"{topic}|||||||||end\n".encode()
     assert ours == mosquitto("mosquitto_sub", *common, "-V", "mqttv5")
+
+
+def test_sub_json_carries_the_properties_as_mosquitto_sub(
+    broker: Mosquitto,
+    topic: str,
+    retained_with_properties: None,
+    capsysbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    """--json at MQTT 5: mosquitto_sub's `properties` object (its names; user properties as an
+    object whose keys repeat, in order), here with the subscription identifier -D subscribe
+    asked for (%S prints it too). The order of the properties is each tool's own."""
+    identifier = ["-D", "subscribe", "subscription-identifier", "7"]
+    common = [*where(broker), "-t", topic, "-q", "1", "-C", "1", "-W", "10", *identifier]
+    ours = sub_output(capsysbinary, *common, "--json")
+    assert sub_output(capsysbinary, *common, "-F", "%S") == b"7\n"
+
+    def fields(line: bytes) -> dict[str, Any]:
+        pairs = dict(json.loads(line, object_pairs_hook=list))
+        pairs["properties"] = sorted(pairs["properties"])
+        del pairs["tst"]
+        pairs.pop("mid", None)  # mosquitto_sub's packet id
+        return pairs
+
+    assert fields(ours) == {
+        "topic": topic,
+        "qos": 1,
+        "retain": 1,
+        "payloadlen": 4,
+        "properties": [
+            ("content-type", "text/plain"),
+            ("correlation-data", "req-42"),
+            ("payload-format-indicator", 1),
+            ("response-topic", "replies/1"),
+            ("subscription-identifier", 7),
+            ("user-properties", [("unit", "C"), ("unit", "F"), ("site", "north 2")]),
+        ],
+        "payload": "21.5",
+    }
+    assert fields(ours) == fields(mosquitto("mosquitto_sub", *common, "-F", "%j"))
 
 
 def test_sub_prints_what_is_left_of_the_message_expiry_interval(

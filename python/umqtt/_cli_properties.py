@@ -19,6 +19,7 @@ PROPERTY_KEYS = {
     "request-response-information": "request_response_information",
     "response-topic": "response_topic",
     "session-expiry-interval": "session_expiry_interval",
+    "subscription-identifier": "subscription_identifier",
     "topic-alias": "topic_alias",
     "topic-alias-maximum": "topic_alias_maximum",
     "user-property": "user_properties",
@@ -30,6 +31,7 @@ _NUMBERS = {
     "payload-format-indicator",
     "receive-maximum",
     "session-expiry-interval",
+    "subscription-identifier",
     "topic-alias",
     "topic-alias-maximum",
     "will-delay-interval",
@@ -55,7 +57,8 @@ COMMANDS: dict[str, set[str]] = {
         "user-property",
     },
     "publish": _MESSAGE | {"topic-alias"},
-    "subscribe": {"user-property"},
+    # (mosquitto_sub takes a subscription identifier too, though its manual does not say so)
+    "subscribe": {"subscription-identifier", "user-property"},
     "will": _MESSAGE | {"will-delay-interval"},
 }
 # Which commands each tool takes, as mosquitto_pub and mosquitto_sub do.

@@ -386,21 +386,68 @@ def _iso_time() -> str:
 
 
 def _json(message: Message) -> bytes:
-    """%j: mosquitto_sub's JSON object (without its packet id `mid`); a payload that is not UTF-8
-    as base64 (`payload_base64`: mosquitto_sub writes its bytes, which is not JSON)."""
+    """%j: mosquitto_sub's JSON object (without its packet id `mid`), with an MQTT 5 message's
+    `properties` as mosquitto_sub names them; a payload (or correlation data) that is not UTF-8 as
+    base64 (`payload_base64`: mosquitto_sub writes its bytes, which is not JSON)."""
     stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%dT%H:%M:%S.%f%z")
-    fields: dict[str, Any] = {
-        "tst": stamp,
-        "topic": message.topic,
-        "qos": message.qos,
-        "retain": int(message.retain),
-        "payloadlen": len(message.payload),
-    }
+    fields: list[tuple[str, Any]] = [
+        ("tst", stamp),
+        ("topic", message.topic),
+        ("qos", message.qos),
+        ("retain", int(message.retain)),
+        ("payloadlen", len(message.payload)),
+    ]
+    if message.properties:
+        fields.append(("properties", _json_properties(dict(message.properties))))
+    fields.append(_text_or_base64("payload", message.payload))
+    return _json_object(fields).encode()
+
+
+# umqtt's property keys -> mosquitto_sub's names in %j.
+_JSON_PROPERTY_NAMES = {
+    "subscription_identifiers": "subscription-identifier",
+    "topic_alias": "topic-alias",
+    "response_topic": "response-topic",
+    "user_properties": "user-properties",
+    "content_type": "content-type",
+    "correlation_data": "correlation-data",
+    "payload_format_indicator": "payload-format-indicator",
+    "message_expiry_interval": "message-expiry-interval",
+}
+
+
+def _json_properties(properties: dict[str, Any]) -> list[tuple[str, Any]]:
+    """%j's `properties`: user properties as an object whose keys may repeat, as mosquitto_sub's
+    (a pair list, see `_json_object`); the first subscription identifier, as mosquitto_sub's."""
+    found: list[tuple[str, Any]] = []
+    for key, value in properties.items():
+        name = _JSON_PROPERTY_NAMES[key]
+        if key == "subscription_identifiers":
+            found.append((name, value[0]))
+        elif key == "correlation_data":
+            found.append(_text_or_base64(name, value))
+        else:
+            found.append((name, value))
+    return found
+
+
+def _text_or_base64(name: str, data: bytes) -> tuple[str, str]:
     try:
-        fields["payload"] = message.payload.decode()
+        return name, data.decode()
     except UnicodeDecodeError:
-        fields["payload_base64"] = base64.b64encode(message.payload).decode()
-    return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
+        return f"{name}_base64", base64.b64encode(data).decode()
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> str:
+    """A JSON object of `pairs`, in order, a name as often as it comes; a value that is a list
+    of pairs is such an object too (user properties)."""
+
+    def text(value: Any) -> str:
+        if isinstance(value, list):
+            return _json_object(value)
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+    return "{" + ",".join(f"{text(name)}:{text(value)}" for name, value in pairs) + "}"
 
 
 def _unix_time() -> bytes:
