@@ -227,70 +227,33 @@ def test_will_properties_arrive_with_the_will(
     }
 
 
-# (the -D words, what our error says, whether mosquitto_pub refuses them too)
+def refused(options: str, says: str, mosquitto_refuses: bool, name: str) -> Any:
+    """A case: the options (split on spaces), what our error says, whether mosquitto_pub refuses
+    them too."""
+    return pytest.param(options.split(), says, mosquitto_refuses, id=name)
+
+
+AUTH_REFUSED = "enhanced authentication (AUTH) is not supported"
 REFUSED = [
-    pytest.param(
-        ["-D", "publish", "will-delay-interval", "5"],
-        "publish takes content-type, correlation-data",
-        True,
-        id="not-a-publish-property",
-    ),
-    pytest.param(
-        ["-D", "bogus", "x", "y"],
-        "pub takes properties for connect, publish, will",
-        True,
-        id="not-a-command",
-    ),
-    pytest.param(
-        ["-D", "publish", "content-type"], "give -D publish content-type VALUE", True, id="short"
-    ),
-    pytest.param(
-        ["-D", "publish", "user-property", "k"],
-        "give -D publish user-property KEY VALUE",
-        True,
-        id="short-pair",
-    ),
-    pytest.param(
-        ["-D", "pubrel", "user-property", "a", "b"], "PUBREL without properties", True, id="pubrel"
-    ),
-    pytest.param(
-        ["-D", "publish", "message-expiry-interval", "soon"], "is a number", False, id="nan"
-    ),
-    pytest.param(
-        ["-D", "connect", "request-problem-information", "2"], "is 0 or 1", False, id="flag"
-    ),
-    pytest.param(
-        ["-D", "connect", "authentication-method", "SCRAM-SHA-1"],
-        "enhanced authentication (AUTH) is not supported",
-        False,  # mosquitto_pub sends it, and the broker refuses the method
-        id="authentication-method",
-    ),
-    pytest.param(
-        ["-D", "auth", "authentication-data", "x"],
-        "enhanced authentication (AUTH) is not supported",
-        False,
-        id="auth",
-    ),
-    pytest.param(
-        ["-D", "disconnect", "session-expiry-interval", "5"],
-        "DISCONNECT without properties",
-        False,
-        id="disconnect",
-    ),
-    pytest.param(
-        ["-V", "mqttv311", "-D", "publish", "content-type", "x"],
-        "needs MQTT 5",
-        False,  # mosquitto_pub: the later of -V and -D wins
-        id="with-mqtt311",
-    ),
-    pytest.param(
-        ["-D", "will", "content-type", "x"], "-D will ... needs --will-topic", False, id="will"
-    ),
-    pytest.param(
-        ["-D", "connect", "receive-maximum", "0"],
+    refused("-D publish will-delay-interval 5", "publish takes content-type,", True, "not-publish"),
+    refused("-D bogus x y", "pub takes properties for connect, publish, will", True, "no-command"),
+    refused("-D publish content-type", "give -D publish content-type VALUE", True, "short"),
+    refused("-D publish user-property k", "give -D publish user-property KEY VALUE", True, "pair"),
+    refused("-D pubrel user-property a b", "PUBREL without properties", True, "pubrel"),
+    refused("-D publish message-expiry-interval soon", "is a number", False, "not-a-number"),
+    refused("-D connect request-problem-information 2", "is 0 or 1", False, "flag"),
+    # mosquitto_pub sends the method, and the broker refuses it.
+    refused("-D connect authentication-method SCRAM-SHA-1", AUTH_REFUSED, False, "auth-method"),
+    refused("-D auth authentication-data x", AUTH_REFUSED, False, "auth"),
+    refused("-D disconnect session-expiry-interval 5", "DISCONNECT without", False, "disconnect"),
+    # mosquitto_pub: the later of -V and -D wins.
+    refused("-V mqttv311 -D publish content-type x", "needs MQTT 5", False, "with-mqtt311"),
+    refused("-D will content-type x", "-D will ... needs --will-topic", False, "will"),
+    refused(
+        "-D connect receive-maximum 0",
         "connect_properties['receive_maximum'] must be between 1 and 65535",
         False,
-        id="out-of-range",
+        "out-of-range",
     ),
 ]
 
