@@ -231,6 +231,9 @@ MALFORMED = [
         "publish-topic-past-the-end",
     ),
     malformed(*[packet(PUBACK, b"\x00")] * 2, r"malformed|length", "puback-1-byte"),
+    malformed(
+        *[packet(PUBLISH | 2, b"\x00\x01a")] * 2, r"malformed", "publish-qos1-without-packet-id"
+    ),
     # Under MQTT 5 these bytes lack the property length.
     malformed(*[packet(SUBACK, b"\x00\x01")] * 2, r"malformed", "suback-without-codes"),
     malformed(
