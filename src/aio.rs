@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::IntoPyObjectExt;
+use pyo3::{intern, IntoPyObjectExt};
 
 use crate::errors::DriverError;
 use crate::lock::lock;
@@ -265,7 +265,7 @@ impl LoopBridge {
             .get_or_try_init(py, || slf.getattr("poll").map(Bound::unbind))?;
         self.event_loop
             .bind(py)
-            .call_method1("call_soon", (callback.clone_ref(py),))?;
+            .call_method1(intern!(py, "call_soon"), (callback.clone_ref(py),))?;
         Ok(())
     }
 }

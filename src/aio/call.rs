@@ -17,7 +17,7 @@ use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyDict;
-use pyo3::{PyTraverseError, PyVisit};
+use pyo3::{intern, PyTraverseError, PyVisit};
 
 use super::{Operations, Outcome};
 use crate::lock::lock;
@@ -148,12 +148,13 @@ impl Call {
         let kwargs = match context {
             Some(context) => {
                 let kwargs = PyDict::new(py);
-                kwargs.set_item("context", context)?;
+                kwargs.set_item(intern!(py, "context"), context)?;
                 Some(kwargs)
             }
             None => None,
         };
-        event_loop.call_method("call_soon", (callback, slf), kwargs.as_ref())?;
+        // Interned: this runs once per pending call that ends, on the loop's thread.
+        event_loop.call_method(intern!(py, "call_soon"), (callback, slf), kwargs.as_ref())?;
         Ok(())
     }
 
