@@ -6,25 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-# mosquitto's property names -> umqtt's keys. Values are text, but for these (numbers; the two
-# request flags are 0/1 in mosquitto's, booleans in umqtt's) and correlation-data (its UTF-8).
-PROPERTY_KEYS = {
-    "content-type": "content_type",
-    "correlation-data": "correlation_data",
-    "maximum-packet-size": "maximum_packet_size",
-    "message-expiry-interval": "message_expiry_interval",
-    "payload-format-indicator": "payload_format_indicator",
-    "receive-maximum": "receive_maximum",
-    "request-problem-information": "request_problem_information",
-    "request-response-information": "request_response_information",
-    "response-topic": "response_topic",
-    "session-expiry-interval": "session_expiry_interval",
-    "subscription-identifier": "subscription_identifier",
-    "topic-alias": "topic_alias",
-    "topic-alias-maximum": "topic_alias_maximum",
-    "user-property": "user_properties",
-    "will-delay-interval": "will_delay_interval",
-}
+# Values are text, but for these (numbers; the two request flags are 0/1 in mosquitto's, booleans
+# in umqtt's) and correlation-data (its UTF-8).
 _NUMBERS = {
     "maximum-packet-size",
     "message-expiry-interval",
@@ -84,11 +67,10 @@ def parse(tool: str, given: list[list[str]]) -> dict[str, dict[str, Any]]:
         command, name, values = _split(tool, words)
         value = _value("-D " + " ".join(words), name, values)
         properties = found.setdefault(command, {})
-        key = PROPERTY_KEYS[name]
-        if key == "user_properties":
-            properties.setdefault(key, []).append(value)
-        else:
-            properties[key] = value
+        if name == "user-property":
+            properties.setdefault("user_properties", []).append(value)
+        else:  # mosquitto's names are umqtt's keys with hyphens (COMMANDS lists them)
+            properties[name.replace("-", "_")] = value
     return found
 
 
